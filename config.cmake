@@ -1,0 +1,36 @@
+# Compile-time configuration of shm_alloc.
+#
+# Every entry is a CMake cache variable: override it on the command line,
+# e.g. `cmake -B build -DSHM_MIN_ALLOC_POW2=4 -DSHM_MAX_ALLOC_POW2=20`.
+# The size range changes the file layout, so it is part of the fingerprint
+# stored in every arena file: a file made by a build with another range is
+# refused (EPROTO) instead of being misread.
+
+set(SHM_MIN_ALLOC_POW2 5 CACHE STRING
+    "log2 of the smallest chunk handed out (3..30); 5 = 32 bytes")
+set(SHM_MAX_ALLOC_POW2 12 CACHE STRING
+    "log2 of the largest chunk handed out (MIN..30); 12 = 4 KiB")
+set(SHM_DEFAULT_CAPACITY 67108864 CACHE STRING
+    "bytes available to allocations in a new file when neither $SHM_SIZE nor the arena options say (64 MiB)")
+set(SHM_PATH_ENV_NAME "SHM_FILE" CACHE STRING
+    "environment variable naming the file the constructor attaches")
+set(SHM_SIZE_ENV_NAME "SHM_SIZE" CACHE STRING
+    "environment variable giving the capacity of a new file (bytes, or with a K/M/G suffix)")
+set(SHM_DEBUG 0 CACHE STRING
+    "assertion level: 0 none, 1 cheap, 2 internal invariants, 3 expensive (whole-arena checks)")
+set(SHM_SANITIZE "" CACHE STRING
+    "sanitizers to build with: empty, 'address,undefined' or 'thread'")
+option(SHM_WERROR "treat compiler warnings as errors" OFF)
+option(SHM_BUILD_TESTS "build the cmocka test suite" ON)
+option(SHM_BUILD_BENCH "build the benchmark programs" OFF)
+option(SHM_BUILD_EXAMPLES "build the example programs" ON)
+option(SHM_BUILD_TOOLS "build the command-line tools" ON)
+
+if(NOT SHM_MIN_ALLOC_POW2 MATCHES "^[0-9]+$" OR NOT SHM_MAX_ALLOC_POW2 MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "SHM_MIN_ALLOC_POW2 and SHM_MAX_ALLOC_POW2 must be whole numbers")
+endif()
+if(SHM_MIN_ALLOC_POW2 LESS 3 OR SHM_MAX_ALLOC_POW2 GREATER 30
+   OR SHM_MIN_ALLOC_POW2 GREATER SHM_MAX_ALLOC_POW2)
+  message(FATAL_ERROR "need 3 <= SHM_MIN_ALLOC_POW2 <= SHM_MAX_ALLOC_POW2 <= 30, "
+                      "got ${SHM_MIN_ALLOC_POW2} and ${SHM_MAX_ALLOC_POW2}")
+endif()

@@ -1,0 +1,195 @@
+/*
+ * shm_alloc: a lock-free heap shared by unrelated processes.
+ *
+ * A file is mapped MAP_SHARED into every process that uses it; allocations
+ * are handed out as offsets from the start of the mapping, so any process
+ * turns an offset into a pointer with its own base:
+ *
+ *     shm_offt off = shm_malloc(100);
+ *     char *p = SHM_OFFT_TO_ADDR(off);
+ *
+ * The global functions (shm_malloc, ...) work on the default arena: the
+ * file named by $SHM_FILE, attached by a constructor before main(), or
+ * the one given to shm_init(). Each has an shm_arena_* twin that takes an
+ * explicit arena from shm_arena_open(); several arenas may be open at once.
+ *
+ * Concurrency: allocation, release and the queries may run at the same time
+ * in any number of threads and processes; none of them takes a lock or
+ * waits for another. Opening and closing are thread-safe; closing an arena
+ * (or shm_deinit) while other threads of the same process still use it is
+ * undefined.
+ *
+ * Errors follow malloc: SHM_NULL (or NULL) and errno. The library never
+ * prints, never exits and never aborts on bad input.
+ */
+#ifndef SHM_ALLOC_H
+#define SHM_ALLOC_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h> /* programs written for the old API use printf from here */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SHM_API __attribute__((visibility("default")))
+#else
+#define SHM_API
+#endif
+
+/* An offset from the start of the mapping; 0 is never a valid allocation. */
+typedef uint64_t shm_offt;
+#define PRIu_shm_offt PRIu64
+#define SHM_NULL ((shm_offt)0)
+
+/* ---------------------------------------------------------------------
+ * The default arena (source-compatible with the old shm_alloc API)
+ * ------------------------------------------------------------------- */
+
+/*
+ * Attaches the default arena: maps shm_filename (NULL: $SHM_FILE), creating
+ * it with capacity $SHM_SIZE (or the built-in default) when it is missing.
+ * optional_addr, when not NULL, asks for the mapping at that address
+ * (refused with EEXIST rather than replacing another mapping).
+ * Returns true on success and when an arena is already attached; false
+ * with errno set otherwise (see docs/how_to_use.md for every errno).
+ * Thread-safe; may race with the same call in other threads and processes.
+ */
+SHM_API bool shm_init(void *optional_addr, const char *shm_filename);
+
+/* Unmaps the default arena; the file stays. No other thread may be using
+ * the arena. Attaching again afterwards is allowed. */
+SHM_API void shm_deinit(void);
+
+/* Base address of the default arena's mapping (NULL when not attached):
+ * address = base + offset. */
+SHM_API void *get_shm_user_base(void);
+
+/*
+ * Allocates the smallest power of two >= max(size, the minimum chunk),
+ * aligned to its size; every byte of it is the caller's. size 0 gets a
+ * minimum chunk. Returns SHM_NULL with errno = ENOMEM when size exceeds
+ * get_shm_max_allocatable_size() or no free chunk is large enough, and
+ * errno = ENXIO when no arena is attached (or the errno of the failed
+ * automatic attach).
+ */
+SHM_API shm_offt shm_malloc(size_t size);
+
+/* As shm_malloc for count * size bytes, zeroed. ENOMEM when the product
+ * overflows. */
+SHM_API shm_offt shm_calloc(size_t count, size_t size);
+
+/*
+ * Returns a chunk to the arena. SHM_NULL does nothing. An offset that is
+ * not the start of a live allocation (out of range, in the metadata,
+ * misaligned, inside a chunk, already free) changes nothing and sets
+ * errno = EINVAL.
+ */
+SHM_API void shm_free(shm_offt off);
+
+/* Bytes usable in the live allocation starting at off; 0 with
+ * errno = EINVAL when off is not the start of one. */
+SHM_API size_t shm_usable_size(shm_offt off);
+
+/* Bytes in free chunks right now (a snapshot while others run). */
+SHM_API size_t shm_available(void);
+
+/*
+ * Walks every bitmap word and checks the invariants of the buddy trees.
+ * Returns 0 when they hold, the number of inconsistent words otherwise,
+ * -1 with errno when no arena is attached. Exact only while no other
+ * thread or process allocates or frees.
+ */
+SHM_API int shm_check(void);
+
+/* The same as pointers into this process's mapping; NULL on failure.
+ * ptr_free of a pointer outside the mapping sets EINVAL. */
+SHM_API void *ptr_malloc(size_t size);
+SHM_API void *ptr_calloc(size_t count, size_t size);
+SHM_API void ptr_free(void *ptr);
+
+#define SHM_OFFT_TO_ADDR(offset)                                               \
+    ((void *)((uint8_t *)get_shm_user_base() + (offset)))
+#define SHM_ADDR_TO_OFFT(address)                                              \
+    ((shm_offt)((uint8_t *)(address) - (uint8_t *)get_shm_user_base()))
+
+SHM_API size_t get_shm_max_allocatable_size(void); /* 2^MAX */
+SHM_API size_t get_shm_min_allocatable_size(void); /* 2^MIN */
+SHM_API size_t get_sizeof_block_header(void);      /* 0: chunks have none */
+/* Size of the default arena's file (capacity plus metadata); when nothing
+ * is attached, the size a new file with the default capacity would have. */
+SHM_API size_t get_mapping_size_needed_by_shm(void);
+
+/* ---------------------------------------------------------------------
+ * Explicit arenas
+ * ------------------------------------------------------------------- */
+
+typedef struct shm_arena shm_arena;
+
+enum shm_arena_flags {
+    /* Fail with ENOENT instead of creating a missing file. */
+    SHM_ARENA_NO_CREATE = 1u << 0,
+    /* Fail with EEXIST when the file already exists. */
+    SHM_ARENA_EXCLUSIVE = 1u << 1,
+    /* Do not reserve disk space for a new file (posix_fallocate): the
+     * file is sparse and a full disk shows later as SIGBUS. */
+    SHM_ARENA_SPARSE = 1u << 2,
+    /* Accept a file owned by another user when its group is the caller's
+     * effective group (for arenas shared by a group; create with mode
+     * 0660). */
+    SHM_ARENA_SHARED_GROUP = 1u << 3,
+};
+
+struct shm_arena_options {
+    size_t capacity; /* bytes for allocations in a new file; 0: default */
+    unsigned mode;   /* permission bits of a new file; 0: 0600 */
+    unsigned flags;  /* enum shm_arena_flags, or-ed */
+    void *address;   /* map here (never replacing a mapping); NULL: any */
+};
+
+/*
+ * Opens (and when missing creates) the arena file at path. opts may be
+ * NULL for the defaults. Returns the arena, or NULL with errno: ENOENT,
+ * EEXIST (see the flags), EACCES/EPERM (another owner), ELOOP (symlink),
+ * EINVAL (not a regular file, or bad options), EPROTO (wrong magic,
+ * version or build fingerprint), EBADMSG (geometry that does not fit the
+ * file), ENOSPC, ENOMEM, or any errno of open/mmap. A refused file is
+ * never modified. Thread-safe.
+ */
+SHM_API shm_arena *shm_arena_open(const char *path,
+                                  const struct shm_arena_options *opts);
+
+/* Unmaps the arena and frees its handle; 0 or an errno value. NULL: 0. */
+SHM_API int shm_arena_close(shm_arena *arena);
+
+/* The default arena (NULL when none is attached). */
+SHM_API shm_arena *shm_default_arena(void);
+
+SHM_API void *shm_arena_base(const shm_arena *arena);
+SHM_API size_t shm_arena_capacity(const shm_arena *arena);
+SHM_API size_t shm_arena_mapping_size(const shm_arena *arena);
+SHM_API shm_offt shm_arena_malloc(shm_arena *arena, size_t size);
+SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count,
+                                  size_t size);
+SHM_API void shm_arena_free(shm_arena *arena, shm_offt off);
+SHM_API size_t shm_arena_usable_size(shm_arena *arena, shm_offt off);
+SHM_API size_t shm_arena_available(shm_arena *arena);
+SHM_API int shm_arena_check(shm_arena *arena);
+SHM_API void *shm_arena_ptr_malloc(shm_arena *arena, size_t size);
+SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count,
+                                   size_t size);
+SHM_API void shm_arena_ptr_free(shm_arena *arena, void *ptr);
+
+/* Size of the file holding an arena of the given capacity (0: default),
+ * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */
+SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHM_ALLOC_H */
