@@ -108,7 +108,8 @@ struct cursors {
     uint64_t word[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
 };
 
-static _Thread_local struct cursors thread_cursors;
+static _Thread_local struct cursors thread_cursors
+    __attribute__((tls_model("initial-exec")));
 static _Atomic(uint64_t) fork_generation = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -194,12 +195,15 @@ static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
 static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
                          uint64_t before, uint64_t after)
 {
-    unsigned gained_from = shmi_word_top_free_row(after);
+    unsigned first = first_row(arena, tier);
     unsigned had_from = shmi_word_top_free_row(before);
-    if (gained_from < first_row(arena, tier))
-        gained_from = first_row(arena, tier);
-    for (unsigned row = gained_from; row < had_from; row++)
-        shmi_index_set(&arena->hints[tier][row], index);
+    if (had_from > first) {
+        unsigned gained_from = shmi_word_top_free_row(after);
+        if (gained_from < first)
+            gained_from = first;
+        for (unsigned row = gained_from; row < had_from; row++)
+            shmi_index_set(&arena->hints[tier][row], index);
+    }
     if (tier > 0 && after == ACTIVE)
         shmi_index_set(&arena->empty[tier], index);
 }
@@ -266,10 +270,7 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
 {
     const struct shmi_index *hints = &arena->hints[tier][row];
     uint64_t *cursor = &cursors_for(arena)->word[tier][row];
-    uint64_t index = *cursor;
-    if (try_claim_in_word(arena, tier, index, row, out))
-        return true;
-    uint64_t start = index;
+    uint64_t index, start = *cursor;
     while (shmi_index_find(hints, start, &index)) {
         if (try_claim_in_word(arena, tier, index, row, out)) {
             *cursor = index;
@@ -342,7 +343,10 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
     unsigned tier = arena->layout.class_tier[class_index];
     unsigned row = arena->layout.class_row[class_index];
     struct claim c;
-    if (claim_in_tier(arena, tier, row, &c) ||
+    /* Fast path: the word this thread used last for this size. */
+    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
+                          &c) ||
+        claim_in_tier(arena, tier, row, &c) ||
         (retire_empty_below(arena, tier) &&
          claim_in_tier(arena, tier, row, &c)))
         return offset_of(arena, &c);
@@ -380,6 +384,8 @@ static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
                 continue;
             }
         }
+        if ((w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return false; /* damaged word: W1 broken */
         out->tier = tier;
         out->word = index;
         out->node = node;
@@ -402,21 +408,20 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
         return EINVAL;
     shmi_atomic_word *word = word_at(arena, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
-    unsigned slot = (unsigned)(x >> (arena->layout.span_log2[c.tier] -
-                                     SHMI_WORD_BOTTOM_ROW)) &
-                    (SHMI_WORD_SLOTS - 1);
-    uint64_t eligible = shmi_word_rows_from(first_row(arena, c.tier));
-    for (;;) {
-        /* The word may have changed since it was read: the chunk must
-         * still be the allocation here, with its whole subtree set. */
+    /* seq_cst: release pairs with the acquire CAS of the next claimer of
+     * these nodes; seq_cst orders it before publish_free's hint loads
+     * (store-buffer pair with claim_in_tier). */
+    while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
+        /* The word changed since it was read: the chunk must still be the
+         * allocation here, with its whole subtree set. */
+        unsigned slot = (unsigned)(x >> (arena->layout.span_log2[c.tier] -
+                                         SHMI_WORD_BOTTOM_ROW)) &
+                        (SHMI_WORD_SLOTS - 1);
         if ((value & mask) != mask ||
-            shmi_word_owner(value, slot, eligible) != c.node)
+            shmi_word_owner(value, slot,
+                            shmi_word_rows_from(first_row(arena, c.tier))) !=
+                c.node)
             return EINVAL;
-        /* seq_cst: release pairs with the acquire CAS of the next claimer
-         * of these nodes; seq_cst orders it before publish_free's hint
-         * loads (store-buffer pair with claim_in_tier). */
-        if (shmi_atomic_cas_seq_cst(word, &value, value & ~mask))
-            break;
     }
     publish_free(arena, c.tier, c.word, value, value & ~mask);
     return 0;
