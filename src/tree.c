@@ -81,8 +81,8 @@
  * because a CAS failed, which means another operation on that word
  * succeeded. It is not wait-free: one thread can starve under contention.
  *
- * Memory order: the claiming CAS is acquire and the freeing CAS release
- * (seq_cst, which includes release), so the next owner of a chunk sees
+ * Memory order: the claiming CAS acquires (acq_rel) and the freeing CAS
+ * releases (seq_cst, which includes release), so the next owner of a chunk sees
  * everything the previous owner wrote. Retire is acq_rel and the parent
  * release after it seq_cst, so that chain carries on through coalescing.
  */
@@ -225,8 +225,10 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             return false;
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
-         * are visible to its new owner. */
-        if (shmi_atomic_cas_acquire(word, &value,
+         * are visible to its new owner. The release half is free on x86
+         * and keeps the chain explicit for ThreadSanitizer, which does not
+         * follow release sequences through acquire-only RMWs. */
+        if (shmi_atomic_cas_acq_rel(word, &value,
                                     value | shmi_word_subtree(node))) {
             out->tier = tier;
             out->word = index;
@@ -253,8 +255,8 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
     unsigned node = 1u << row;
     uint64_t expected = 0;
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
-     * the parent release after it; the parent claim already acquired. */
-    if (!shmi_atomic_cas_acquire(word_at(arena, tier, index), &expected,
+     * the parent release after it; release as in try_claim_in_word. */
+    if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
                                  ACTIVE | shmi_word_subtree(node)))
         return false; /* damaged file: T2 broken; u stays claimed */
     publish_free(arena, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
