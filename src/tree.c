@@ -515,6 +515,8 @@ static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
         if (w & above)
             continue; /* inside a larger allocation of this word */
         uint64_t child = index * SHMI_WORD_SLOTS + slot;
+        if (child >= arena->layout.tier_words[tier + 1])
+            continue; /* pinned: past the capacity */
         /* relaxed: a snapshot. */
         uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
         if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
@@ -541,8 +543,8 @@ static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
         uint32_t free_here = shmi_word_free_starts(logical, row);
         /* maximal: the parent (same first slot, or the one g slots left)
          * is not free */
-        uint32_t g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
-        uint32_t covered = parent_free | (parent_free << g);
+        unsigned g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        uint32_t covered = (uint32_t)(parent_free | (uint64_t)parent_free << g);
         uint32_t maximal = free_here & ~covered;
         free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
             (uint64_t)__builtin_popcount(maximal);
@@ -552,10 +554,12 @@ static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
      * there (a free top-row node of such a word is maximal, since both
      * would make the word empty). */
     if (tier + 1 < arena->layout.tiers) {
-        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++)
-            if (occupied >> slot & 1)
-                census_word(arena, tier + 1, index * SHMI_WORD_SLOTS + slot,
-                            free_chunks);
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+            uint64_t child = index * SHMI_WORD_SLOTS + slot;
+            if ((occupied >> slot & 1) &&
+                child < arena->layout.tier_words[tier + 1])
+                census_word(arena, tier + 1, child, free_chunks);
+        }
     }
 }
 
