@@ -173,15 +173,13 @@ SHM_API void *shm_arena_base(const shm_arena *arena);
 SHM_API size_t shm_arena_capacity(const shm_arena *arena);
 SHM_API size_t shm_arena_mapping_size(const shm_arena *arena);
 SHM_API shm_offt shm_arena_malloc(shm_arena *arena, size_t size);
-SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count,
-                                  size_t size);
+SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_free(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_usable_size(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_available(shm_arena *arena);
 SHM_API int shm_arena_check(shm_arena *arena);
 SHM_API void *shm_arena_ptr_malloc(shm_arena *arena, size_t size);
-SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count,
-                                   size_t size);
+SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_ptr_free(shm_arena *arena, void *ptr);
 
 /* Size of the file holding an arena of the given capacity (0: default),
