@@ -142,6 +142,10 @@ enum shm_arena_flags {
      * effective group (for arenas shared by a group; create with mode
      * 0660). */
     SHM_ARENA_SHARED_GROUP = 1u << 3,
+    /* Open an existing file for reading only (a file the caller may only
+     * read, e.g. for inspection tools). Calls that would write fail with
+     * EROFS. */
+    SHM_ARENA_READ_ONLY = 1u << 4,
 };
 
 struct shm_arena_options {
