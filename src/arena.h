@@ -35,4 +35,8 @@ static inline void *shmi_arena_shared_header(shm_arena *arena)
     return arena->base + arena->layout.header_offset;
 }
 
+/* Live processes attached to the arena's file (process_table.c; 0 until
+ * the table is in place). */
+size_t shmi_arena_live_processes(shm_arena *arena);
+
 #endif /* SHM_ARENA_H */

@@ -81,8 +81,8 @@
  * because a CAS failed, which means another operation on that word
  * succeeded. It is not wait-free: one thread can starve under contention.
  *
- * Memory order: the claiming CAS is acquire and the freeing CAS release
- * (seq_cst, which includes release), so the next owner of a chunk sees
+ * Memory order: the claiming CAS acquires (acq_rel) and the freeing CAS
+ * releases (seq_cst, which includes release), so the next owner of a chunk sees
  * everything the previous owner wrote. Retire is acq_rel and the parent
  * release after it seq_cst, so that chain carries on through coalescing.
  */
@@ -225,8 +225,10 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             return false;
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
-         * are visible to its new owner. */
-        if (shmi_atomic_cas_acquire(word, &value,
+         * are visible to its new owner. The release half is free on x86
+         * and keeps the chain explicit for ThreadSanitizer, which does not
+         * follow release sequences through acquire-only RMWs. */
+        if (shmi_atomic_cas_acq_rel(word, &value,
                                     value | shmi_word_subtree(node))) {
             out->tier = tier;
             out->word = index;
@@ -253,8 +255,8 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
     unsigned node = 1u << row;
     uint64_t expected = 0;
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
-     * the parent release after it; the parent claim already acquired. */
-    if (!shmi_atomic_cas_acquire(word_at(arena, tier, index), &expected,
+     * the parent release after it; release as in try_claim_in_word. */
+    if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
                                  ACTIVE | shmi_word_subtree(node)))
         return false; /* damaged file: T2 broken; u stays claimed */
     publish_free(arena, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
@@ -434,6 +436,135 @@ uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x)
     if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
         return 0;
     return node_size(arena, &c);
+}
+
+/* ---- resizing in place ------------------------------------------------ */
+
+/*
+ * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
+ * descendant d on the row of that size and frees the rest of n's subtree
+ * in the same CAS: the word goes from ...mask(n)... to ...mask(d)..., so no
+ * moment exists at which the chunk is not allocated. Growing takes the
+ * ancestor a of the right size when the chunk is a's first descendant and
+ * the rest of a's subtree is free: one CAS sets mask(a). Both stay inside
+ * one word; across a tier boundary the caller falls back to a copy.
+ */
+int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
+{
+    struct claim c;
+    uint64_t value;
+    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+        return EINVAL;
+    unsigned span = arena->layout.span_log2[c.tier];
+    unsigned row = shmi_word_row_of(c.node);
+    unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
+    if (want_log2 > span || span - want_log2 < first_row(arena, c.tier) ||
+        span - want_log2 > SHMI_WORD_BOTTOM_ROW)
+        return ENOMEM; /* the new size lives in another tier */
+    unsigned want_row = span - want_log2;
+    if (want_row == row)
+        return 0;
+    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    uint64_t old_mask = shmi_word_subtree(c.node);
+    if (want_row > row) {
+        unsigned keep = c.node << (want_row - row);
+        uint64_t released = old_mask & ~shmi_word_subtree(keep);
+        do {
+            if ((value & old_mask) != old_mask)
+                return EINVAL;
+            /* seq_cst: a free of the released part (see shmi_tree_free). */
+        } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
+        publish_free(arena, c.tier, c.word, value, value & ~released);
+        return 0;
+    }
+    unsigned grown = c.node >> (row - want_row);
+    if (grown << (row - want_row) != c.node)
+        return ENOMEM; /* not the first descendant: the start would move */
+    uint64_t new_mask = shmi_word_subtree(grown);
+    uint64_t taken = new_mask & ~old_mask;
+    uint64_t ancestors =
+        shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
+        ~new_mask & shmi_word_rows_from(first_row(arena, c.tier));
+    do {
+        if ((value & old_mask) != old_mask)
+            return EINVAL;
+        if ((value & taken) || (value & ancestors))
+            return ENOMEM; /* a buddy is in use */
+        /* acq_rel: a claim of the buddies (see try_claim_in_word). */
+    } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
+    return 0;
+}
+
+/* ---- census ------------------------------------------------------------ */
+
+/* Bottom-row occupancy of a word with every delegated slot whose child
+ * word is logically empty (nothing allocated in it or below) counted as
+ * free, recursively. */
+static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
+                                  uint64_t index, uint64_t w)
+{
+    uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
+    if (tier + 1 >= arena->layout.tiers)
+        return occupied;
+    uint64_t eligible = shmi_word_rows_from(first_row(arena, tier));
+    for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+        if (!(occupied >> slot & 1))
+            continue;
+        uint64_t above = shmi_word_path_masks[slot] & eligible &
+                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot));
+        if (w & above)
+            continue; /* inside a larger allocation of this word */
+        uint64_t child = index * SHMI_WORD_SLOTS + slot;
+        /* relaxed: a snapshot. */
+        uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
+        if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
+            occupied &= ~(UINT32_C(1) << slot);
+    }
+    return occupied;
+}
+
+/* Counts the maximal free nodes of one word (and of the active words
+ * below it) into free_chunks, by size class. */
+static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
+                        uint64_t free_chunks[SHMI_CLASSES])
+{
+    /* relaxed: a snapshot. */
+    uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
+    if (tier > 0 && !(w & ACTIVE))
+        return;
+    uint32_t occupied = logical_occupancy(arena, tier, index, w);
+    uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
+    unsigned first = first_row(arena, tier);
+    unsigned span = arena->layout.span_log2[tier];
+    uint32_t parent_free = 0;
+    for (unsigned row = first; row < SHMI_WORD_ROWS; row++) {
+        uint32_t free_here = shmi_word_free_starts(logical, row);
+        /* maximal: the parent (same first slot, or the one g slots left)
+         * is not free */
+        uint32_t g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        uint32_t covered = parent_free | (parent_free << g);
+        uint32_t maximal = free_here & ~covered;
+        free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
+            (uint64_t)__builtin_popcount(maximal);
+        parent_free = free_here;
+    }
+    /* Words still occupied after that hold partial free space: count it
+     * there (a free top-row node of such a word is maximal, since both
+     * would make the word empty). */
+    if (tier + 1 < arena->layout.tiers) {
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++)
+            if (occupied >> slot & 1)
+                census_word(arena, tier + 1, index * SHMI_WORD_SLOTS + slot,
+                            free_chunks);
+    }
+}
+
+void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES])
+{
+    for (unsigned c = 0; c < SHMI_CLASSES; c++)
+        free_chunks[c] = 0;
+    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+        census_word(arena, 0, i, free_chunks);
 }
 
 /* ---- formatting -------------------------------------------------------- */
