@@ -145,8 +145,8 @@ static struct cursors *cursors_for(const shm_arena *arena)
                             generation * UINT64_C(0x9e3779b97f4a7c15));
         for (unsigned t = 0; t < arena->layout.tiers; t++)
             for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
-                c->word[t][r] =
-                    mix(seed + t * 8 + r) % arena->layout.tier_words[t];
+                c->word[t][r] = mix(seed + (uint64_t)t * 8 + r) %
+                                arena->layout.tier_words[t];
         c->arena_serial = arena->serial;
         c->fork_generation = generation;
     }

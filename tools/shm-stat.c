@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,12 +93,23 @@ struct options {
     unsigned width;
 };
 
+/* A message on stderr, "shm-stat: " first. Nothing more can be done when
+ * stderr itself fails. */
+__attribute__((format(printf, 1, 2))) static void complain(const char *format,
+                                                           ...)
+{
+    va_list args;
+    va_start(args, format);
+    (void)fputs("shm-stat: ", stderr);
+    (void)vfprintf(stderr, format, args);
+    va_end(args);
+}
+
 /* ---- command line ------------------------------------------------------ */
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "shm-stat: %s%s%s\n%s", what, arg ? ": " : "",
-            arg ? arg : "", usage_text);
+    complain("%s%s%s\n%s", what, arg ? ": " : "", arg ? arg : "", usage_text);
     return EXIT_USAGE;
 }
 
@@ -187,12 +199,19 @@ static const char *sigbus_path = "";
 static void on_sigbus(int sig)
 {
     (void)sig;
-    static const char head[] = "shm-stat: ";
-    static const char tail[] = ": the file shrank while it was read\n";
-    ssize_t ignored = write(STDERR_FILENO, head, sizeof head - 1);
-    ignored = write(STDERR_FILENO, sigbus_path, strlen(sigbus_path));
-    ignored = write(STDERR_FILENO, tail, sizeof tail - 1);
-    (void)ignored;
+    const char *parts[] = {"shm-stat: ", sigbus_path,
+                           ": the file shrank while it was read\n"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const char *p = parts[i];
+        size_t left = strlen(p);
+        while (left > 0) {
+            ssize_t n = write(STDERR_FILENO, p, left);
+            if (n <= 0)
+                break;
+            p += n;
+            left -= (size_t)n;
+        }
+    }
     _exit(EXIT_REFUSED);
 }
 
@@ -205,8 +224,8 @@ static shm_arena *open_arena(const char *path)
     if (!arena) {
         int err = errno;
         const char *why = explain(err);
-        fprintf(stderr, "shm-stat: %s: %s%s%s%s\n", path, strerror(err),
-                why ? " (" : "", why ? why : "", why ? ")" : "");
+        complain("%s: %s%s%s%s\n", path, strerror(err), why ? " (" : "",
+                 why ? why : "", why ? ")" : "");
         return NULL;
     }
     sigbus_path = path;
@@ -254,9 +273,9 @@ static const char *human(size_t bytes, char buf[32])
         u++;
     }
     if (value == (double)(uint64_t)value)
-        snprintf(buf, 32, "%llu %s", (unsigned long long)value, units[u]);
+        (void)snprintf(buf, 32, "%llu %s", (unsigned long long)value, units[u]);
     else
-        snprintf(buf, 32, "%.1f %s", value, units[u]);
+        (void)snprintf(buf, 32, "%.1f %s", value, units[u]);
     return buf;
 }
 
@@ -329,6 +348,22 @@ static size_t block_size(const struct shm_stats *s, size_t b)
                                               : s->max_chunk;
 }
 
+/* Reads the usage of the blocks from `first` on, at most USAGE_BATCH of
+ * them: how many it read, 0 after saying why it could not. */
+static size_t read_usage(shm_arena *arena, size_t blocks, size_t first,
+                         uint32_t used[USAGE_BATCH])
+{
+    size_t count = blocks - first;
+    if (count > USAGE_BATCH)
+        count = USAGE_BATCH;
+    int err = shm_arena_block_usage(arena, first, count, used);
+    if (err) {
+        complain("block usage: %s\n", strerror(err));
+        return 0;
+    }
+    return count;
+}
+
 static int print_map(shm_arena *arena, const struct figures *f, unsigned width)
 {
     const struct shm_stats *s = &f->stats;
@@ -341,13 +376,9 @@ static int print_map(shm_arena *arena, const struct figures *f, unsigned width)
     uint32_t used[USAGE_BATCH];
     size_t column = 0;
     for (size_t first = 0; first < f->blocks; first += USAGE_BATCH) {
-        size_t count =
-            f->blocks - first < USAGE_BATCH ? f->blocks - first : USAGE_BATCH;
-        int err = shm_arena_block_usage(arena, first, count, used);
-        if (err) {
-            fprintf(stderr, "shm-stat: block usage: %s\n", strerror(err));
+        size_t count = read_usage(arena, f->blocks, first, used);
+        if (count == 0)
             return EXIT_REFUSED;
-        }
         for (size_t i = 0; i < count; i++) {
             if (column == 0)
                 printf("%10zu |", first + i);
@@ -410,16 +441,14 @@ static int print_json(shm_arena *arena, const char *path,
         printf(",\n  \"block_used_bytes\": [");
         uint32_t used[USAGE_BATCH];
         for (size_t first = 0; first < f->blocks; first += USAGE_BATCH) {
-            size_t count = f->blocks - first < USAGE_BATCH ? f->blocks - first
-                                                           : USAGE_BATCH;
-            int err = shm_arena_block_usage(arena, first, count, used);
-            if (err) {
-                fprintf(stderr, "shm-stat: block usage: %s\n", strerror(err));
+            size_t count = read_usage(arena, f->blocks, first, used);
+            if (count == 0)
                 return EXIT_REFUSED;
+            for (size_t i = 0; i < count; i++) {
+                size_t b = first + i;
+                printf("%s%s%u", b > 0 ? "," : "", b % 16 ? " " : "\n    ",
+                       used[i]);
             }
-            for (size_t i = 0; i < count; i++)
-                printf("%s%s%u", first + i ? "," : "",
-                       (first + i) % 16 ? " " : "\n    ", used[i]);
         }
         printf("\n  ]");
     }
@@ -450,7 +479,7 @@ int main(int argc, char **argv)
     }
     shm_arena_close(arena);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "shm-stat: writing the output: %s\n", strerror(errno));
+        complain("writing the output: %s\n", strerror(errno));
         return EXIT_REFUSED;
     }
     if (status == EXIT_OK && f.inconsistent > 0)

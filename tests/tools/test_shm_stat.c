@@ -60,8 +60,9 @@ static char *read_file(const char *path, size_t *size)
     for (;;) {
         if (len + 4096 + 1 > cap) {
             cap = 2 * cap + 8192;
-            data = realloc(data, cap);
-            assert_non_null(data);
+            char *grown = realloc(data, cap);
+            assert_non_null(grown);
+            data = grown;
         }
         size_t n = fread(data + len, 1, 4096, f);
         len += n;
