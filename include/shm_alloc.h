@@ -216,7 +216,8 @@ SHM_API shm_offt shm_arena_root_get(shm_arena *arena, const char *name);
  * under a new name adds nothing). Returns 0, or an errno value that errno
  * also holds: ENOSPC (the table holds SHM_ROOT_COUNT other names),
  * ENAMETOOLONG, EINVAL (name NULL or empty, off past the end of the
- * mapping, arena NULL), ENXIO (no default arena).
+ * mapping, arena NULL), EROFS (arena opened SHM_ARENA_READ_ONLY), ENXIO
+ * (no default arena).
  * Lock-free; two processes adding the same new name at once end with one
  * root, holding the value of the later store.
  */

@@ -61,12 +61,13 @@
  * s+1 then also sees word 0 of slot s written.
  */
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "shm_alloc.h"
+
+#include "atomics.h"
 #include "shared_header.h"
 
 #define NAME_WORDS 7
@@ -74,8 +75,8 @@
 #define NAME_TAG ((uint64_t)0x01 << 56)
 
 struct root_slot {
-    _Atomic(uint64_t) name[NAME_WORDS];
-    _Atomic(uint64_t) value;
+    shmi_atomic_word name[NAME_WORDS];
+    shmi_atomic_word value;
 };
 
 _Static_assert(sizeof(struct root_slot) == 64, "a slot is eight words");
@@ -125,17 +126,15 @@ static enum slot_visit slot_visit(struct root_slot *slot,
     for (size_t w = 0; w < NAME_WORDS; w++) {
         /* Acquire: pairs with the release CAS below that wrote the word
          * (in this slot, or in a lower one: invariant 3). */
-        uint64_t have =
-            atomic_load_explicit(&slot->name[w], memory_order_acquire);
+        uint64_t have = shmi_atomic_load_acquire(&slot->name[w]);
         if (have == 0) {
             if (!claim)
                 return SLOT_OPEN;
             /* Release: pairs with the acquire loads above of processes
-             * that read this word later. Acquire on failure: the word
-             * just written by another process, as for the load. */
-            if (atomic_compare_exchange_strong_explicit(
-                    &slot->name[w], &have, words[w], memory_order_acq_rel,
-                    memory_order_acquire))
+             * that read this word later. On failure the word another
+             * process just wrote is only compared: going on to the next
+             * slot after a mismatch needs no more than coherence on it. */
+            if (shmi_atomic_cas_acq_rel(&slot->name[w], &have, words[w]))
                 continue;
         }
         if (have != words[w])
@@ -166,8 +165,11 @@ static struct root_slot *slot_get(shm_arena *arena,
     return NULL;
 }
 
+/* Checks that the arena may be written and off is an offset in it. */
 static int value_check(shm_arena *arena, shm_offt off)
 {
+    if (arena->read_only)
+        return EROFS;
     return off >= shm_arena_mapping_size(arena) ? EINVAL : 0;
 }
 
@@ -184,7 +186,7 @@ shm_offt shm_arena_root_get(shm_arena *arena, const char *name)
     }
     /* Acquire: pairs with the release store in shm_arena_root_set and the
      * CAS in shm_arena_root_cas that published the offset. */
-    shm_offt off = atomic_load_explicit(&slot->value, memory_order_acquire);
+    shm_offt off = shmi_atomic_load_acquire(&slot->value);
     if (off == SHM_NULL)
         errno = ENOENT;
     return off;
@@ -202,7 +204,7 @@ int shm_arena_root_set(shm_arena *arena, const char *name, shm_offt off)
             /* Release: pairs with the acquire loads in shm_arena_root_get
              * and shm_arena_root_cas: what the caller wrote before
              * publishing off is seen by whoever reads off. */
-            atomic_store_explicit(&slot->value, off, memory_order_release);
+            shmi_atomic_store_release(&slot->value, off);
         } else if (err == ENOENT) {
             err = 0; /* SHM_NULL under a name that is not there: done */
         }
@@ -238,18 +240,17 @@ bool shm_arena_root_cas(shm_arena *arena, const char *name, shm_offt expected,
     if (expected == desired) {
         /* Nothing to write; report whether the value is the expected one,
          * with the same acquire as shm_arena_root_get. */
-        if (atomic_load_explicit(&slot->value, memory_order_acquire) ==
-            expected)
+        if (shmi_atomic_load_acquire(&slot->value) == expected)
             return true;
         errno = EAGAIN;
         return false;
     }
-    /* Acquire on both outcomes: pairs with the release of the store or CAS
-     * that wrote the value we compare with; release on success: pairs with
-     * the acquire loads of later readers of desired. */
-    if (atomic_compare_exchange_strong_explicit(&slot->value, &expected,
-                                                desired, memory_order_acq_rel,
-                                                memory_order_acquire))
+    /* Release: pairs with the acquire loads of later readers of desired.
+     * Acquire: pairs with the release of the store or CAS that wrote the
+     * value replaced, so the caller may take over what it published. A
+     * failure reads nothing through the value (the caller reads it again
+     * with shm_root_get). */
+    if (shmi_atomic_cas_acq_rel(&slot->value, &expected, desired))
         return true;
     errno = EAGAIN;
     return false;

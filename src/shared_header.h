@@ -5,19 +5,15 @@
  *   offset 0      4096 bytes   named roots          (roots.c)
  *   offset 4096   the rest     attached processes   (process_table.c)
  *
- * Both parts hold only _Atomic(uint64_t) words: the file is mapped at a
- * different address in every process and may be written by any of them.
+ * Both parts hold only shmi_atomic_word (lock-free, address-free 64-bit
+ * atomics, see atomics.h): the file is mapped at a different address in
+ * every process and may be written by any of them.
  */
 #ifndef SHM_SHARED_HEADER_H
 #define SHM_SHARED_HEADER_H
 
-#include <stdatomic.h>
-
 #include "arena.h"
-
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2,
-               "the shared header needs lock-free (address-free) 64-bit "
-               "atomics");
+#include "atomics.h"
 
 #define SHMI_ROOTS_OFFSET 0
 #define SHMI_ROOTS_SIZE 4096

@@ -102,6 +102,16 @@ static bool stamp_ok(const struct stamp *s)
     return s->check == ((s->owner * 31 + s->index) ^ FILL_PATTERN);
 }
 
+/* The tests below store structures of a few words; a build whose largest
+ * chunk is smaller skips them. */
+static void need_chunk(size_t size)
+{
+    if (get_shm_max_allocatable_size() < size) {
+        print_message("largest chunk below %zu bytes: skipped\n", size);
+        skip();
+    }
+}
+
 static void name_of(char *out, size_t size, const char *prefix, int i)
 {
     snprintf(out, size, "%s-%03d", prefix, i);
@@ -113,7 +123,7 @@ static void test_errors(void **state)
     char long_name[SHM_ROOT_NAME_MAX + 2];
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
-    shm_offt chunk = shm_arena_malloc(f->arena, 64);
+    shm_offt chunk = shm_arena_malloc(f->arena, 1);
     assert_int_not_equal(chunk, SHM_NULL);
 
     errno = 0;
@@ -172,8 +182,8 @@ static void test_errors(void **state)
 static void test_set_get_cas(void **state)
 {
     struct fixture *f = *state;
-    shm_offt a = shm_arena_malloc(f->arena, 64);
-    shm_offt b = shm_arena_malloc(f->arena, 64);
+    shm_offt a = shm_arena_malloc(f->arena, 1);
+    shm_offt b = shm_arena_malloc(f->arena, 1);
     assert_int_not_equal(a, SHM_NULL);
     assert_int_not_equal(b, SHM_NULL);
 
@@ -226,7 +236,7 @@ static void test_set_get_cas(void **state)
 static void test_capacity(void **state)
 {
     struct fixture *f = *state;
-    shm_offt chunk = shm_arena_malloc(f->arena, 64);
+    shm_offt chunk = shm_arena_malloc(f->arena, 1);
     char name[SHM_ROOT_NAME_MAX + 1];
 
     /* Storing SHM_NULL under a new name takes no slot. */
@@ -257,6 +267,29 @@ static void test_capacity(void **state)
         assert_true(
             shm_arena_root_cas(f->arena, name, chunk + i, chunk + i + 1));
     }
+}
+
+static void test_read_only(void **state)
+{
+    struct fixture *f = *state;
+    shm_offt chunk = shm_arena_malloc(f->arena, 1);
+    assert_int_equal(shm_arena_root_set(f->arena, "kept", chunk), 0);
+
+    struct shm_arena_options opts = {.flags = SHM_ARENA_READ_ONLY};
+    shm_arena *reader = shm_arena_open(f->path, &opts);
+    assert_non_null(reader);
+    assert_int_equal(shm_arena_root_get(reader, "kept"), chunk);
+    assert_int_equal(shm_arena_root_set(reader, "kept", SHM_NULL), EROFS);
+    assert_int_equal(errno, EROFS);
+    assert_int_equal(shm_arena_root_set(reader, "new", chunk), EROFS);
+    errno = 0;
+    assert_false(shm_arena_root_cas(reader, "kept", chunk, SHM_NULL));
+    assert_int_equal(errno, EROFS);
+    shm_arena_close(reader);
+    assert_int_equal(shm_arena_root_get(f->arena, "kept"), chunk);
+    errno = 0;
+    assert_int_equal(shm_arena_root_get(f->arena, "new"), SHM_NULL);
+    assert_int_equal(errno, ENOENT);
 }
 
 /* The structure the publisher builds: values derived from its pid. */
@@ -335,6 +368,7 @@ static int wait_status(pid_t pid)
 static void test_publish_to_later_processes(void **state)
 {
     (void)state;
+    need_chunk(sizeof(struct published) + 32 * sizeof(uint64_t));
     char path[512];
     scratch_path(path, sizeof path, "published.shm");
     unlink(path);
@@ -412,6 +446,7 @@ static int concurrent_worker(const char *path, int id, int go_fd)
 static void test_concurrent_processes(void **state)
 {
     struct fixture *f = *state;
+    need_chunk(sizeof(struct stamp));
     int go[2];
     assert_int_equal(pipe(go), 0);
     pid_t pids[WORKERS];
@@ -478,7 +513,7 @@ static void test_half_written_slot(void **state)
 {
     struct fixture *f = *state;
     const char *victim = "name whose claimer was killed";
-    shm_offt chunk = shm_arena_malloc(f->arena, 64);
+    shm_offt chunk = shm_arena_malloc(f->arena, 1);
 
     /* A process killed after writing two of the seven words of slot 0. */
     _Atomic(uint64_t) *slot0 =
@@ -526,7 +561,7 @@ static void test_default_arena(void **state)
     }
 
     assert_true(shm_init(NULL, path));
-    shm_offt chunk = shm_malloc(64);
+    shm_offt chunk = shm_malloc(1);
     assert_int_not_equal(chunk, SHM_NULL);
     assert_int_equal(shm_root_set("global", chunk), 0);
     assert_int_equal(shm_root_get("global"), chunk);
@@ -553,6 +588,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_get_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test(test_publish_to_later_processes),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup,
                                         teardown),
