@@ -24,6 +24,8 @@ struct shm_arena {
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
     struct shmi_index empty[SHMI_MAX_TIERS];
     uint64_t serial; /* unique in this process, names the arena for caches */
+    unsigned process_entries; /* entries this handle holds in the process
+                                 table (process_table.c) */
     bool read_only;
 };
 

@@ -21,6 +21,9 @@
  * A slot is taken with one CAS 0 -> identity and given back with one CAS
  * identity -> 0. A process attached twice holds two slots with the same
  * identity; they are interchangeable, so detaching clears any one of them.
+ * The handle counts the entries it took (process_entries), so that a
+ * handle that was not entered (a full table) gives back none, and a
+ * forked child closing its parent's handle finds no slot of its own.
  *
  * An entry is dead when kill(pid, 0) fails with ESRCH, when the process is
  * a zombie, or when its start time differs from the recorded one. A dead
@@ -318,6 +321,8 @@ int shmi_process_table_attach(shm_arena *arena)
         err = removal_check(table);
         if (err != 0)
             slot_give_back(table, id);
+        else
+            arena->process_entries++;
     }
     errno = saved;
     return err;
@@ -325,8 +330,9 @@ int shmi_process_table_attach(shm_arena *arena)
 
 void shmi_process_table_detach(shm_arena *arena)
 {
-    if (arena == NULL || arena->read_only)
+    if (arena == NULL || arena->process_entries == 0)
         return;
+    arena->process_entries--;
     int saved = errno;
     uint64_t id;
     if (self_identity(&id) == 0)
@@ -367,7 +373,10 @@ int shmi_process_table_detach_last(shm_arena *arena, const char *path)
     int err = self_identity(&id);
     if (err != 0)
         goto out;
-    slot_give_back(table, id);             /* d1 */
+    if (arena->process_entries > 0) { /* d1 */
+        arena->process_entries--;
+        slot_give_back(table, id);
+    }
     if (live_count(table, true, true) > 0) /* d2 */
         goto out;
     uint64_t claimed = REMOVAL_CLAIMED | id;
