@@ -203,7 +203,8 @@ SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);
 /*
  * Returns the offset stored under name, or SHM_NULL with errno: ENOENT (no
  * root of that name, or its value is SHM_NULL), EINVAL (name NULL or
- * empty; arena NULL), ENAMETOOLONG, ENXIO (no default arena).
+ * empty; arena NULL), ENAMETOOLONG; for the global form, the errno of
+ * shm_malloc when no default arena is attached (ENXIO, ...).
  * Everything written before the shm_root_set/shm_root_cas that stored the
  * offset is visible to the caller once it has the offset.
  * Lock-free; may run concurrently with every root call in any process.
@@ -216,8 +217,8 @@ SHM_API shm_offt shm_arena_root_get(shm_arena *arena, const char *name);
  * under a new name adds nothing). Returns 0, or an errno value that errno
  * also holds: ENOSPC (the table holds SHM_ROOT_COUNT other names),
  * ENAMETOOLONG, EINVAL (name NULL or empty, off past the end of the
- * mapping, arena NULL), EROFS (arena opened SHM_ARENA_READ_ONLY), ENXIO
- * (no default arena).
+ * mapping, arena NULL), EROFS (arena opened SHM_ARENA_READ_ONLY), or as
+ * shm_root_get when no default arena is attached.
  * Lock-free; two processes adding the same new name at once end with one
  * root, holding the value of the later store.
  */

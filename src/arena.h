@@ -37,4 +37,9 @@ static inline void *shmi_arena_shared_header(shm_arena *arena)
     return arena->base + arena->layout.header_offset;
 }
 
+/* The default arena, or NULL with errno saying why there is none (the
+ * errno of the failed automatic attach, or ENXIO): for the global forms
+ * of the shm_arena_* functions defined outside global.c. */
+shm_arena *shmi_current_arena(void);
+
 #endif /* SHM_ARENA_H */

@@ -8,6 +8,8 @@
 
 #include "shm_alloc.h"
 
+#include "arena.h"
+
 shm_offt shm_arena_memdup(shm_arena *arena, const void *p, size_t n)
 {
     if (arena == NULL || p == NULL) {
@@ -41,28 +43,20 @@ shm_offt shm_arena_strdup(shm_arena *arena, const char *s)
     return shm_arena_strndup(arena, s, SIZE_MAX);
 }
 
-static shm_arena *default_arena(void)
-{
-    shm_arena *arena = shm_default_arena();
-    if (arena == NULL)
-        errno = ENXIO;
-    return arena;
-}
-
 shm_offt shm_memdup(const void *p, size_t n)
 {
-    shm_arena *arena = default_arena();
+    shm_arena *arena = shmi_current_arena();
     return arena == NULL ? SHM_NULL : shm_arena_memdup(arena, p, n);
 }
 
 shm_offt shm_strndup(const char *s, size_t n)
 {
-    shm_arena *arena = default_arena();
+    shm_arena *arena = shmi_current_arena();
     return arena == NULL ? SHM_NULL : shm_arena_strndup(arena, s, n);
 }
 
 shm_offt shm_strdup(const char *s)
 {
-    shm_arena *arena = default_arena();
+    shm_arena *arena = shmi_current_arena();
     return arena == NULL ? SHM_NULL : shm_arena_strdup(arena, s);
 }
