@@ -443,10 +443,11 @@ static int run_demo(const char *self, const char *path)
             failed++;
     }
     struct cache *cache = cache_attach(path);
-    if (cache == NULL)
+    if (cache == NULL || !reader_register(cache))
         return 1;
     char value[128];
     long len = cache_get(cache, "key-7", value, sizeof value - 1);
+    reader_unregister(cache);
     if (len >= 0) {
         value[len] = '\0';
         printf("key-7 = \"%s\"\n", value);
