@@ -548,6 +548,7 @@ static void test_default_arena(void **state)
     char path[512];
     scratch_path(path, sizeof path, "default.shm");
     unlink(path);
+    setenv("SHM_SIZE", "1M", 1); /* capacity of the new file */
 
     /* No default arena ($SHM_FILE is empty in tests). */
     if (shm_default_arena() == NULL) {
