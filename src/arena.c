@@ -55,6 +55,14 @@ static void bind(shm_arena *arena, void *base, const struct shmi_layout *l)
     shmi_atomic_word *index =
         (shmi_atomic_word *)(arena->base + l->index_offset);
     for (unsigned t = 0; t < l->tiers; t++) {
+        struct shmi_tier *tier = &arena->tier[t];
+        tier->words = arena->words + l->tier_first_word[t];
+        tier->count = l->tier_words[t];
+        tier->span_log2 = l->span_log2[t];
+        tier->first_row = t == 0 ? l->top_first_row : 1;
+        tier->eligible = shmi_word_rows_from(tier->first_row);
+    }
+    for (unsigned t = 0; t < l->tiers; t++) {
         uint64_t bits = l->tier_words[t];
         unsigned first = t == 0 ? l->top_first_row : 1;
         for (unsigned row = first; row < SHMI_WORD_ROWS; row++)
