@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,11 +257,10 @@ int robust_dir_list(const char *dir, char *buf, size_t size)
 
 void robust_quiet_begin(struct robust_quiet *q)
 {
-    char path[1024];
-    robust_path(path, sizeof path, "captured-output");
     fflush(stdout);
     fflush(stderr);
-    q->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* a file with no name: it must not show in the directory listings */
+    q->fd = memfd_create("captured-output", MFD_CLOEXEC);
     q->saved_out = dup(STDOUT_FILENO);
     q->saved_err = dup(STDERR_FILENO);
     if (q->fd < 0 || q->saved_out < 0 || q->saved_err < 0)

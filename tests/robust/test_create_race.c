@@ -184,7 +184,8 @@ static int open_and_kill(const char *path, unsigned flags, int n, long max_us,
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
             wait_for_start(go);
-            struct shm_arena_options opts = {.capacity = 4 * capacity(),
+            /* large enough that creating it takes milliseconds */
+            struct shm_arena_options opts = {.capacity = 64 * capacity(),
                                              .flags = flags};
             shm_arena *a = shm_arena_open(path, &opts);
             _exit(a != NULL ? 0 : 1);
@@ -224,15 +225,17 @@ static void test_killed_creators(void **state)
     for (int round = 0; round < rounds; round++) {
         robust_clean_dir();
         robust_path(path, sizeof path, "victim.shm");
-        /* delays from "before the open starts" to "after it ended" */
-        long max_us = 200 + (long)(robust_rand(&rng) % 20000);
-        killed += open_and_kill(path, 0, 4, max_us, &rng);
+        /* delays from "before the open starts" to a little after a
+         * creation of this size ends (a few milliseconds) */
+        long max_us = 100 + (long)(robust_rand(&rng) % 12000);
+        /* a lone creator, or four racing ones */
+        killed += open_and_kill(path, 0, round % 2 ? 4 : 1, max_us, &rng);
         int count = robust_dir_list(robust_dir(), names, sizeof names);
         if (count > 1 || (count == 1 && strcmp(names, "victim.shm") != 0))
             fail_msg("round %d (seed %#" PRIx64 "): left behind [%s]", round,
                      seed, names);
         published += count;
-        struct shm_arena_options opts = {.capacity = 4 * capacity()};
+        struct shm_arena_options opts = {.capacity = 64 * capacity()};
         shm_arena *a = shm_arena_open(path, &opts);
         if (a == NULL)
             fail_msg("round %d (seed %#" PRIx64 "): reopen failed: %s", round,
@@ -275,7 +278,7 @@ static void test_killed_attachers(void **state)
     int killed = 0;
     for (int round = 0; round < 60; round++)
         killed += open_and_kill(path, SHM_ARENA_NO_CREATE, 4,
-                                100 + (long)(robust_rand(&rng) % 3000), &rng);
+                                1 + (long)(robust_rand(&rng) % 600), &rng);
     int count = robust_dir_list(robust_dir(), names, sizeof names);
     if (count != 1)
         fail_msg("left behind [%s]", names);
