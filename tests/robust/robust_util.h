@@ -22,6 +22,11 @@
 #define SB_CAPACITY 24
 #define SB_FILE_SIZE 32
 #define SB_DATA_OFFSET 40
+#define SB_HEADER_OFFSET 48
+#define SB_INDEX_OFFSET 56
+#define SB_WORDS_OFFSET 64
+#define SB_MIN_POW2 72
+#define SB_MAX_POW2 76
 
 /* The scratch directory of this test ($SHM_TEST_DIR, else a new one in
  * /tmp); created on first use. */

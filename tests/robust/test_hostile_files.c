@@ -504,6 +504,30 @@ static void test_other_fingerprint(void **state)
     expect_refused(path, "fingerprint byte-swapped", 1, EPROTO);
 }
 
+/* A file of another size range (MIN, MAX) is another build's. */
+static void test_other_size_range(void **state)
+{
+    (void)state;
+    char path[1024], what[64];
+    robust_path(path, sizeof path, "range.shm");
+    uint32_t min = robust_get32(valid + SB_MIN_POW2);
+    uint32_t max = robust_get32(valid + SB_MAX_POW2);
+    assert_int_equal((size_t)1 << max, block);
+    const struct {
+        size_t at;
+        uint32_t value;
+    } cases[] = {{SB_MIN_POW2, min + 1}, {SB_MIN_POW2, min - 1},
+                 {SB_MIN_POW2, 0},       {SB_MIN_POW2, 64},
+                 {SB_MAX_POW2, max + 1}, {SB_MAX_POW2, max - 1},
+                 {SB_MAX_POW2, 63},      {SB_MAX_POW2, UINT32_MAX}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_with_field(path, cases[i].at, W32, cases[i].value);
+        snprintf(what, sizeof what, "size range field @%zu = %" PRIu32,
+                 cases[i].at, cases[i].value);
+        expect_refused(path, what, 2, EPROTO, EBADMSG);
+    }
+}
+
 /* The page size is part of the build fingerprint and of the geometry:
  * either errno tells the caller that the file is not for this build. */
 static void test_page_size(void **state)
@@ -556,6 +580,15 @@ static void test_geometry(void **state)
         {SB_DATA_OFFSET, UINT64_MAX, "data_offset UINT64_MAX"},
         {SB_DATA_OFFSET, 1ull << 63, "data_offset 2^63"},
         {SB_DATA_OFFSET, (uint64_t)0 - cap, "data_offset + capacity wraps"},
+        {SB_HEADER_OFFSET, 0, "header_offset 0"},
+        {SB_HEADER_OFFSET, data, "header_offset at the data"},
+        {SB_HEADER_OFFSET, UINT64_MAX, "header_offset UINT64_MAX"},
+        {SB_INDEX_OFFSET, 0, "index_offset 0"},
+        {SB_INDEX_OFFSET, size, "index_offset at the end"},
+        {SB_INDEX_OFFSET, UINT64_MAX - 7, "index_offset UINT64_MAX - 7"},
+        {SB_WORDS_OFFSET, 0, "words_offset 0"},
+        {SB_WORDS_OFFSET, data, "words_offset at the data"},
+        {SB_WORDS_OFFSET, 1ull << 63, "words_offset 2^63"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct field_case *c = &cases[i];
@@ -667,82 +700,153 @@ static void test_random_garbage(void **state)
 }
 
 /*
+ * In a child: opens a damaged file and, if it is accepted, runs
+ * allocations (writing every byte handed out), frees of its own chunks and
+ * of random offsets, size queries and the checker. Exit status: 0 accepted
+ * and survived, 10 refused with EBADMSG/EPROTO, 11 refused with another
+ * errno, 12 a chunk outside the data region, 13 more available than the
+ * capacity. A crash shows as a signal.
+ */
+enum { DAMAGED_OK = 0, DAMAGED_REFUSED = 10 };
+static const char *const damaged_what[] = {
+    [11] = "refused with an undocumented errno",
+    [12] = "malloc returned a chunk outside the data region",
+    [13] = "available reports more than the capacity",
+};
+
+static int run_damaged(const char *path, uint64_t seed)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(60);
+        struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
+        shm_arena *a = shm_arena_open(path, &opts);
+        if (a == NULL)
+            _exit(errno == EBADMSG || errno == EPROTO ? DAMAGED_REFUSED : 11);
+        uint8_t *base = shm_arena_base(a);
+        uint64_t data = robust_get64(base + SB_DATA_OFFSET);
+        uint64_t end = data + shm_arena_capacity(a);
+        uint64_t r = seed;
+        shm_offt got[64] = {0};
+        for (int i = 0; i < 2000; i++) {
+            uint64_t x = robust_rand(&r);
+            shm_offt *slot = &got[x % 64];
+            switch ((x >> 8) % 4) {
+            case 0:
+                if (*slot != SHM_NULL)
+                    break;
+                size_t n = (size_t)(x >> 16) % (2 * block);
+                *slot = shm_arena_malloc(a, n);
+                if (*slot == SHM_NULL)
+                    break;
+                if (*slot < data || *slot >= end || end - *slot < n)
+                    _exit(12);
+                memset(base + *slot, 0x5A, n);
+                break;
+            case 1:
+                shm_arena_free(a, *slot);
+                *slot = SHM_NULL;
+                break;
+            case 2:
+                shm_arena_free(a, (x >> 16) % (2 * valid_len));
+                break;
+            default:
+                (void)shm_arena_usable_size(a, (x >> 16) % valid_len);
+                if (shm_arena_available(a) > shm_arena_capacity(a))
+                    _exit(13);
+            }
+        }
+        (void)shm_arena_check(a);
+        shm_arena_close(a);
+        _exit(DAMAGED_OK);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+static void expect_damaged_survives(const char *path, const char *what,
+                                    uint64_t seed)
+{
+    int result = run_damaged(path, seed);
+    if (result < 0)
+        fail_msg("%s (seed %#" PRIx64 "): killed by signal %d", what, seed,
+                 -result);
+    if (result != DAMAGED_OK && result != DAMAGED_REFUSED)
+        fail_msg("%s (seed %#" PRIx64 "): %s", what, seed,
+                 result < 14 && damaged_what[result] ? damaged_what[result]
+                                                     : "unexpected status");
+}
+
+/*
  * A valid superblock in front of garbage metadata (shared header and
  * bitmaps). The attach path may refuse it or accept it, but nothing may
- * crash: in a child, open it and run allocations, frees of its own and of
- * random offsets, and the checker.
+ * crash and no chunk may lie outside the data region.
  */
 static void test_garbage_metadata(void **state)
 {
     (void)state;
-    char path[1024];
+    char path[1024], what[64];
     robust_path(path, sizeof path, "metadata.shm");
     uint64_t seed = robust_seed();
     uint64_t rng = seed;
     uint8_t *copy = malloc(valid_len);
     assert_non_null(copy);
-    int opened = 0;
     for (int round = 0; round < 12; round++) {
         memcpy(copy, valid, valid_len);
         for (size_t i = valid_page_size; i < valid_data_offset; i++) {
             uint64_t r = robust_rand(&rng);
-            /* zeros, ones, random: all three are plausible damage */
+            /* ones, sparse bits, random: all plausible damage */
             copy[i] = round % 3 == 0   ? 0xff
                       : round % 3 == 1 ? (uint8_t)(r & 0x81)
                                        : (uint8_t)r;
         }
         assert_int_equal(robust_write_file(path, copy, valid_len), 0);
-        uint64_t child_seed = robust_rand(&rng);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            alarm(60);
-            struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
-            shm_arena *a = shm_arena_open(path, &opts);
-            if (a == NULL)
-                _exit(errno == EBADMSG || errno == EPROTO ? 10 : 11);
-            uint64_t r = child_seed;
-            shm_offt got[64] = {0};
-            for (int i = 0; i < 2000; i++) {
-                uint64_t x = robust_rand(&r);
-                shm_offt *slot = &got[x % 64];
-                switch ((x >> 8) % 4) {
-                case 0:
-                    if (*slot == SHM_NULL)
-                        *slot = shm_arena_malloc(a, (size_t)(x >> 16) %
-                                                        (2 * block));
-                    break;
-                case 1:
-                    shm_arena_free(a, *slot);
-                    *slot = SHM_NULL;
-                    break;
-                case 2:
-                    shm_arena_free(a, (x >> 16) % (2 * valid_len));
-                    break;
-                default:
-                    (void)shm_arena_usable_size(a, (x >> 16) % valid_len);
-                    (void)shm_arena_available(a);
-                }
-            }
-            (void)shm_arena_check(a);
-            shm_arena_close(a);
-            _exit(0);
-        }
-        int status;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        if (WIFSIGNALED(status))
-            fail_msg("garbage metadata round %d (seed %#" PRIx64
-                     "): killed by signal %d",
-                     round, seed, WTERMSIG(status));
-        if (WEXITSTATUS(status) == 11)
-            fail_msg("garbage metadata round %d: refused with an "
-                     "undocumented errno",
-                     round);
-        opened += WEXITSTATUS(status) == 0;
+        snprintf(what, sizeof what, "garbage metadata round %d", round);
+        expect_damaged_survives(path, what, robust_rand(&rng));
     }
-    print_message("garbage metadata: %d of 12 accepted, none crashed\n",
-                  opened);
     free(copy);
+}
+
+/*
+ * The bitmap words with every bit cleared, one word at a time: nodes past
+ * the capacity (set from formatting on) then read as free. Still no chunk
+ * may be handed out past the data region.
+ */
+static void test_cleared_bitmap_words(void **state)
+{
+    (void)state;
+    char path[1024], what[128];
+    robust_path(path, sizeof path, "cleared.shm");
+    /* capacities that leave part of a bitmap word past the end */
+    const size_t blocks[] = {1, 3, 5, 17};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+        robust_remove(path);
+        assert_true(robust_make_arena(path, blocks[b] * block));
+        size_t len;
+        uint8_t *file = robust_read_file(path, &len);
+        assert_non_null(file);
+        uint64_t words = robust_get64(file + SB_WORDS_OFFSET);
+        uint64_t data = robust_get64(file + SB_DATA_OFFSET);
+        assert_true(words >= valid_page_size && words < data);
+        for (uint64_t at = words; at < data && at < words + 64 * 8; at += 8) {
+            uint64_t was = robust_get64(file + at);
+            if (was == 0)
+                continue;
+            robust_put64(file + at, 0);
+            assert_int_equal(robust_write_file(path, file, len), 0);
+            robust_put64(file + at, was);
+            snprintf(what, sizeof what,
+                     "%zu-block arena, bitmap word @%" PRIu64 " (%#" PRIx64
+                     ") cleared",
+                     blocks[b], at, was);
+            expect_damaged_survives(path, what, at);
+        }
+        free(file);
+    }
 }
 
 int main(void)
@@ -763,11 +867,13 @@ int main(void)
         cmocka_unit_test_setup(test_wrong_magic, clean),
         cmocka_unit_test_setup(test_wrong_version, clean),
         cmocka_unit_test_setup(test_other_fingerprint, clean),
+        cmocka_unit_test_setup(test_other_size_range, clean),
         cmocka_unit_test_setup(test_page_size, clean),
         cmocka_unit_test_setup(test_geometry, clean),
         cmocka_unit_test_setup(test_superblock_words, clean),
         cmocka_unit_test_setup(test_random_garbage, clean),
         cmocka_unit_test_setup(test_garbage_metadata, clean),
+        cmocka_unit_test_setup(test_cleared_bitmap_words, clean),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
