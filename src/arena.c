@@ -28,6 +28,7 @@
 
 #include "os.h"
 #include "process_table.h"
+#include "report.h"
 #include "tree.h"
 
 #define KNOWN_FLAGS                                                            \
@@ -54,6 +55,14 @@ static void bind(shm_arena *arena, void *base, const struct shmi_layout *l)
     arena->words = (shmi_atomic_word *)(arena->base + l->words_offset);
     shmi_atomic_word *index =
         (shmi_atomic_word *)(arena->base + l->index_offset);
+    for (unsigned t = 0; t < l->tiers; t++) {
+        struct shmi_tier *tier = &arena->tier[t];
+        tier->words = arena->words + l->tier_first_word[t];
+        tier->count = l->tier_words[t];
+        tier->span_log2 = l->span_log2[t];
+        tier->first_row = t == 0 ? l->top_first_row : 1;
+        tier->eligible = shmi_word_rows_from(tier->first_row);
+    }
     for (unsigned t = 0; t < l->tiers; t++) {
         uint64_t bits = l->tier_words[t];
         unsigned first = t == 0 ? l->top_first_row : 1;
@@ -194,6 +203,8 @@ shm_arena *shm_arena_open(const char *path,
                       : attach(fd, &info, opts, &arena);
             shmi_os_close(fd);
             if (err) {
+                shmi_report("shm_arena_open: refusing %s: %s", path,
+                            strerror(err));
                 errno = err;
                 return NULL;
             }
@@ -212,6 +223,8 @@ shm_arena *shm_arena_open(const char *path,
         if (err == 0)
             continue;
         if (err != EEXIST || (opts->flags & SHM_ARENA_EXCLUSIVE)) {
+            shmi_report("shm_arena_open: cannot create %s: %s", path,
+                        strerror(err));
             errno = err;
             return NULL;
         }
@@ -287,6 +300,9 @@ shm_offt shm_arena_malloc(shm_arena *arena, size_t size)
     if (!writable(arena))
         return SHM_NULL;
     if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_malloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
         errno = ENOMEM;
         return SHM_NULL;
     }
@@ -302,7 +318,10 @@ shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) {
-        errno = writable(arena) ? ENOMEM : errno;
+        if (writable(arena)) {
+            shmi_report("shm_calloc: %zu * %zu overflows", count, size);
+            errno = ENOMEM;
+        }
         return SHM_NULL;
     }
     shm_offt off = shm_arena_malloc(arena, total);
@@ -330,8 +349,12 @@ void shm_arena_free(shm_arena *arena, shm_offt off)
     if (!writable(arena))
         return;
     uint64_t x = data_position(arena, off);
-    if (x == SHMI_NO_CHUNK || shmi_tree_free(arena, x) != 0)
+    if (x == SHMI_NO_CHUNK || shmi_tree_free(arena, x) != 0) {
+        shmi_report("shm_free: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
         errno = EINVAL;
+    }
 }
 
 size_t shm_arena_usable_size(shm_arena *arena, shm_offt off)
@@ -342,8 +365,12 @@ size_t shm_arena_usable_size(shm_arena *arena, shm_offt off)
     }
     uint64_t x = data_position(arena, off);
     uint64_t size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
-    if (size == 0)
+    if (size == 0) {
+        shmi_report("shm_usable_size: %" PRIu64 " is not the start of a "
+                    "live allocation",
+                    off);
         errno = EINVAL;
+    }
     return (size_t)size;
 }
 
@@ -384,8 +411,105 @@ void shm_arena_ptr_free(shm_arena *arena, void *ptr)
     }
     uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
     if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_free: %p is outside the arena's mapping", ptr);
         errno = EINVAL;
         return;
     }
     shm_arena_free(arena, (shm_offt)(p - base));
+}
+
+shm_offt shm_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
+{
+    if (off == SHM_NULL)
+        return shm_arena_malloc(arena, size);
+    if (!writable(arena))
+        return SHM_NULL;
+    uint64_t x = data_position(arena, off);
+    uint64_t old_size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
+    if (old_size == 0) {
+        shmi_report("shm_realloc: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_realloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    unsigned wanted = class_of(size);
+    int err = shmi_tree_resize(arena, x, wanted);
+    if (err == EINVAL) {
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    /* Done in place, or a shrink that must cross a tier: the chunk it has
+     * is large enough, so it stays. */
+    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+        return off;
+    shm_offt moved = shm_arena_malloc(arena, size);
+    if (moved == SHM_NULL)
+        return SHM_NULL;
+    memcpy(arena->base + moved, arena->base + off, (size_t)old_size);
+    shm_arena_free(arena, off);
+    return moved;
+}
+
+void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size)
+{
+    if (!ptr)
+        return shm_arena_ptr_malloc(arena, size);
+    if (!arena) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
+    if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_realloc: %p is outside the arena's mapping", ptr);
+        errno = EINVAL;
+        return NULL;
+    }
+    shm_offt off = shm_arena_realloc(arena, (shm_offt)(p - base), size);
+    return off == SHM_NULL ? NULL : arena->base + off;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
+{
+    if (!arena || !stats)
+        return EINVAL;
+    memset(stats, 0, sizeof *stats);
+    stats->capacity = (size_t)arena->capacity;
+    stats->mapping_size = (size_t)arena->map_size;
+    stats->bytes_free = (size_t)shmi_tree_free_bytes(arena);
+    stats->bytes_in_use = stats->capacity > stats->bytes_free
+                              ? stats->capacity - stats->bytes_free
+                              : 0;
+    stats->min_chunk = (size_t)1 << SHM_MIN_ALLOC_POW2;
+    stats->max_chunk = (size_t)1 << SHM_MAX_ALLOC_POW2;
+    stats->classes = SHMI_CLASSES;
+    uint64_t counts[SHMI_CLASSES];
+    shmi_tree_census(arena, counts);
+    for (unsigned c = 0; c < SHMI_CLASSES; c++) {
+        stats->free_chunks[c] = (size_t)counts[c];
+        if (counts[c])
+            stats->largest_free = (size_t)1 << (SHM_MIN_ALLOC_POW2 + c);
+    }
+    stats->attached_processes = shmi_arena_live_processes(arena);
+    return 0;
+}
+
+size_t shm_arena_maxsize(shm_arena *arena)
+{
+    struct shm_stats stats;
+    return shm_arena_stats(arena, &stats) == 0 ? stats.largest_free : 0;
+}
+
+size_t shmi_arena_live_processes(shm_arena *arena)
+{
+    return shmi_process_table_live(arena);
 }

@@ -93,8 +93,8 @@ static void hints_stay_complete_after_random_work(void **state)
             assert_int_equal(shmi_tree_free(a, live[i]), 0);
             live[i] = SHMI_NO_CHUNK;
         } else {
-            live[i] = shmi_tree_alloc(a, (unsigned)rand_r(&seed) %
-                                             SHMI_CLASSES);
+            live[i] =
+                shmi_tree_alloc(a, (unsigned)rand_r(&seed) % SHMI_CLASSES);
         }
         if (op % 10000 == 0)
             assert_hints_complete(a);
