@@ -71,6 +71,9 @@
  * process changed that word. Nobody waits: an attacher that finds a
  * removal in progress either cancels it or reports ESTALE at once.
  *
+ * Any other value of the removal word (a damaged file) is cleared by the
+ * attacher as a cancelled claim would be.
+ *
  * Limits: a process killed between d5 and d6 leaves COMMITTED with a dead
  * id; the next attacher takes it for "not removed" and clears it. If the
  * process was killed after unlinking but before writing REMOVED, a
@@ -295,11 +298,12 @@ static int removal_check(struct process_table *table)
         uint64_t state = word & REMOVAL_STATE;
         if (word == 0)
             return 0;
-        if (state != REMOVAL_CLAIMED &&
-            (state != REMOVAL_COMMITTED || identity_live(word & ID_MASK)))
+        if (word == REMOVAL_REMOVED)
             return ESTALE;
-        /* Seq_cst: cancels d3 (or the leftover of a dead remover); d5
-         * then fails. */
+        if (state == REMOVAL_COMMITTED && identity_live(word & ID_MASK))
+            return ESTALE;
+        /* Seq_cst: cancels d3, or clears the leftover of a dead remover
+         * or a value no process writes (a damaged file); d5 then fails. */
         if (shmi_atomic_cas_seq_cst(&table->removal, &word, 0))
             return 0;
     }

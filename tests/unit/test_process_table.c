@@ -317,6 +317,16 @@ static void test_removal_word_states(void **state)
     assert_int_equal(shmi_process_table_attach(f->arena), ESTALE);
     assert_int_equal(shmi_process_table_live(f->arena), 3);
 
+    /* Values no process writes (a damaged file) are cleared. */
+    uint64_t damaged[] = {UINT64_MAX, REMOVAL_REMOVED | 1, 12345};
+    for (size_t i = 0; i < 3; i++) {
+        atomic_store(removal, damaged[i]);
+        assert_int_equal(shmi_process_table_attach(f->arena), 0);
+        assert_int_equal(atomic_load(removal), 0);
+        shmi_process_table_detach(f->arena);
+    }
+    assert_int_equal(shmi_process_table_live(f->arena), 3);
+
     /* While other processes are attached, detaching leaves the file. */
     atomic_store(removal, 0);
     assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
