@@ -620,6 +620,35 @@ void shmi_tree_format(shm_arena *arena)
         format_word(arena, 0, i, 0);
 }
 
+/* ---- repair ------------------------------------------------------------ */
+
+/*
+ * A process killed between a free's CAS and its hint updates leaves a word
+ * with free space that no hint names (T4 weakened): the space is free but
+ * searches may not find it. Walking every word and setting the hints its
+ * current value calls for restores T4. It only ever sets hints, so it is
+ * safe while others run (an extra hint costs one look); callers run it
+ * when they learn that an attached process died.
+ */
+void shmi_tree_repair_hints(shm_arena *arena)
+{
+    for (unsigned t = 0; t < arena->layout.tiers; t++) {
+        for (uint64_t i = 0; i < arena->tier[t].count; i++) {
+            /* seq_cst: as publish_free's, after the CAS it stands for. */
+            uint64_t w = shmi_atomic_load_seq_cst(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            unsigned row = shmi_word_top_free_row(w);
+            if (row < first_row(arena, t))
+                row = first_row(arena, t);
+            for (; row < SHMI_WORD_ROWS; row++)
+                shmi_index_set(&arena->hints[t][row], i);
+            if (t > 0 && w == ACTIVE)
+                shmi_index_set(&arena->empty[t], i);
+        }
+    }
+}
+
 /* ---- inspection -------------------------------------------------------- */
 
 uint64_t shmi_tree_free_bytes(shm_arena *arena)
