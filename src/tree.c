@@ -188,6 +188,12 @@ static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
     return (c->word << span) + (in_row << (span - row));
 }
 
+static uint64_t node_size(const shm_arena *arena, const struct claim *c)
+{
+    return UINT64_C(1) << (arena->tier[c->tier].span_log2 -
+                           shmi_word_row_of(c->node));
+}
+
 /* ---- hints ------------------------------------------------------------- */
 
 /* After `word` of (tier, index) went from `before` to `after` by clearing
@@ -234,7 +240,12 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             out->tier = tier;
             out->word = index;
             out->node = node;
-            return true;
+            if (offset_of(arena, out) + node_size(arena, out) <=
+                arena->capacity)
+                return true;
+            /* A damaged file lost a pin (T3): the node lies past the
+             * capacity. Keeping it claimed restores the pin; look on. */
+            value |= shmi_word_subtree(node);
         }
     }
 }
@@ -392,12 +403,6 @@ static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
         *value = w;
         return true;
     }
-}
-
-static uint64_t node_size(const shm_arena *arena, const struct claim *c)
-{
-    return UINT64_C(1) << (arena->tier[c->tier].span_log2 -
-                           shmi_word_row_of(c->node));
 }
 
 int shmi_tree_free(shm_arena *arena, uint64_t x)
@@ -615,6 +620,35 @@ void shmi_tree_format(shm_arena *arena)
         format_word(arena, 0, i, 0);
 }
 
+/* ---- repair ------------------------------------------------------------ */
+
+/*
+ * A process killed between a free's CAS and its hint updates leaves a word
+ * with free space that no hint names (T4 weakened): the space is free but
+ * searches may not find it. Walking every word and setting the hints its
+ * current value calls for restores T4. It only ever sets hints, so it is
+ * safe while others run (an extra hint costs one look); callers run it
+ * when they learn that an attached process died.
+ */
+void shmi_tree_repair_hints(shm_arena *arena)
+{
+    for (unsigned t = 0; t < arena->layout.tiers; t++) {
+        for (uint64_t i = 0; i < arena->tier[t].count; i++) {
+            /* seq_cst: as publish_free's, after the CAS it stands for. */
+            uint64_t w = shmi_atomic_load_seq_cst(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            unsigned row = shmi_word_top_free_row(w);
+            if (row < first_row(arena, t))
+                row = first_row(arena, t);
+            for (; row < SHMI_WORD_ROWS; row++)
+                shmi_index_set(&arena->hints[t][row], i);
+            if (t > 0 && w == ACTIVE)
+                shmi_index_set(&arena->empty[t], i);
+        }
+    }
+}
+
 /* ---- inspection -------------------------------------------------------- */
 
 uint64_t shmi_tree_free_bytes(shm_arena *arena)
@@ -629,12 +663,19 @@ uint64_t shmi_tree_free_bytes(shm_arena *arena)
             uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
             if (t > 0 && !(w & ACTIVE))
                 continue;
-            unsigned used =
-                (unsigned)__builtin_popcountll(w >> SHMI_WORD_FIRST_SLOT);
-            free_bytes += (SHMI_WORD_SLOTS - used) * slot_size;
+            /* Only slots below the capacity count, whatever a damaged
+             * file says about the pinned ones. */
+            uint64_t start = i << l->span_log2[t];
+            uint64_t slots =
+                (arena->capacity - start + slot_size - 1) / slot_size;
+            uint32_t real = slots >= SHMI_WORD_SLOTS
+                                ? UINT32_MAX
+                                : (UINT32_C(1) << slots) - 1;
+            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT) & real;
+            free_bytes += (uint64_t)__builtin_popcount(free_slots) * slot_size;
         }
     }
-    return free_bytes;
+    return free_bytes < arena->capacity ? free_bytes : arena->capacity;
 }
 
 static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
