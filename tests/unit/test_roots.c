@@ -516,9 +516,9 @@ static void test_half_written_slot(void **state)
     shm_offt chunk = shm_arena_malloc(f->arena, 1);
 
     /* A process killed after writing two of the seven words of slot 0. */
-    _Atomic(uint64_t) *slot0 =
-        (_Atomic(uint64_t) *)((uint8_t *)shmi_arena_shared_header(f->arena) +
-                              SHMI_ROOTS_OFFSET);
+    shmi_atomic_word *slot0 =
+        (shmi_atomic_word *)((uint8_t *)shmi_arena_shared_header(f->arena) +
+                             SHMI_ROOTS_OFFSET);
     atomic_store(&slot0[0], name_word(victim, 0));
     atomic_store(&slot0[1], name_word(victim, 1));
 
