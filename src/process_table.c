@@ -28,9 +28,9 @@
  * An entry is dead when kill(pid, 0) fails with ESRCH, when the process is
  * a zombie, or when its start time differs from the recorded one. A dead
  * entry is cleared with CAS identity -> 0 by whoever finds it (when a new
- * process finds the table full, and when counting). It may be cleared
- * twice over only if it were written again, and a dead process writes
- * nothing, so clearing never removes a live entry.
+ * process finds the table full, and when counting). The CAS clears only
+ * that exact value, which no live process holds, so clearing never
+ * removes a live entry.
  *
  * Removing the file when the last process detaches. The removal word:
  *
@@ -42,7 +42,8 @@
  *   A detaching process D:                A process A attaching:
  *   d1. clears its slot                   a1. takes a slot
  *   d2. a live entry left? stop           a2. reads the removal word:
- *   d3. CAS 0 -> CLAIMED|D, or stop           0: attached.
+ *   d3. CAS 0 (or an abandoned value)         0: attached.
+ *       -> CLAIMED|D, or stop
  *   d4. a live entry now? CAS back to 0,      CLAIMED: CAS it to 0 (cancel
  *       stop                                    the removal), attached.
  *   d5. CAS CLAIMED|D -> COMMITTED|D, or      COMMITTED by a live process,
@@ -50,8 +51,11 @@
  *   d6. unlink the path if it still holds       fail with ESTALE (the opener
  *       this file; REMOVED on success,          opens the path again and
  *       0 on failure                            gets a new file).
- *                                              COMMITTED by a dead process:
- *                                                CAS it to 0, attached.
+ *                                             Abandoned: CAS it to 0,
+ *                                               attached.
+ *
+ *   Abandoned: CLAIMED or COMMITTED by a dead process (killed while
+ *   removing), or a value no process writes (a damaged file).
  *
  * Invariants:
  * 1. Slots hold 0 or the identity of a process that attached and has not
@@ -71,11 +75,8 @@
  * process changed that word. Nobody waits: an attacher that finds a
  * removal in progress either cancels it or reports ESTALE at once.
  *
- * Any other value of the removal word (a damaged file) is cleared by the
- * attacher as a cancelled claim would be.
- *
  * Limits: a process killed between d5 and d6 leaves COMMITTED with a dead
- * id; the next attacher takes it for "not removed" and clears it. If the
+ * id; the next process takes it for "not removed" and clears it. If the
  * process was killed after unlinking but before writing REMOVED, a
  * process that had opened the path before the unlink and attaches after
  * the kill stays alone on the removed file. Pids are compared in the pid
@@ -287,6 +288,17 @@ static size_t live_count(struct process_table *table, bool first_only,
     return live;
 }
 
+/* A removal word left by a process killed while removing, or damaged. */
+static bool removal_abandoned(uint64_t word)
+{
+    uint64_t state = word & REMOVAL_STATE;
+    if (word == 0 || word == REMOVAL_REMOVED)
+        return false;
+    if (state == REMOVAL_CLAIMED || state == REMOVAL_COMMITTED)
+        return !identity_live(word & ID_MASK);
+    return true;
+}
+
 /* Step a2: 0, or ESTALE when the file is being removed or is removed. */
 static int removal_check(struct process_table *table)
 {
@@ -298,12 +310,10 @@ static int removal_check(struct process_table *table)
         uint64_t state = word & REMOVAL_STATE;
         if (word == 0)
             return 0;
-        if (word == REMOVAL_REMOVED)
-            return ESTALE;
-        if (state == REMOVAL_COMMITTED && identity_live(word & ID_MASK))
-            return ESTALE;
-        /* Seq_cst: cancels d3, or clears the leftover of a dead remover
-         * or a value no process writes (a damaged file); d5 then fails. */
+        if (state != REMOVAL_CLAIMED && !removal_abandoned(word))
+            return ESTALE; /* REMOVED, or COMMITTED by a live process */
+        /* Seq_cst: cancels d3, or clears an abandoned value; d5 then
+         * fails. */
         if (shmi_atomic_cas_seq_cst(&table->removal, &word, 0))
             return 0;
     }
@@ -385,8 +395,11 @@ int shmi_process_table_detach_last(shm_arena *arena, const char *path)
         goto out;
     uint64_t claimed = REMOVAL_CLAIMED | id;
     uint64_t expected = 0;
-    /* Seq_cst: d3, ordered against a2 (invariant 3). */
-    if (!shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed))
+    /* Seq_cst: d3, ordered against a2 (invariant 3); likewise when it
+     * takes over an abandoned value. */
+    if (!shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed) &&
+        (!removal_abandoned(expected) ||
+         !shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed)))
         goto out; /* another process is removing it, or it is removed */
     if (live_count(table, true, true) > 0) { /* d4 */
         expected = claimed;

@@ -344,9 +344,11 @@ static void test_removal_word_states(void **state)
     assert_true(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_CLAIMED | me);
 
-    atomic_store(removal, 0);
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    /* A removal abandoned by a killed process is taken over. */
+    atomic_store(removal, REMOVAL_CLAIMED | dead);
+    assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
+    assert_false(file_exists(f->path));
+    assert_int_equal(atomic_load(removal), REMOVAL_REMOVED);
 }
 
 static void test_last_process_removes_file(void **state)
