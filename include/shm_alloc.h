@@ -193,6 +193,11 @@ enum shm_arena_flags {
      * read, e.g. for inspection tools). Calls that would write fail with
      * EROFS. */
     SHM_ARENA_READ_ONLY = 1u << 4,
+    /* Map an existing file at the address its creator mapped it at, so
+     * that plain pointers (ptr_malloc) mean the same in every process.
+     * Never replaces another mapping: EEXIST when that range is taken in
+     * this process. A new file is mapped at `address` when given. */
+    SHM_ARENA_SAME_ADDRESS = 1u << 5,
 };
 
 struct shm_arena_options {

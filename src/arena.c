@@ -33,7 +33,7 @@
 
 #define KNOWN_FLAGS                                                            \
     (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
-     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY)
+     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY | SHM_ARENA_SAME_ADDRESS)
 #define DEFAULT_MODE 0600u
 
 static _Atomic(uint64_t) next_serial = 1;
@@ -94,8 +94,18 @@ static int attach(int fd, const struct shmi_file_info *info,
     if (err)
         return err;
     bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    void *address = opts->address;
+    if (opts->flags & SHM_ARENA_SAME_ADDRESS) {
+        /* The recorded address is a number from the file: it must be a
+         * plausible, aligned user-space address before mmap sees it. */
+        uint64_t want = sb.creator_base;
+        if (want == 0 || want % data_alignment(&layout) != 0 ||
+            want > UINTPTR_MAX - layout.file_size)
+            return EBADMSG;
+        address = (void *)(uintptr_t)want;
+    }
     void *base;
-    err = shmi_os_map(fd, layout.file_size, !read_only, opts->address,
+    err = shmi_os_map(fd, layout.file_size, !read_only, address,
                       data_alignment(&layout), &base);
     if (err)
         return err;
