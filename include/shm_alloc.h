@@ -198,6 +198,10 @@ enum shm_arena_flags {
      * Never replaces another mapping: EEXIST when that range is taken in
      * this process. A new file is mapped at `address` when given. */
     SHM_ARENA_SAME_ADDRESS = 1u << 5,
+    /* Remove the file when the last live process attached to it closes
+     * it (processes that died count as gone). A process opening the file
+     * at that moment either keeps it alive or opens a new one. */
+    SHM_ARENA_REMOVE_ON_LAST_CLOSE = 1u << 6,
 };
 
 struct shm_arena_options {
@@ -221,6 +225,21 @@ SHM_API shm_arena *shm_arena_open(const char *path,
 
 /* Unmaps the arena and frees its handle; 0 or an errno value. NULL: 0. */
 SHM_API int shm_arena_close(shm_arena *arena);
+
+/*
+ * Frees every chunk at once and empties the named-root table, for a cache
+ * that is rebuilt from scratch. Only safe while no other process or thread
+ * uses the arena: refused with EBUSY when the process table shows another
+ * live attached process (or another open handle in this process), EROFS
+ * for a read-only arena. Returns 0 or the errno value (also in errno).
+ */
+SHM_API int shm_reset(void);
+SHM_API int shm_arena_reset(shm_arena *arena);
+
+/* Removes an arena file (as unlink(2)): processes that have it open keep
+ * using it; the next open creates a new one. 0 or an errno value. Refuses
+ * (EINVAL) anything that is not a regular file, and follows no symlink. */
+SHM_API int shm_arena_unlink(const char *path);
 
 /* The default arena (NULL when none is attached). */
 SHM_API shm_arena *shm_default_arena(void);

@@ -37,6 +37,7 @@ struct shm_arena {
     unsigned process_entries; /* entries this handle holds in the process
                                  table (process_table.c) */
     bool read_only;
+    char *remove_path; /* SHM_ARENA_REMOVE_ON_LAST_CLOSE: the file's path */
 };
 
 /* The shared header: SHMI_SHARED_HEADER_SIZE bytes, page aligned, zero in

@@ -230,6 +230,12 @@ size_t shm_maxsize(void)
     return arena ? shm_arena_maxsize(arena) : 0;
 }
 
+int shm_reset(void)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_reset(arena) : errno;
+}
+
 size_t get_shm_max_allocatable_size(void)
 {
     return (size_t)1 << SHM_MAX_ALLOC_POW2;

@@ -98,6 +98,7 @@
 
 #include "atomics.h"
 #include "shared_header.h"
+#include "tree.h"
 
 #define HEADER_WORDS 8
 #define SLOT_COUNT (SHMI_PROCESS_TABLE_SIZE / 8 - HEADER_WORDS)
@@ -218,10 +219,10 @@ static size_t slot_first(uint64_t id)
 /* Clears a dead entry. Seq_cst as every slot update, though nothing pairs
  * with it: the word carries no data, and the value it removes is never
  * written again (invariant 1). */
-static void slot_clear_dead(struct process_table *table, size_t i,
+static bool slot_clear_dead(struct process_table *table, size_t i,
                             uint64_t dead)
 {
-    shmi_atomic_cas_seq_cst(&table->slot[i], &dead, 0);
+    return shmi_atomic_cas_seq_cst(&table->slot[i], &dead, 0);
 }
 
 /* Takes a slot for id: first a free one, then one of a dead process. */
@@ -265,10 +266,11 @@ static bool slot_give_back(struct process_table *table, uint64_t id)
     return false;
 }
 
-/* Counts live entries, clearing dead ones when clear is set; stops at the
- * first live one when first_only is set. */
+/* Counts live entries, clearing dead ones when clear is set (adding the
+ * number cleared here to *cleared, when given); stops at the first live
+ * one when first_only is set. */
 static size_t live_count(struct process_table *table, bool first_only,
-                         bool clear)
+                         bool clear, size_t *cleared)
 {
     size_t live = 0;
     for (size_t i = 0; i < SLOT_COUNT; i++) {
@@ -277,8 +279,8 @@ static size_t live_count(struct process_table *table, bool first_only,
         if (cur == 0)
             continue;
         if (!identity_live(cur)) {
-            if (clear)
-                slot_clear_dead(table, i, cur);
+            if (clear && slot_clear_dead(table, i, cur) && cleared)
+                (*cleared)++;
             continue;
         }
         live++;
@@ -391,7 +393,7 @@ int shmi_process_table_detach_last(shm_arena *arena, const char *path)
         arena->process_entries--;
         slot_give_back(table, id);
     }
-    if (live_count(table, true, true) > 0) /* d2 */
+    if (live_count(table, true, true, NULL) > 0) /* d2 */
         goto out;
     uint64_t claimed = REMOVAL_CLAIMED | id;
     uint64_t expected = 0;
@@ -401,7 +403,7 @@ int shmi_process_table_detach_last(shm_arena *arena, const char *path)
         (!removal_abandoned(expected) ||
          !shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed)))
         goto out; /* another process is removing it, or it is removed */
-    if (live_count(table, true, true) > 0) { /* d4 */
+    if (live_count(table, true, true, NULL) > 0) { /* d4 */
         expected = claimed;
         /* Seq_cst: undoes d3; fails harmlessly if an attacher did. */
         shmi_atomic_cas_seq_cst(&table->removal, &expected, 0);
@@ -431,7 +433,13 @@ size_t shmi_process_table_live(shm_arena *arena)
     if (arena == NULL)
         return 0;
     int saved = errno;
-    size_t live = live_count(table_of(arena), false, !arena->read_only);
+    size_t cleared = 0;
+    size_t live =
+        live_count(table_of(arena), false, !arena->read_only, &cleared);
+    /* A process that died may have been killed between a free and its
+     * hint updates: whoever notices the death restores the hints. */
+    if (cleared)
+        shmi_tree_repair_hints(arena);
     errno = saved;
     return live;
 }
