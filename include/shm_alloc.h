@@ -142,6 +142,10 @@ enum shm_arena_flags {
      * effective group (for arenas shared by a group; create with mode
      * 0660). */
     SHM_ARENA_SHARED_GROUP = 1u << 3,
+    /* Open an existing file for reading only (a file the caller may only
+     * read, e.g. for inspection tools). Calls that would write fail with
+     * EROFS. */
+    SHM_ARENA_READ_ONLY = 1u << 4,
 };
 
 struct shm_arena_options {
@@ -173,15 +177,13 @@ SHM_API void *shm_arena_base(const shm_arena *arena);
 SHM_API size_t shm_arena_capacity(const shm_arena *arena);
 SHM_API size_t shm_arena_mapping_size(const shm_arena *arena);
 SHM_API shm_offt shm_arena_malloc(shm_arena *arena, size_t size);
-SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count,
-                                  size_t size);
+SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_free(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_usable_size(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_available(shm_arena *arena);
 SHM_API int shm_arena_check(shm_arena *arena);
 SHM_API void *shm_arena_ptr_malloc(shm_arena *arena, size_t size);
-SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count,
-                                   size_t size);
+SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_ptr_free(shm_arena *arena, void *ptr);
 
 /* Size of the file holding an arena of the given capacity (0: default),
