@@ -55,8 +55,8 @@ static inline uint64_t test_seed(void)
             seed = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
         if (seed == 0)
             seed = 1;
-        fprintf(stderr, "seed %" PRIu64 " (rerun with SHM_TEST_SEED=%" PRIu64
-                        ")\n",
+        fprintf(stderr,
+                "seed %" PRIu64 " (rerun with SHM_TEST_SEED=%" PRIu64 ")\n",
                 seed, seed);
     }
     return seed;
@@ -189,8 +189,7 @@ static inline void *t_ptr_malloc(const struct target *t, size_t n)
 
 static inline void *t_ptr_calloc(const struct target *t, size_t c, size_t n)
 {
-    return t->global ? ptr_calloc(c, n)
-                     : shm_arena_ptr_calloc(t->arena, c, n);
+    return t->global ? ptr_calloc(c, n) : shm_arena_ptr_calloc(t->arena, c, n);
 }
 
 static inline void t_ptr_free(const struct target *t, void *p)

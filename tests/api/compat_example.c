@@ -33,6 +33,7 @@ int main(void)
 {
     char *shm_file_name = "shm_example_file";
     size_t string_len = 100;
+    size_t message_len;
     uint8_t *shm_base;
     shm_offt str;
     char *copy;
@@ -47,6 +48,13 @@ int main(void)
     }
     shm_base = get_shm_user_base();
 
+    /* no more than the largest chunk this build hands out */
+    if (string_len > get_shm_max_allocatable_size())
+        string_len = get_shm_max_allocatable_size();
+    message_len = strlen(MESSAGE);
+    if (message_len > string_len - 1)
+        message_len = string_len - 1;
+
     /* shm_calloc returns an offset from the start of the mapping */
     str = shm_calloc(string_len, sizeof(char));
     if (str == SHM_NULL) {
@@ -59,21 +67,22 @@ int main(void)
             exit(EXIT_FAILURE);
         }
     }
-    strcpy((char *)(shm_base + str), MESSAGE);
+    memcpy(shm_base + str, MESSAGE, message_len);
     printf("String in shared memory: %s\n", (char *)(shm_base + str));
-    if (strcmp((char *)SHM_OFFT_TO_ADDR(str), MESSAGE) != 0) {
+    if (strlen((char *)SHM_OFFT_TO_ADDR(str)) != message_len ||
+        memcmp(SHM_OFFT_TO_ADDR(str), MESSAGE, message_len) != 0) {
         fprintf(stderr, "the string did not stay\n");
         exit(EXIT_FAILURE);
     }
     shm_free(str);
 
     /* the same through pointers */
-    copy = my_calloc(strlen(MESSAGE) + 1, sizeof(char));
+    copy = my_calloc(message_len + 1, sizeof(char));
     if (copy == NULL) {
         fprintf(stderr, "Out of memory\n");
         exit(EXIT_FAILURE);
     }
-    strcpy(copy, MESSAGE);
+    memcpy(copy, MESSAGE, message_len);
     printf("Copied to offset %" PRIu_shm_offt ": %s\n", SHM_ADDR_TO_OFFT(copy),
            copy);
     my_free(copy);

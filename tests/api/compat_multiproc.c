@@ -63,7 +63,8 @@ static long check_string(const struct passed_string *p, long thread_no)
 static void *thread_main(void *arg)
 {
     long thread_no = (long)arg;
-    unsigned int my_seed = seed + (unsigned int)(proc_no * NTHREADS + thread_no);
+    unsigned int my_seed =
+        seed + (unsigned int)(proc_no * NTHREADS + thread_no);
     size_t max_len;
     long errors = 0;
     int round, i;
@@ -149,7 +150,8 @@ int main(void)
                : (unsigned int)getpid() * 2654435761u;
 
     /* Room for every string alive at once, twice over. */
-    capacity = 2 * NPROCS * NTHREADS * NSTRINGS * get_shm_max_allocatable_size();
+    capacity =
+        2 * NPROCS * NTHREADS * NSTRINGS * get_shm_max_allocatable_size();
     if (capacity < 4 << 20)
         capacity = 4 << 20;
     snprintf(size_text, sizeof size_text, "%zu", capacity);
@@ -196,7 +198,7 @@ int main(void)
                 seed, seed);
         return EXIT_FAILURE;
     }
-    printf("%d processes x %d threads: every string came back intact\n",
-           NPROCS, NTHREADS);
+    printf("%d processes x %d threads: every string came back intact\n", NPROCS,
+           NTHREADS);
     return EXIT_SUCCESS;
 }

@@ -6,6 +6,7 @@
  * Every test runs twice: on the default arena (shm_malloc, ...) and on an
  * explicit one (shm_arena_malloc, ...), each on a fresh small file.
  */
+#define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include "api_util.h"
 
 #include <sys/stat.h>
@@ -52,8 +53,8 @@ static void assert_fresh_chunk(const struct target *t, shm_offt off, size_t n)
                  " not aligned to %zu",
                  t->name, n, off, usable);
     if ((uintptr_t)t_addr(t, off) % usable != 0)
-        fail_msg("[%s] %zu bytes at address %p not aligned to %zu", t->name,
-                 n, t_addr(t, off), usable);
+        fail_msg("[%s] %zu bytes at address %p not aligned to %zu", t->name, n,
+                 t_addr(t, off), usable);
     /* The superblock page is never handed out, nor anything past the end. */
     assert_true(off >= (shm_offt)sysconf(_SC_PAGESIZE));
     assert_true(off + usable <= t_mapping_size(t));
@@ -395,20 +396,20 @@ static void test_pointer_forms(void **state)
     shm_offt off = (shm_offt)((uint8_t *)p - t_base(t));
     assert_fresh_chunk(t, off, n);
 
-    void *q = t_ptr_calloc(t, 3, min_size());
+    size_t count = max_size() >= 4 * min_size() ? 3 : 1;
+    void *q = t_ptr_calloc(t, count, min_size());
     assert_non_null(q);
     shm_offt qoff = (shm_offt)((uint8_t *)q - t_base(t));
-    assert_int_equal(t_usable(t, qoff), expected_usable(3 * min_size()));
-    assert_zero(t, qoff, 3 * min_size(), 3, min_size());
+    assert_int_equal(t_usable(t, qoff), expected_usable(count * min_size()));
+    assert_zero(t, qoff, count * min_size(), count, min_size());
 
     if (t->global) {
         /* The old API's conversions work on the default arena. */
         assert_ptr_equal(SHM_OFFT_TO_ADDR(off), p);
         assert_int_equal(SHM_ADDR_TO_OFFT(q), qoff);
     }
-    assert_int_equal(t_available(t),
-                     start - expected_usable(n) -
-                         expected_usable(3 * min_size()));
+    assert_int_equal(t_available(t), start - expected_usable(n) -
+                                         expected_usable(count * min_size()));
     t_ptr_free(t, p);
     t_ptr_free(t, q);
     assert_int_equal(t_available(t), start);
@@ -560,7 +561,6 @@ static void test_getters(void **state)
     assert_true(min_size() <= max_size());
 
     assert_non_null(t_base(t));
-    assert_true(t_capacity(t) % max_size() == 0);
     assert_true(t_mapping_size(t) >= t_capacity(t));
     assert_int_equal(stat(t->path, &st), 0);
     assert_int_equal((size_t)st.st_size, t_mapping_size(t));

@@ -3,6 +3,7 @@
  * file opened twice is the same heap, a file keeps its allocations across
  * close and reopen, and shm_arena_open's flags and refusals.
  */
+#define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include "api_util.h"
 
 #include <dirent.h>
@@ -189,13 +190,16 @@ static void test_same_file_opened_twice(void **state)
     assert_non_null(b);
     assert_int_equal(shm_arena_capacity(b), small_capacity());
 
-    shm_offt off = shm_arena_malloc(a, 100);
+    /* Texts fit the smallest build's largest chunk (8 bytes). */
+    static const char text[] = "via a";
+    shm_offt off = shm_arena_malloc(a, sizeof text);
     assert_int_not_equal(off, SHM_NULL);
-    strcpy((char *)shm_arena_base(a) + off, "written through a");
-    assert_string_equal((char *)shm_arena_base(b) + off, "written through a");
-    assert_int_equal(shm_arena_usable_size(b, off), expected_usable(100));
+    strcpy((char *)shm_arena_base(a) + off, text);
+    assert_string_equal((char *)shm_arena_base(b) + off, text);
+    assert_int_equal(shm_arena_usable_size(b, off),
+                     expected_usable(sizeof text));
     assert_int_equal(shm_arena_available(b),
-                     small_capacity() - expected_usable(100));
+                     small_capacity() - expected_usable(sizeof text));
 
     shm_arena_free(b, off);
     assert_int_equal(shm_arena_available(a), small_capacity());
@@ -216,9 +220,10 @@ static void test_allocations_survive_close_and_reopen(void **state)
     char path[4096];
     shm_arena *a =
         open_fresh("persist.shm", small_capacity(), path, sizeof path);
-    shm_offt off = shm_arena_calloc(a, 1, 64);
+    static const char text[] = "kept";
+    shm_offt off = shm_arena_calloc(a, 1, sizeof text);
     assert_int_not_equal(off, SHM_NULL);
-    strcpy((char *)shm_arena_base(a) + off, "still here");
+    strcpy((char *)shm_arena_base(a) + off, text);
     assert_int_equal(shm_arena_close(a), 0);
 
     /* The capacity option only applies to a new file. */
@@ -226,10 +231,11 @@ static void test_allocations_survive_close_and_reopen(void **state)
     a = shm_arena_open(path, &bigger);
     assert_non_null(a);
     assert_int_equal(shm_arena_capacity(a), small_capacity());
-    assert_string_equal((char *)shm_arena_base(a) + off, "still here");
-    assert_int_equal(shm_arena_usable_size(a, off), expected_usable(64));
+    assert_string_equal((char *)shm_arena_base(a) + off, text);
+    assert_int_equal(shm_arena_usable_size(a, off),
+                     expected_usable(sizeof text));
     assert_int_equal(shm_arena_available(a),
-                     small_capacity() - expected_usable(64));
+                     small_capacity() - expected_usable(sizeof text));
     shm_arena_free(a, off);
     assert_int_equal(shm_arena_available(a), small_capacity());
     assert_int_equal(shm_arena_check(a), 0);
@@ -313,8 +319,8 @@ static void test_open_refusals(void **state)
     size_t len;
     scratch_path(dir, sizeof dir, "refusals");
     mkdir(dir, 0700);
-    snprintf(path, sizeof path, "%s/valid.shm", dir);
-    snprintf(link_path, sizeof link_path, "%s/link.shm", dir);
+    scratch_path(path, sizeof path, "refusals/valid.shm");
+    scratch_path(link_path, sizeof link_path, "refusals/link.shm");
     unlink(path);
     unlink(link_path);
 
@@ -338,7 +344,7 @@ static void test_open_refusals(void **state)
 
     /* Not an arena: wrong magic. */
     char garbage_path[4096];
-    snprintf(garbage_path, sizeof garbage_path, "%s/garbage.shm", dir);
+    scratch_path(garbage_path, sizeof garbage_path, "refusals/garbage.shm");
     uint8_t *garbage = malloc(len);
     assert_non_null(garbage);
     memset(garbage, 0x5a, len);
@@ -369,7 +375,7 @@ static void test_open_refusals(void **state)
     /* Impossible options create nothing. */
     size_t entries = count_entries(dir);
     char new_path[4096];
-    snprintf(new_path, sizeof new_path, "%s/new.shm", dir);
+    scratch_path(new_path, sizeof new_path, "refusals/new.shm");
     struct shm_arena_options huge = {.capacity = SIZE_MAX};
     errno = 0;
     assert_null(shm_arena_open(new_path, &huge));

@@ -4,6 +4,7 @@
  * arena byte for byte as it was, and shm_usable_size refuses the same
  * offsets. Run on the default arena and on an explicit one.
  */
+#define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include "api_util.h"
 
 static struct target global_target = {.name = "global", .global = true};
@@ -58,8 +59,8 @@ static void assert_free_refused(const struct target *t, shm_offt off,
     t_free(t, off);
     refusal_end(&r, t, errno, EINVAL, label);
 
-    snprintf(label, sizeof label, "usable_size(%s = %" PRIu_shm_offt ")",
-             what, off);
+    snprintf(label, sizeof label, "usable_size(%s = %" PRIu_shm_offt ")", what,
+             off);
     refusal_begin(&r, t);
     size_t usable = t_usable(t, off);
     int err = errno;
@@ -121,8 +122,7 @@ static void test_free_of_what_is_not_a_live_chunk(void **state)
     BAD("metadata, offset 4096 + min", 4096 + min);
     BAD("the end of the mapping", end);
     BAD("a smallest chunk past the end", (end + min) & ~(shm_offt)(min - 1));
-    BAD("a largest chunk past the end",
-        (end + 2 * max) & ~(shm_offt)(max - 1));
+    BAD("a largest chunk past the end", (end + 2 * max) & ~(shm_offt)(max - 1));
     BAD("1 TiB", (shm_offt)1 << 40);
     BAD("2^63", (shm_offt)1 << 63);
     BAD("UINT64_MAX", UINT64_MAX);
@@ -186,10 +186,15 @@ static void test_ptr_free_of_a_pointer_outside_the_mapping(void **state)
     assert_ptr_free_refused(t, (void *)(end + max), "past the mapping");
     assert_ptr_free_refused(t, (void *)(uintptr_t)1, "address 1");
     assert_ptr_free_refused(t, (void *)UINTPTR_MAX, "UINTPTR_MAX");
-    assert_ptr_free_refused(t, (void *)base, "the mapping's base");
     assert_ptr_free_refused(t, (void *)(base + 8), "the superblock");
     assert_ptr_free_refused(t, (uint8_t *)t_addr(t, keep) + 1,
                             "inside a live chunk");
+
+    /* The base is SHM_NULL's address: freeing it is freeing SHM_NULL. */
+    struct refusal r;
+    refusal_begin(&r, t);
+    t_ptr_free(t, t_base(t));
+    refusal_end(&r, t, errno, 0, "ptr_free(base)");
 
     assert_int_equal(t_usable(t, keep), max);
     assert_chunk_stamped(t_addr(t, keep), max, keep);

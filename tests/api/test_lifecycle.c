@@ -6,6 +6,7 @@
  * The tests run in order and share the process's default arena; each
  * leaves it detached.
  */
+#define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include "api_util.h"
 
 #include <pthread.h>
@@ -28,23 +29,25 @@ static void attach_fresh(void)
     assert_int_equal(shm_available(), small_capacity());
 }
 
-static void assert_detached(void)
+/* Nothing attached: allocation fails with want_errno (ENXIO, or the errno
+ * of the attach that failed last), the rest refuses quietly. */
+static void assert_detached_with(int want_errno)
 {
     assert_null(get_shm_user_base());
     assert_null(shm_default_arena());
 
     errno = 0;
     assert_int_equal(shm_malloc(1), SHM_NULL);
-    assert_int_equal(errno, ENXIO);
+    assert_int_equal(errno, want_errno);
     errno = 0;
     assert_int_equal(shm_calloc(1, 1), SHM_NULL);
-    assert_int_equal(errno, ENXIO);
+    assert_int_equal(errno, want_errno);
     errno = 0;
     assert_null(ptr_malloc(1));
-    assert_int_equal(errno, ENXIO);
+    assert_int_equal(errno, want_errno);
     errno = 0;
     assert_null(ptr_calloc(1, 1));
-    assert_int_equal(errno, ENXIO);
+    assert_int_equal(errno, want_errno);
     assert_int_equal(shm_available(), 0);
     errno = 0;
     assert_int_equal(shm_check(), -1);
@@ -57,6 +60,11 @@ static void assert_detached(void)
     assert_int_not_equal(errno, 0);
     shm_free(SHM_NULL);
     ptr_free(NULL);
+}
+
+static void assert_detached(void)
+{
+    assert_detached_with(ENXIO);
 }
 
 static void test_inert_until_attached(void **state)
@@ -81,9 +89,11 @@ static void test_inert_until_attached(void **state)
     assert_int_not_equal(errno, 0);
     errno = 0;
     assert_false(shm_init(NULL, ""));
-    assert_int_not_equal(errno, 0);
+    int err = errno;
+    assert_int_not_equal(err, 0);
+    assert_detached_with(err);
     shm_deinit(); /* nothing attached: harmless */
-    assert_detached();
+    assert_detached_with(err);
 }
 
 static void test_init_is_idempotent(void **state)
@@ -93,7 +103,7 @@ static void test_init_is_idempotent(void **state)
     void *base = get_shm_user_base();
     shm_arena *arena = shm_default_arena();
 
-    shm_offt off = shm_malloc(10);
+    shm_offt off = shm_malloc(7);
     assert_int_not_equal(off, SHM_NULL);
 
     assert_true(shm_init(NULL, arena_path));
@@ -104,7 +114,7 @@ static void test_init_is_idempotent(void **state)
     assert_ptr_equal(get_shm_user_base(), base);
     assert_ptr_equal(shm_default_arena(), arena);
     assert_int_equal(shm_usable_size(off),
-                     expected_usable(10)); /* the same arena */
+                     expected_usable(7)); /* the same arena */
 
     shm_free(off);
     assert_int_equal(shm_available(), small_capacity());
@@ -125,6 +135,11 @@ struct init_race {
 
 static struct init_race race;
 
+static size_t race_size(size_t id)
+{
+    return 1 + id % get_shm_max_allocatable_size();
+}
+
 static void *init_racer(void *arg)
 {
     size_t id = (size_t)arg;
@@ -133,9 +148,10 @@ static void *init_racer(void *arg)
     race.err[id] = errno;
     race.base[id] = get_shm_user_base();
     if (race.ok[id]) {
-        race.mine[id] = shm_malloc(id + 1);
+        race.mine[id] = shm_malloc(race_size(id));
         if (race.mine[id] != SHM_NULL)
-            memset((uint8_t *)race.base[id] + race.mine[id], (int)id, id + 1);
+            memset((uint8_t *)race.base[id] + race.mine[id], (int)id,
+                   race_size(id));
     }
     return NULL;
 }
@@ -154,8 +170,8 @@ static void test_init_from_many_threads_at_once(void **state)
     memset(&race, 0, sizeof race);
     assert_int_equal(pthread_barrier_init(&race.go, NULL, INIT_THREADS), 0);
     for (size_t i = 0; i < INIT_THREADS; i++)
-        assert_int_equal(
-            pthread_create(&th[i], NULL, init_racer, (void *)i), 0);
+        assert_int_equal(pthread_create(&th[i], NULL, init_racer, (void *)i),
+                         0);
     for (size_t i = 0; i < INIT_THREADS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     pthread_barrier_destroy(&race.go);
@@ -172,7 +188,7 @@ static void test_init_from_many_threads_at_once(void **state)
     }
     for (size_t i = 0; i < INIT_THREADS; i++) {
         const uint8_t *p = (uint8_t *)base + race.mine[i];
-        for (size_t j = 0; j <= i; j++)
+        for (size_t j = 0; j < race_size(i); j++)
             assert_int_equal(p[j], (uint8_t)i);
         shm_free(race.mine[i]);
     }
@@ -186,9 +202,9 @@ static void test_deinit_then_init_again(void **state)
 {
     (void)state;
     attach_fresh();
-    shm_offt off = shm_calloc(1, 32);
+    shm_offt off = shm_calloc(1, sizeof "kept");
     assert_int_not_equal(off, SHM_NULL);
-    strcpy(SHM_OFFT_TO_ADDR(off), "kept in the file");
+    strcpy(SHM_OFFT_TO_ADDR(off), "kept");
 
     shm_deinit();
     assert_detached();
@@ -196,8 +212,8 @@ static void test_deinit_then_init_again(void **state)
     assert_detached();
 
     assert_true(shm_init(NULL, arena_path));
-    assert_string_equal((char *)SHM_OFFT_TO_ADDR(off), "kept in the file");
-    assert_int_equal(shm_usable_size(off), expected_usable(32));
+    assert_string_equal((char *)SHM_OFFT_TO_ADDR(off), "kept");
+    assert_int_equal(shm_usable_size(off), expected_usable(sizeof "kept"));
     shm_free(off);
     assert_int_equal(shm_available(), small_capacity());
     assert_int_equal(shm_check(), 0);
@@ -205,17 +221,21 @@ static void test_deinit_then_init_again(void **state)
     assert_detached();
 }
 
+/* Short enough for the smallest build's largest chunk (8 bytes). */
+#define PARENT_TEXT "parent"
+#define CHILD_TEXT "child"
+
 /* Runs in a forked child: 0 when everything it saw was right. */
 static int child_side(shm_offt from_parent, void *parent_base, int out)
 {
     if (get_shm_user_base() != parent_base)
         return 1;
-    if (strcmp(SHM_OFFT_TO_ADDR(from_parent), "from the parent") != 0)
+    if (strcmp(SHM_OFFT_TO_ADDR(from_parent), PARENT_TEXT) != 0)
         return 2;
-    shm_offt mine = shm_malloc(64);
+    shm_offt mine = shm_malloc(sizeof CHILD_TEXT);
     if (mine == SHM_NULL)
         return 3;
-    strcpy(SHM_OFFT_TO_ADDR(mine), "from the child");
+    strcpy(SHM_OFFT_TO_ADDR(mine), CHILD_TEXT);
     /* The child frees what the parent allocated. */
     shm_free(from_parent);
     if (shm_usable_size(from_parent) != 0)
@@ -235,9 +255,9 @@ static void test_forked_children_share_the_mapping(void **state)
 
     for (int c = 0; c < CHILDREN; c++) {
         int fds[2];
-        shm_offt from_parent = shm_malloc(100);
+        shm_offt from_parent = shm_malloc(sizeof PARENT_TEXT);
         assert_int_not_equal(from_parent, SHM_NULL);
-        strcpy(SHM_OFFT_TO_ADDR(from_parent), "from the parent");
+        strcpy(SHM_OFFT_TO_ADDR(from_parent), PARENT_TEXT);
         assert_int_equal(pipe(fds), 0);
         fflush(NULL);
         pid_t pid = fork();
@@ -252,18 +272,18 @@ static void test_forked_children_share_the_mapping(void **state)
         assert_true(WIFEXITED(status));
         if (WEXITSTATUS(status) != 0)
             fail_msg("child %d failed at step %d", c, WEXITSTATUS(status));
-        assert_int_equal(read(fds[0], &got[c], sizeof got[c]),
-                         sizeof got[c]);
+        assert_int_equal(read(fds[0], &got[c], sizeof got[c]), sizeof got[c]);
         close(fds[0]);
 
-        assert_string_equal((char *)SHM_OFFT_TO_ADDR(got[c]),
-                            "from the child");
-        assert_int_equal(shm_usable_size(got[c]), expected_usable(64));
+        assert_string_equal((char *)SHM_OFFT_TO_ADDR(got[c]), CHILD_TEXT);
+        assert_int_equal(shm_usable_size(got[c]),
+                         expected_usable(sizeof CHILD_TEXT));
         errno = 0;
         assert_int_equal(shm_usable_size(from_parent), 0);
         assert_int_equal(errno, EINVAL);
     }
-    assert_int_equal(shm_available(), start - CHILDREN * expected_usable(64));
+    assert_int_equal(shm_available(),
+                     start - CHILDREN * expected_usable(sizeof CHILD_TEXT));
     for (int c = 0; c < CHILDREN; c++)
         shm_free(got[c]);
     assert_int_equal(shm_available(), start);
@@ -277,9 +297,9 @@ static void test_init_at_a_chosen_address(void **state)
     (void)state;
     attach_fresh();
     size_t size = get_mapping_size_needed_by_shm();
-    shm_offt off = shm_malloc(16);
+    shm_offt off = shm_malloc(sizeof "any");
     assert_int_not_equal(off, SHM_NULL);
-    strcpy(SHM_OFFT_TO_ADDR(off), "anywhere");
+    strcpy(SHM_OFFT_TO_ADDR(off), "any");
     shm_deinit();
 
     /* Addresses aligned to the largest chunk as well as to a page, so that
@@ -290,14 +310,15 @@ static void test_init_at_a_chosen_address(void **state)
         align = page;
 
     /* A free range: the arena is mapped exactly there. */
-    uint8_t *hole = mmap(NULL, size + align, PROT_NONE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *hole =
+        mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(hole != MAP_FAILED);
     assert_int_equal(munmap(hole, size + align), 0);
-    void *want = (void *)(((uintptr_t)hole + align - 1) & ~(uintptr_t)(align - 1));
+    void *want =
+        (void *)(((uintptr_t)hole + align - 1) & ~(uintptr_t)(align - 1));
     assert_true(shm_init(want, arena_path));
     assert_ptr_equal(get_shm_user_base(), want);
-    assert_string_equal((char *)SHM_OFFT_TO_ADDR(off), "anywhere");
+    assert_string_equal((char *)SHM_OFFT_TO_ADDR(off), "any");
     shm_deinit();
 
     /* A range with another mapping in its middle: refused, and that
@@ -311,8 +332,7 @@ static void test_init_at_a_chosen_address(void **state)
     memset(middle, 0x77, page);
     assert_int_equal(munmap(all, (size_t)(middle - all)), 0);
     assert_int_equal(
-        munmap(middle + page, (size_t)(all + size + align - middle - page)),
-        0);
+        munmap(middle + page, (size_t)(all + size + align - middle - page)), 0);
     errno = 0;
     assert_false(shm_init(range, arena_path));
     assert_int_equal(errno, EEXIST);
@@ -331,15 +351,24 @@ static void test_init_at_a_chosen_address(void **state)
     unlink(arena_path);
 }
 
+/* A failed test leaves the arena attached; the next starts detached. */
+static int detach(void **state)
+{
+    (void)state;
+    shm_deinit();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_inert_until_attached),
-        cmocka_unit_test(test_init_is_idempotent),
-        cmocka_unit_test(test_init_from_many_threads_at_once),
-        cmocka_unit_test(test_deinit_then_init_again),
-        cmocka_unit_test(test_forked_children_share_the_mapping),
-        cmocka_unit_test(test_init_at_a_chosen_address),
+        cmocka_unit_test_teardown(test_inert_until_attached, detach),
+        cmocka_unit_test_teardown(test_init_is_idempotent, detach),
+        cmocka_unit_test_teardown(test_init_from_many_threads_at_once, detach),
+        cmocka_unit_test_teardown(test_deinit_then_init_again, detach),
+        cmocka_unit_test_teardown(test_forked_children_share_the_mapping,
+                                  detach),
+        cmocka_unit_test_teardown(test_init_at_a_chosen_address, detach),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

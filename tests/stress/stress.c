@@ -22,6 +22,7 @@
  *
  * Built twice: with processes (fork) and threads only (for TSan).
  */
+#define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -52,10 +53,10 @@
 #endif
 #define TOTAL_THREADS (STRESS_PROCESSES * STRESS_THREADS)
 #define BASE_CALLS 1000000.0
-#define HELD_MAX 32     /* chunks one thread holds at most */
-#define RING_SLOTS 256  /* offsets in flight between threads */
-#define RING_PROBES 4   /* slots tried per hand-over */
-#define CHEAP_CLASS 12  /* classes above 2^12 are drawn less often */
+#define HELD_MAX 32    /* chunks one thread holds at most */
+#define RING_SLOTS 256 /* offsets in flight between threads */
+#define RING_PROBES 4  /* slots tried per hand-over */
+#define CHEAP_CLASS 12 /* classes above 2^12 are drawn less often */
 
 /* Shared by every process (an anonymous shared mapping): the start
  * barrier, the failure flag and the totals. Not part of the arena. */
@@ -109,8 +110,8 @@ static uint64_t rnd(uint64_t *state, uint64_t bound)
 static uint64_t make_tag(unsigned proc, unsigned thread, unsigned cls,
                          uint64_t serial)
 {
-    return (uint64_t)proc << 56 | (uint64_t)thread << 48 |
-           (uint64_t)cls << 40 | (serial & ((1ULL << 40) - 1));
+    return (uint64_t)proc << 56 | (uint64_t)thread << 48 | (uint64_t)cls << 40 |
+           (serial & ((1ULL << 40) - 1));
 }
 
 static unsigned tag_proc(uint64_t tag)
@@ -193,8 +194,9 @@ static bool check_chunk(struct worker *w, shm_offt off, size_t size,
         if (tag_proc(tag) >= STRESS_PROCESSES ||
             tag_thread(tag) >= STRESS_THREADS || cls < min_class ||
             cls > max_class) {
-            fail_worker(w, "chunk %" PRIu_shm_offt
-                           " from the ring has a foreign stamp %#" PRIx64,
+            fail_worker(w,
+                        "chunk %" PRIu_shm_offt
+                        " from the ring has a foreign stamp %#" PRIx64,
                         off, tag);
             return false;
         }
@@ -202,8 +204,7 @@ static bool check_chunk(struct worker *w, shm_offt off, size_t size,
     }
     size_t usable = shm_usable_size(off);
     if (usable != size) {
-        fail_worker(w,
-                    "chunk %" PRIu_shm_offt " of %zu bytes: usable size %zu",
+        fail_worker(w, "chunk %" PRIu_shm_offt " of %zu bytes: usable size %zu",
                     off, size, usable);
         return false;
     }
@@ -326,9 +327,8 @@ static bool ring_put(struct worker *w, shm_offt off)
         uint64_t empty = 0;
         /* Release: the stamp written before is visible to the thread whose
          * exchange in ring_take() acquires this offset. */
-        if (atomic_compare_exchange_strong_explicit(slot, &empty, off,
-                                                    memory_order_release,
-                                                    memory_order_relaxed))
+        if (atomic_compare_exchange_strong_explicit(
+                slot, &empty, off, memory_order_release, memory_order_relaxed))
             return true;
     }
     return false;
@@ -481,9 +481,9 @@ static void setup_run(char *path, size_t len)
     /* Small enough that threads meet on the same bitmap words and the
      * arena runs full now and then; every thread may hold the largest
      * chunk twice over. */
-    size_t capacity = 64 * max;
-    if (capacity < (1u << 20))
-        capacity = 1u << 20;
+    size_t capacity = 32 * max;
+    if (capacity < (512u << 10))
+        capacity = 512u << 10;
     budget_per_thread = capacity / TOTAL_THREADS;
     if (budget_per_thread < 2 * max)
         budget_per_thread = 2 * max;
