@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "os.h"
+#include "process_table.h"
 #include "report.h"
 #include "tree.h"
 
@@ -173,6 +174,19 @@ static int create(const char *path, const struct shm_arena_options *opts,
     return 0;
 }
 
+/* Enters the process in the file's process table. Not being entered
+ * (a full table) does not fail the open: only ESTALE, a file being
+ * removed by its last process, does; the handle is then dropped. */
+static int register_process(shm_arena *arena)
+{
+    int err = shmi_process_table_attach(arena);
+    if (err == ESTALE) {
+        shmi_os_unmap(arena->base, arena->map_size);
+        free(arena);
+    }
+    return err;
+}
+
 shm_arena *shm_arena_open(const char *path,
                           const struct shm_arena_options *options)
 {
@@ -204,6 +218,8 @@ shm_arena *shm_arena_open(const char *path,
                 errno = err;
                 return NULL;
             }
+            if (register_process(arena) == ESTALE)
+                continue; /* its last process is removing it: open anew */
             return arena;
         }
         if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) || read_only) {
@@ -212,8 +228,10 @@ shm_arena *shm_arena_open(const char *path,
         }
         shm_arena *arena = NULL;
         err = create(path, opts, &arena);
-        if (err == 0)
+        if (err == 0 && register_process(arena) != ESTALE)
             return arena;
+        if (err == 0)
+            continue;
         if (err != EEXIST || (opts->flags & SHM_ARENA_EXCLUSIVE)) {
             shmi_report("shm_arena_open: cannot create %s: %s", path,
                         strerror(err));
@@ -229,6 +247,7 @@ int shm_arena_close(shm_arena *arena)
 {
     if (!arena)
         return 0;
+    shmi_process_table_detach(arena);
     shmi_os_unmap(arena->base, arena->map_size);
     free(arena);
     return 0;
@@ -502,6 +521,5 @@ size_t shm_arena_maxsize(shm_arena *arena)
 
 size_t shmi_arena_live_processes(shm_arena *arena)
 {
-    (void)arena;
-    return 0;
+    return shmi_process_table_live(arena);
 }

@@ -34,6 +34,8 @@ struct shm_arena {
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
     struct shmi_index empty[SHMI_MAX_TIERS];
     uint64_t serial; /* unique in this process, names the arena for caches */
+    unsigned process_entries; /* entries this handle holds in the process
+                                 table (process_table.c) */
     bool read_only;
 };
 
@@ -45,8 +47,12 @@ static inline void *shmi_arena_shared_header(shm_arena *arena)
     return arena->base + arena->layout.header_offset;
 }
 
-/* Live processes attached to the arena's file (process_table.c; 0 until
- * the table is in place). */
+/* Live processes attached to the arena's file (process_table.c). */
 size_t shmi_arena_live_processes(shm_arena *arena);
+
+/* The default arena, or NULL with errno saying why there is none (the
+ * errno of the failed automatic attach, or ENXIO): for the global forms
+ * of the shm_arena_* functions defined outside global.c. */
+shm_arena *shmi_current_arena(void);
 
 #endif /* SHM_ARENA_H */

@@ -131,6 +131,11 @@ static shm_arena *current(void)
     return arena;
 }
 
+shm_arena *shmi_current_arena(void)
+{
+    return current();
+}
+
 void *get_shm_user_base(void)
 {
     shm_arena *arena = shm_default_arena();
