@@ -84,8 +84,10 @@ static void reset_frees_everything_and_empties_roots(void **state)
     shm_arena *a = shm_arena_open(path, &opts);
     assert_non_null(a);
     size_t start = shm_arena_available(a);
-    for (int i = 0; i < 100; i++)
-        assert_true(shm_arena_malloc(a, (size_t)i * 3) != SHM_NULL);
+    for (size_t i = 0; i < 100; i++)
+        assert_true(shm_arena_malloc(
+                        a, (i * 3) % (get_shm_max_allocatable_size() + 1)) !=
+                    SHM_NULL);
     shm_offt keep = shm_arena_malloc(a, 8);
     assert_int_equal(shm_arena_root_set(a, "table", keep), 0);
     assert_true(shm_arena_available(a) < start);

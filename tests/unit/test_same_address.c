@@ -53,6 +53,10 @@ static int child_main(const char *path, const char *head_text)
 static void pointers_work_in_an_exec_d_process(void **state)
 {
     (void)state;
+    if (get_shm_max_allocatable_size() < sizeof(struct node)) {
+        skip(); /* a list node does not fit the largest chunk */
+        return;
+    }
     char path[4096];
     path_of(path, sizeof path, "same.shm");
     unlink(path);
