@@ -27,11 +27,12 @@
 #include <unistd.h>
 
 #include "os.h"
+#include "report.h"
 #include "tree.h"
 
 #define KNOWN_FLAGS                                                            \
     (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
-     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY)
+     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY | SHM_ARENA_SAME_ADDRESS)
 #define DEFAULT_MODE 0600u
 
 static _Atomic(uint64_t) next_serial = 1;
@@ -53,6 +54,14 @@ static void bind(shm_arena *arena, void *base, const struct shmi_layout *l)
     arena->words = (shmi_atomic_word *)(arena->base + l->words_offset);
     shmi_atomic_word *index =
         (shmi_atomic_word *)(arena->base + l->index_offset);
+    for (unsigned t = 0; t < l->tiers; t++) {
+        struct shmi_tier *tier = &arena->tier[t];
+        tier->words = arena->words + l->tier_first_word[t];
+        tier->count = l->tier_words[t];
+        tier->span_log2 = l->span_log2[t];
+        tier->first_row = t == 0 ? l->top_first_row : 1;
+        tier->eligible = shmi_word_rows_from(tier->first_row);
+    }
     for (unsigned t = 0; t < l->tiers; t++) {
         uint64_t bits = l->tier_words[t];
         unsigned first = t == 0 ? l->top_first_row : 1;
@@ -84,8 +93,18 @@ static int attach(int fd, const struct shmi_file_info *info,
     if (err)
         return err;
     bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    void *address = opts->address;
+    if (opts->flags & SHM_ARENA_SAME_ADDRESS) {
+        /* The recorded address is a number from the file: it must be a
+         * plausible, aligned user-space address before mmap sees it. */
+        uint64_t want = sb.creator_base;
+        if (want == 0 || want % data_alignment(&layout) != 0 ||
+            want > UINTPTR_MAX - layout.file_size)
+            return EBADMSG;
+        address = (void *)(uintptr_t)want;
+    }
     void *base;
-    err = shmi_os_map(fd, layout.file_size, !read_only, opts->address,
+    err = shmi_os_map(fd, layout.file_size, !read_only, address,
                       data_alignment(&layout), &base);
     if (err)
         return err;
@@ -180,6 +199,8 @@ shm_arena *shm_arena_open(const char *path,
                       : attach(fd, &info, opts, &arena);
             shmi_os_close(fd);
             if (err) {
+                shmi_report("shm_arena_open: refusing %s: %s", path,
+                            strerror(err));
                 errno = err;
                 return NULL;
             }
@@ -194,6 +215,8 @@ shm_arena *shm_arena_open(const char *path,
         if (err == 0)
             return arena;
         if (err != EEXIST || (opts->flags & SHM_ARENA_EXCLUSIVE)) {
+            shmi_report("shm_arena_open: cannot create %s: %s", path,
+                        strerror(err));
             errno = err;
             return NULL;
         }
@@ -268,6 +291,9 @@ shm_offt shm_arena_malloc(shm_arena *arena, size_t size)
     if (!writable(arena))
         return SHM_NULL;
     if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_malloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
         errno = ENOMEM;
         return SHM_NULL;
     }
@@ -283,7 +309,10 @@ shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) {
-        errno = writable(arena) ? ENOMEM : errno;
+        if (writable(arena)) {
+            shmi_report("shm_calloc: %zu * %zu overflows", count, size);
+            errno = ENOMEM;
+        }
         return SHM_NULL;
     }
     shm_offt off = shm_arena_malloc(arena, total);
@@ -311,8 +340,12 @@ void shm_arena_free(shm_arena *arena, shm_offt off)
     if (!writable(arena))
         return;
     uint64_t x = data_position(arena, off);
-    if (x == SHMI_NO_CHUNK || shmi_tree_free(arena, x) != 0)
+    if (x == SHMI_NO_CHUNK || shmi_tree_free(arena, x) != 0) {
+        shmi_report("shm_free: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
         errno = EINVAL;
+    }
 }
 
 size_t shm_arena_usable_size(shm_arena *arena, shm_offt off)
@@ -323,8 +356,12 @@ size_t shm_arena_usable_size(shm_arena *arena, shm_offt off)
     }
     uint64_t x = data_position(arena, off);
     uint64_t size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
-    if (size == 0)
+    if (size == 0) {
+        shmi_report("shm_usable_size: %" PRIu64 " is not the start of a "
+                    "live allocation",
+                    off);
         errno = EINVAL;
+    }
     return (size_t)size;
 }
 
@@ -365,8 +402,106 @@ void shm_arena_ptr_free(shm_arena *arena, void *ptr)
     }
     uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
     if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_free: %p is outside the arena's mapping", ptr);
         errno = EINVAL;
         return;
     }
     shm_arena_free(arena, (shm_offt)(p - base));
+}
+
+shm_offt shm_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
+{
+    if (off == SHM_NULL)
+        return shm_arena_malloc(arena, size);
+    if (!writable(arena))
+        return SHM_NULL;
+    uint64_t x = data_position(arena, off);
+    uint64_t old_size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
+    if (old_size == 0) {
+        shmi_report("shm_realloc: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_realloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    unsigned wanted = class_of(size);
+    int err = shmi_tree_resize(arena, x, wanted);
+    if (err == EINVAL) {
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    /* Done in place, or a shrink that must cross a tier: the chunk it has
+     * is large enough, so it stays. */
+    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+        return off;
+    shm_offt moved = shm_arena_malloc(arena, size);
+    if (moved == SHM_NULL)
+        return SHM_NULL;
+    memcpy(arena->base + moved, arena->base + off, (size_t)old_size);
+    shm_arena_free(arena, off);
+    return moved;
+}
+
+void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size)
+{
+    if (!ptr)
+        return shm_arena_ptr_malloc(arena, size);
+    if (!arena) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
+    if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_realloc: %p is outside the arena's mapping", ptr);
+        errno = EINVAL;
+        return NULL;
+    }
+    shm_offt off = shm_arena_realloc(arena, (shm_offt)(p - base), size);
+    return off == SHM_NULL ? NULL : arena->base + off;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
+{
+    if (!arena || !stats)
+        return EINVAL;
+    memset(stats, 0, sizeof *stats);
+    stats->capacity = (size_t)arena->capacity;
+    stats->mapping_size = (size_t)arena->map_size;
+    stats->bytes_free = (size_t)shmi_tree_free_bytes(arena);
+    stats->bytes_in_use = stats->capacity > stats->bytes_free
+                              ? stats->capacity - stats->bytes_free
+                              : 0;
+    stats->min_chunk = (size_t)1 << SHM_MIN_ALLOC_POW2;
+    stats->max_chunk = (size_t)1 << SHM_MAX_ALLOC_POW2;
+    stats->classes = SHMI_CLASSES;
+    uint64_t counts[SHMI_CLASSES];
+    shmi_tree_census(arena, counts);
+    for (unsigned c = 0; c < SHMI_CLASSES; c++) {
+        stats->free_chunks[c] = (size_t)counts[c];
+        if (counts[c])
+            stats->largest_free = (size_t)1 << (SHM_MIN_ALLOC_POW2 + c);
+    }
+    stats->attached_processes = shmi_arena_live_processes(arena);
+    return 0;
+}
+
+size_t shm_arena_maxsize(shm_arena *arena)
+{
+    struct shm_stats stats;
+    return shm_arena_stats(arena, &stats) == 0 ? stats.largest_free : 0;
+}
+
+size_t shmi_arena_live_processes(shm_arena *arena)
+{
+    (void)arena;
+    return 0;
 }

@@ -14,6 +14,15 @@
 #include "hint_index.h"
 #include "layout.h"
 
+/* One tier of bitmap words, as the fast paths use it. */
+struct shmi_tier {
+    shmi_atomic_word *words;
+    uint64_t count;     /* words in the tier */
+    uint64_t eligible;  /* nodes a word of this tier may allocate */
+    unsigned span_log2; /* bytes covered by one word */
+    unsigned first_row; /* first allocatable row */
+};
+
 struct shm_arena {
     uint8_t *base;
     uint64_t map_size;
@@ -21,6 +30,7 @@ struct shm_arena {
     uint64_t capacity;
     struct shmi_layout layout;
     shmi_atomic_word *words;
+    struct shmi_tier tier[SHMI_MAX_TIERS];
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
     struct shmi_index empty[SHMI_MAX_TIERS];
     uint64_t serial; /* unique in this process, names the arena for caches */
@@ -34,5 +44,9 @@ static inline void *shmi_arena_shared_header(shm_arena *arena)
 {
     return arena->base + arena->layout.header_offset;
 }
+
+/* Live processes attached to the arena's file (process_table.c; 0 until
+ * the table is in place). */
+size_t shmi_arena_live_processes(shm_arena *arena);
 
 #endif /* SHM_ARENA_H */

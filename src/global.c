@@ -201,6 +201,30 @@ void ptr_free(void *ptr)
         errno = EINVAL;
 }
 
+shm_offt shm_realloc(shm_offt off, size_t size)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_realloc(arena, off, size) : SHM_NULL;
+}
+
+void *ptr_realloc(void *ptr, size_t size)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_ptr_realloc(arena, ptr, size) : NULL;
+}
+
+int shm_stats(struct shm_stats *stats)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_stats(arena, stats) : ENXIO;
+}
+
+size_t shm_maxsize(void)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_maxsize(arena) : 0;
+}
+
 size_t get_shm_max_allocatable_size(void)
 {
     return (size_t)1 << SHM_MAX_ALLOC_POW2;

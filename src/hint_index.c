@@ -17,9 +17,10 @@
  * word (only while the setter that made the word nonzero is in flight).
  *
  * Protocol:
- *   set(i):   fetch_or bit i; then, level by level, make sure the summary
- *             bit is set (load, fetch_or when missing). Walking every level
- *             also repairs a chain left broken by a process killed midway.
+ *   set(i):   nothing when bit i is already set; otherwise fetch_or it,
+ *             then level by level make sure the summary bit is set (load,
+ *             fetch_or when missing), which also repairs a chain left
+ *             broken by a process killed midway through an earlier set.
  *   clear(i): fetch_and bit i away; if that emptied the word, clear the
  *             summary bit above it, then load the word again and set the
  *             summary back if a concurrent set refilled it.
@@ -77,10 +78,13 @@ static uint64_t bit_of(uint64_t i)
 
 void shmi_index_set(const struct shmi_index *index, uint64_t i)
 {
+    /* seq_cst load and RMW: the set half of the store-buffer pair with
+     * clear_at's fetch_and + reload. A bit already set means its
+     * summaries are set too, or their setter is still in flight. */
+    if (shmi_atomic_load_seq_cst(&index->level[0][i / WORD_BITS]) & bit_of(i))
+        return;
     for (unsigned level = 0; level < index->levels; level++) {
         shmi_atomic_word *word = &index->level[level][i / WORD_BITS];
-        /* seq_cst load and RMW: the set half of the store-buffer pair with
-         * clear_at's fetch_and + reload. */
         if (!(shmi_atomic_load_seq_cst(word) & bit_of(i)))
             shmi_atomic_fetch_or_seq_cst(word, bit_of(i));
         i /= WORD_BITS;
@@ -136,7 +140,7 @@ bool shmi_index_find_from(const struct shmi_index *index, uint64_t start,
         unsigned level = 0;
         uint64_t pos = start;
         uint64_t words = words_on_level(index->bits);
-        uint64_t marked = 0;
+        uint64_t marked;
         for (;;) {
             uint64_t w = pos / WORD_BITS;
             if (w >= words)

@@ -81,8 +81,8 @@
  * because a CAS failed, which means another operation on that word
  * succeeded. It is not wait-free: one thread can starve under contention.
  *
- * Memory order: the claiming CAS is acquire and the freeing CAS release
- * (seq_cst, which includes release), so the next owner of a chunk sees
+ * Memory order: the claiming CAS acquires (acq_rel) and the freeing CAS
+ * releases (seq_cst, which includes release), so the next owner of a chunk sees
  * everything the previous owner wrote. Retire is acq_rel and the parent
  * release after it seq_cst, so that chain carries on through coalescing.
  */
@@ -108,7 +108,8 @@ struct cursors {
     uint64_t word[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
 };
 
-static _Thread_local struct cursors thread_cursors;
+static _Thread_local struct cursors thread_cursors
+    __attribute__((tls_model("initial-exec")));
 static _Atomic(uint64_t) fork_generation = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -131,7 +132,8 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 33);
 }
 
-static struct cursors *cursors_for(const shm_arena *arena)
+static inline __attribute__((always_inline)) struct cursors *
+cursors_for(const shm_arena *arena)
 {
     struct cursors *c = &thread_cursors;
     /* relaxed: the generation only has to differ after a fork, and the
@@ -140,12 +142,12 @@ static struct cursors *cursors_for(const shm_arena *arena)
         atomic_load_explicit(&fork_generation, memory_order_relaxed);
     if (c->arena_serial != arena->serial || c->fork_generation != generation) {
         pthread_once(&atfork_once, register_atfork);
+        /* rarely taken: once per thread, arena and fork */
         uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed() ^
                             generation * UINT64_C(0x9e3779b97f4a7c15));
         for (unsigned t = 0; t < arena->layout.tiers; t++)
             for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
-                c->word[t][r] =
-                    mix(seed + t * 8 + r) % arena->layout.tier_words[t];
+                c->word[t][r] = mix(seed + t * 8 + r) % arena->tier[t].count;
         c->arena_serial = arena->serial;
         c->fork_generation = generation;
     }
@@ -157,12 +159,12 @@ static struct cursors *cursors_for(const shm_arena *arena)
 static shmi_atomic_word *word_at(const shm_arena *arena, unsigned tier,
                                  uint64_t index)
 {
-    return arena->words + arena->layout.tier_first_word[tier] + index;
+    return arena->tier[tier].words + index;
 }
 
 static unsigned first_row(const shm_arena *arena, unsigned tier)
 {
-    return tier == 0 ? arena->layout.top_first_row : 1;
+    return arena->tier[tier].first_row;
 }
 
 /* Whether `word` of `tier` can hand out a node on `row` right now. */
@@ -180,10 +182,16 @@ struct claim {
 
 static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
 {
-    unsigned span = arena->layout.span_log2[c->tier];
+    unsigned span = arena->tier[c->tier].span_log2;
     unsigned row = shmi_word_row_of(c->node);
     uint64_t in_row = c->node - (1u << row);
     return (c->word << span) + (in_row << (span - row));
+}
+
+static uint64_t node_size(const shm_arena *arena, const struct claim *c)
+{
+    return UINT64_C(1) << (arena->tier[c->tier].span_log2 -
+                           shmi_word_row_of(c->node));
 }
 
 /* ---- hints ------------------------------------------------------------- */
@@ -194,12 +202,15 @@ static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
 static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
                          uint64_t before, uint64_t after)
 {
-    unsigned gained_from = shmi_word_top_free_row(after);
+    unsigned first = first_row(arena, tier);
     unsigned had_from = shmi_word_top_free_row(before);
-    if (gained_from < first_row(arena, tier))
-        gained_from = first_row(arena, tier);
-    for (unsigned row = gained_from; row < had_from; row++)
-        shmi_index_set(&arena->hints[tier][row], index);
+    if (had_from > first) {
+        unsigned gained_from = shmi_word_top_free_row(after);
+        if (gained_from < first)
+            gained_from = first;
+        for (unsigned row = gained_from; row < had_from; row++)
+            shmi_index_set(&arena->hints[tier][row], index);
+    }
     if (tier > 0 && after == ACTIVE)
         shmi_index_set(&arena->empty[tier], index);
 }
@@ -221,13 +232,20 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             return false;
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
-         * are visible to its new owner. */
-        if (shmi_atomic_cas_acquire(word, &value,
+         * are visible to its new owner. The release half is free on x86
+         * and keeps the chain explicit for ThreadSanitizer, which does not
+         * follow release sequences through acquire-only RMWs. */
+        if (shmi_atomic_cas_acq_rel(word, &value,
                                     value | shmi_word_subtree(node))) {
             out->tier = tier;
             out->word = index;
             out->node = node;
-            return true;
+            if (offset_of(arena, out) + node_size(arena, out) <=
+                arena->capacity)
+                return true;
+            /* A damaged file lost a pin (T3): the node lies past the
+             * capacity. Keeping it claimed restores the pin; look on. */
+            value |= shmi_word_subtree(node);
         }
     }
 }
@@ -244,13 +262,13 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
         return false;
     uint64_t index =
         parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
-    if (index >= arena->layout.tier_words[tier])
+    if (index >= arena->tier[tier].count)
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
     uint64_t expected = 0;
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
-     * the parent release after it; the parent claim already acquired. */
-    if (!shmi_atomic_cas_acquire(word_at(arena, tier, index), &expected,
+     * the parent release after it; release as in try_claim_in_word. */
+    if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
                                  ACTIVE | shmi_word_subtree(node)))
         return false; /* damaged file: T2 broken; u stays claimed */
     publish_free(arena, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
@@ -266,10 +284,7 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
 {
     const struct shmi_index *hints = &arena->hints[tier][row];
     uint64_t *cursor = &cursors_for(arena)->word[tier][row];
-    uint64_t index = *cursor;
-    if (try_claim_in_word(arena, tier, index, row, out))
-        return true;
-    uint64_t start = index;
+    uint64_t index, start = *cursor;
     while (shmi_index_find(hints, start, &index)) {
         if (try_claim_in_word(arena, tier, index, row, out)) {
             *cursor = index;
@@ -342,7 +357,10 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
     unsigned tier = arena->layout.class_tier[class_index];
     unsigned row = arena->layout.class_row[class_index];
     struct claim c;
-    if (claim_in_tier(arena, tier, row, &c) ||
+    /* Fast path: the word this thread used last for this size. */
+    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
+                          &c) ||
+        claim_in_tier(arena, tier, row, &c) ||
         (retire_empty_below(arena, tier) &&
          claim_in_tier(arena, tier, row, &c)))
         return offset_of(arena, &c);
@@ -356,31 +374,30 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
                        uint64_t *value)
 {
-    const struct shmi_layout *l = &arena->layout;
-    unsigned tier = 0;
-    uint64_t index = x >> l->span_log2[0];
+    const struct shmi_tier *tier = arena->tier;
+    const struct shmi_tier *last = arena->tier + arena->layout.tiers - 1;
+    uint64_t index = x >> tier->span_log2;
     for (;;) {
-        unsigned span = l->span_log2[tier];
-        unsigned slot = (unsigned)(x >> (span - SHMI_WORD_BOTTOM_ROW)) &
-                        (SHMI_WORD_SLOTS - 1);
+        unsigned slot =
+            (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+            (SHMI_WORD_SLOTS - 1);
         /* relaxed: the caller owns the chunk (or is mistaken, which the
          * final CAS catches); the words on its path are stable. */
-        uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
-        unsigned node = shmi_word_owner(
-            w, slot, shmi_word_rows_from(first_row(arena, tier)));
+        uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+        unsigned node = shmi_word_owner(w, slot, tier->eligible);
         if (node == 0)
             return false;
-        if (shmi_word_row_of(node) == SHMI_WORD_BOTTOM_ROW &&
-            tier + 1 < l->tiers) {
+        if (node >= SHMI_WORD_FIRST_SLOT && tier != last) {
             uint64_t child = index * SHMI_WORD_SLOTS + slot;
-            if (shmi_atomic_load_relaxed(word_at(arena, tier + 1, child)) &
-                ACTIVE) {
+            if (shmi_atomic_load_relaxed(tier[1].words + child) & ACTIVE) {
                 tier++;
                 index = child;
                 continue;
             }
         }
-        out->tier = tier;
+        if ((w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return false; /* damaged word: W1 broken */
+        out->tier = (unsigned)(tier - arena->tier);
         out->word = index;
         out->node = node;
         *value = w;
@@ -388,35 +405,30 @@ static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
     }
 }
 
-static uint64_t node_size(const shm_arena *arena, const struct claim *c)
-{
-    return UINT64_C(1) << (arena->layout.span_log2[c->tier] -
-                           shmi_word_row_of(c->node));
-}
-
 int shmi_tree_free(shm_arena *arena, uint64_t x)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+    /* The chunk must start at x: x is on the node's path, so that holds
+     * iff x is aligned to the node's size. */
+    if (!find_owner(arena, x, &c, &value) ||
+        (x & (node_size(arena, &c) - 1)) != 0)
         return EINVAL;
     shmi_atomic_word *word = word_at(arena, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
-    unsigned slot = (unsigned)(x >> (arena->layout.span_log2[c.tier] -
-                                     SHMI_WORD_BOTTOM_ROW)) &
-                    (SHMI_WORD_SLOTS - 1);
-    uint64_t eligible = shmi_word_rows_from(first_row(arena, c.tier));
-    for (;;) {
-        /* The word may have changed since it was read: the chunk must
-         * still be the allocation here, with its whole subtree set. */
+    /* seq_cst: release pairs with the acquire CAS of the next claimer of
+     * these nodes; seq_cst orders it before publish_free's hint loads
+     * (store-buffer pair with claim_in_tier). */
+    while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
+        /* The word changed since it was read: the chunk must still be the
+         * allocation here, with its whole subtree set. */
+        unsigned slot = (unsigned)(x >> (arena->tier[c.tier].span_log2 -
+                                         SHMI_WORD_BOTTOM_ROW)) &
+                        (SHMI_WORD_SLOTS - 1);
         if ((value & mask) != mask ||
-            shmi_word_owner(value, slot, eligible) != c.node)
+            shmi_word_owner(value, slot, arena->tier[c.tier].eligible) !=
+                c.node)
             return EINVAL;
-        /* seq_cst: release pairs with the acquire CAS of the next claimer
-         * of these nodes; seq_cst orders it before publish_free's hint
-         * loads (store-buffer pair with claim_in_tier). */
-        if (shmi_atomic_cas_seq_cst(word, &value, value & ~mask))
-            break;
     }
     publish_free(arena, c.tier, c.word, value, value & ~mask);
     return 0;
@@ -429,6 +441,138 @@ uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x)
     if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
         return 0;
     return node_size(arena, &c);
+}
+
+/* ---- resizing in place ------------------------------------------------ */
+
+/*
+ * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
+ * descendant d on the row of that size and frees the rest of n's subtree
+ * in the same CAS: the word goes from ...mask(n)... to ...mask(d)..., so no
+ * moment exists at which the chunk is not allocated. Growing takes the
+ * ancestor a of the right size when the chunk is a's first descendant and
+ * the rest of a's subtree is free: one CAS sets mask(a). Both stay inside
+ * one word; across a tier boundary the caller falls back to a copy.
+ */
+int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
+{
+    struct claim c;
+    uint64_t value;
+    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+        return EINVAL;
+    unsigned span = arena->tier[c.tier].span_log2;
+    unsigned row = shmi_word_row_of(c.node);
+    unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
+    if (want_log2 > span || span - want_log2 < first_row(arena, c.tier) ||
+        span - want_log2 > SHMI_WORD_BOTTOM_ROW)
+        return ENOMEM; /* the new size lives in another tier */
+    unsigned want_row = span - want_log2;
+    if (want_row == row)
+        return 0;
+    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    uint64_t old_mask = shmi_word_subtree(c.node);
+    if (want_row > row) {
+        unsigned keep = c.node << (want_row - row);
+        uint64_t released = old_mask & ~shmi_word_subtree(keep);
+        do {
+            if ((value & old_mask) != old_mask)
+                return EINVAL;
+            /* seq_cst: a free of the released part (see shmi_tree_free). */
+        } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
+        publish_free(arena, c.tier, c.word, value, value & ~released);
+        return 0;
+    }
+    unsigned grown = c.node >> (row - want_row);
+    if (grown << (row - want_row) != c.node)
+        return ENOMEM; /* not the first descendant: the start would move */
+    uint64_t new_mask = shmi_word_subtree(grown);
+    uint64_t taken = new_mask & ~old_mask;
+    uint64_t ancestors =
+        shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
+        ~new_mask & arena->tier[c.tier].eligible;
+    do {
+        if ((value & old_mask) != old_mask)
+            return EINVAL;
+        if ((value & taken) || (value & ancestors))
+            return ENOMEM; /* a buddy is in use */
+        /* acq_rel: a claim of the buddies (see try_claim_in_word). */
+    } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
+    return 0;
+}
+
+/* ---- census ------------------------------------------------------------ */
+
+/* Bottom-row occupancy of a word with every delegated slot whose child
+ * word is logically empty (nothing allocated in it or below) counted as
+ * free, recursively. */
+static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
+                                  uint64_t index, uint64_t w)
+{
+    uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
+    if (tier + 1 >= arena->layout.tiers)
+        return occupied;
+    uint64_t eligible = arena->tier[tier].eligible;
+    for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+        if (!(occupied >> slot & 1))
+            continue;
+        uint64_t above = shmi_word_path_masks[slot] & eligible &
+                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot));
+        if (w & above)
+            continue; /* inside a larger allocation of this word */
+        uint64_t child = index * SHMI_WORD_SLOTS + slot;
+        if (child >= arena->tier[tier + 1].count)
+            continue; /* pinned: past the capacity */
+        /* relaxed: a snapshot. */
+        uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
+        if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
+            occupied &= ~(UINT32_C(1) << slot);
+    }
+    return occupied;
+}
+
+/* Counts the maximal free nodes of one word (and of the active words
+ * below it) into free_chunks, by size class. */
+static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
+                        uint64_t free_chunks[SHMI_CLASSES])
+{
+    /* relaxed: a snapshot. */
+    uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
+    if (tier > 0 && !(w & ACTIVE))
+        return;
+    uint32_t occupied = logical_occupancy(arena, tier, index, w);
+    uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
+    unsigned first = first_row(arena, tier);
+    unsigned span = arena->tier[tier].span_log2;
+    uint32_t parent_free = 0;
+    for (unsigned row = first; row < SHMI_WORD_ROWS; row++) {
+        uint32_t free_here = shmi_word_free_starts(logical, row);
+        /* maximal: the parent (same first slot, or the one g slots left)
+         * is not free */
+        unsigned g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        uint32_t covered = (uint32_t)(parent_free | (uint64_t)parent_free << g);
+        uint32_t maximal = free_here & ~covered;
+        free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
+            (uint64_t)__builtin_popcount(maximal);
+        parent_free = free_here;
+    }
+    /* Words still occupied after that hold partial free space: count it
+     * there (a free top-row node of such a word is maximal, since both
+     * would make the word empty). */
+    if (tier + 1 < arena->layout.tiers) {
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+            uint64_t child = index * SHMI_WORD_SLOTS + slot;
+            if ((occupied >> slot & 1) && child < arena->tier[tier + 1].count)
+                census_word(arena, tier + 1, child, free_chunks);
+        }
+    }
+}
+
+void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES])
+{
+    for (unsigned c = 0; c < SHMI_CLASSES; c++)
+        free_chunks[c] = 0;
+    for (uint64_t i = 0; i < arena->tier[0].count; i++)
+        census_word(arena, 0, i, free_chunks);
 }
 
 /* ---- formatting -------------------------------------------------------- */
@@ -472,8 +616,37 @@ static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
 
 void shmi_tree_format(shm_arena *arena)
 {
-    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+    for (uint64_t i = 0; i < arena->tier[0].count; i++)
         format_word(arena, 0, i, 0);
+}
+
+/* ---- repair ------------------------------------------------------------ */
+
+/*
+ * A process killed between a free's CAS and its hint updates leaves a word
+ * with free space that no hint names (T4 weakened): the space is free but
+ * searches may not find it. Walking every word and setting the hints its
+ * current value calls for restores T4. It only ever sets hints, so it is
+ * safe while others run (an extra hint costs one look); callers run it
+ * when they learn that an attached process died.
+ */
+void shmi_tree_repair_hints(shm_arena *arena)
+{
+    for (unsigned t = 0; t < arena->layout.tiers; t++) {
+        for (uint64_t i = 0; i < arena->tier[t].count; i++) {
+            /* seq_cst: as publish_free's, after the CAS it stands for. */
+            uint64_t w = shmi_atomic_load_seq_cst(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            unsigned row = shmi_word_top_free_row(w);
+            if (row < first_row(arena, t))
+                row = first_row(arena, t);
+            for (; row < SHMI_WORD_ROWS; row++)
+                shmi_index_set(&arena->hints[t][row], i);
+            if (t > 0 && w == ACTIVE)
+                shmi_index_set(&arena->empty[t], i);
+        }
+    }
 }
 
 /* ---- inspection -------------------------------------------------------- */
@@ -490,12 +663,19 @@ uint64_t shmi_tree_free_bytes(shm_arena *arena)
             uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
             if (t > 0 && !(w & ACTIVE))
                 continue;
-            unsigned used =
-                (unsigned)__builtin_popcountll(w >> SHMI_WORD_FIRST_SLOT);
-            free_bytes += (SHMI_WORD_SLOTS - used) * slot_size;
+            /* Only slots below the capacity count, whatever a damaged
+             * file says about the pinned ones. */
+            uint64_t start = i << l->span_log2[t];
+            uint64_t slots =
+                (arena->capacity - start + slot_size - 1) / slot_size;
+            uint32_t real = slots >= SHMI_WORD_SLOTS
+                                ? UINT32_MAX
+                                : (UINT32_C(1) << slots) - 1;
+            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT) & real;
+            free_bytes += (uint64_t)__builtin_popcount(free_slots) * slot_size;
         }
     }
-    return free_bytes;
+    return free_bytes < arena->capacity ? free_bytes : arena->capacity;
 }
 
 static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
@@ -530,7 +710,7 @@ uint64_t shmi_tree_check(shm_arena *arena)
 {
     uint64_t bad = 0;
     for (unsigned t = 0; t < arena->layout.tiers; t++)
-        for (uint64_t i = 0; i < arena->layout.tier_words[t]; i++)
+        for (uint64_t i = 0; i < arena->tier[t].count; i++)
             if (!word_is_consistent(
                     arena, t, i,
                     shmi_atomic_load_relaxed(word_at(arena, t, i))))

@@ -27,6 +27,20 @@ int shmi_tree_free(shm_arena *arena, uint64_t x);
 /* Size of the live allocation starting at x, 0 when there is none. */
 uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x);
 
+/* Resizes the live allocation starting at x to class `class_index` without
+ * moving it: 0, ENOMEM when that cannot be done in place (buddy in use,
+ * or the size lives in another tier), EINVAL when x is not one. */
+int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index);
+
+/* Maximal free chunks by class, counting empty active words as free (a
+ * snapshot while others run). */
+void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES]);
+
+/* Sets every hint the words' current values call for (restores T4 after
+ * a process died between a free and its hint updates). Safe while others
+ * run; O(words). */
+void shmi_tree_repair_hints(shm_arena *arena);
+
 /* Bytes in free chunks (words retired or not). */
 uint64_t shmi_tree_free_bytes(shm_arena *arena);
 

@@ -21,6 +21,16 @@
 const uint64_t shmi_word_subtree_masks[64] = {S16(0), S16(16), S16(32),
                                               S16(48)};
 
+/* The node of each row above bottom-row slot s: (2^row) + (s >> (5-row)). */
+#define PATH(s)                                                                \
+    (UINT64_C(1) << 1 | UINT64_C(1) << (2 + ((s) >> 4)) |                      \
+     UINT64_C(1) << (4 + ((s) >> 3)) | UINT64_C(1) << (8 + ((s) >> 2)) |       \
+     UINT64_C(1) << (16 + ((s) >> 1)) | UINT64_C(1) << (32 + (s)))
+#define P4(s) PATH(s), PATH(s + 1), PATH(s + 2), PATH(s + 3)
+
+const uint64_t shmi_word_path_masks[SHMI_WORD_SLOTS] = {
+    P4(0), P4(4), P4(8), P4(12), P4(16), P4(20), P4(24), P4(28)};
+
 int shmi_word_is_closed(uint64_t word, unsigned first_node)
 {
     if (word & 1)

@@ -44,31 +44,27 @@ static inline uint64_t shmi_word_subtree(unsigned node)
     return shmi_word_subtree_masks[node];
 }
 
-/* Bottom-row occupancy with each node of row `row` folded onto the first
- * slot below it: bit i*g (g = 2^(5-row)) is set iff node i of that row is
- * not free. Only those bits are meaningful. */
-static inline uint32_t shmi_word_row_occupancy(uint64_t word, unsigned row)
+/* Free-node starts, row by row: bit i*g (g = 2^(5-row)) of the result is
+ * set iff node i of `row` is free, i.e. all g bottom-row slots below it
+ * are clear (W2). Each step up keeps a start bit only when its right-hand
+ * neighbour group is free too; all rows are computed (a fixed sequence,
+ * no loop to mispredict) and one is picked. */
+static inline uint32_t shmi_word_free_starts(uint64_t word, unsigned row)
 {
-    uint32_t occ = (uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
-    for (unsigned span = 1; span < (SHMI_WORD_SLOTS >> row); span <<= 1)
-        occ |= occ >> span;
-    return occ;
-}
-
-/* Bits at the first slot of every node of `row`. */
-static inline uint32_t shmi_word_row_starts(unsigned row)
-{
-    static const uint32_t starts[SHMI_WORD_ROWS] = {0x00000001u, 0x00010001u,
-                                                    0x01010101u, 0x11111111u,
-                                                    0x55555555u, 0xffffffffu};
-    return starts[row];
+    uint32_t z[SHMI_WORD_ROWS];
+    z[5] = ~(uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
+    z[4] = z[5] & (z[5] >> 1) & 0x55555555u;
+    z[3] = z[4] & (z[4] >> 2) & 0x11111111u;
+    z[2] = z[3] & (z[3] >> 4) & 0x01010101u;
+    z[1] = z[2] & (z[2] >> 8) & 0x00010001u;
+    z[0] = z[1] & (z[1] >> 16);
+    return z[row];
 }
 
 /* The leftmost free node on `row`, or 0 when the row has none. */
 static inline unsigned shmi_word_find_free(uint64_t word, unsigned row)
 {
-    uint32_t free_starts =
-        ~shmi_word_row_occupancy(word, row) & shmi_word_row_starts(row);
+    uint32_t free_starts = shmi_word_free_starts(word, row);
     if (free_starts == 0)
         return 0;
     unsigned slot = (unsigned)__builtin_ctz(free_starts);
@@ -76,39 +72,32 @@ static inline unsigned shmi_word_find_free(uint64_t word, unsigned row)
 }
 
 /* The highest row that has a free node (free nodes on row r imply free
- * nodes on every lower row), or SHMI_WORD_ROWS when the word is full. */
+ * nodes on every lower row), or SHMI_WORD_ROWS when the word is full.
+ * Branch-free: one bit per row that has a free node, then the lowest. */
 static inline unsigned shmi_word_top_free_row(uint64_t word)
 {
-    uint32_t occ = (uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
-    unsigned top = SHMI_WORD_ROWS;
-    for (unsigned row = SHMI_WORD_BOTTOM_ROW;; row--) {
-        if ((~occ & shmi_word_row_starts(row)) == 0)
-            break;
-        top = row;
-        if (row == 0)
-            break;
-        /* fold pairs of this row's nodes onto their parents' first slot */
-        occ |= occ >> (1u << (SHMI_WORD_BOTTOM_ROW - row));
-    }
-    return top;
+    uint32_t z5 = ~(uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
+    uint32_t z4 = z5 & (z5 >> 1) & 0x55555555u;
+    uint32_t z3 = z4 & (z4 >> 2) & 0x11111111u;
+    uint32_t z2 = z3 & (z3 >> 4) & 0x01010101u;
+    uint32_t z1 = z2 & (z2 >> 8) & 0x00010001u;
+    uint32_t z0 = z1 & (z1 >> 16);
+    unsigned rows = (unsigned)(z0 != 0) | (unsigned)(z1 != 0) << 1 |
+                    (unsigned)(z2 != 0) << 2 | (unsigned)(z3 != 0) << 3 |
+                    (unsigned)(z4 != 0) << 4 | (unsigned)(z5 != 0) << 5 |
+                    1u << SHMI_WORD_ROWS;
+    return (unsigned)__builtin_ctz(rows);
 }
 
-/* The nodes on the path from the root to bottom-row slot `slot` (0..31). */
-static inline uint64_t shmi_word_path(unsigned slot)
-{
-    uint64_t path = 0;
-    for (unsigned row = 0; row < SHMI_WORD_ROWS; row++)
-        path |= UINT64_C(1)
-                << ((1u << row) + (slot >> (SHMI_WORD_BOTTOM_ROW - row)));
-    return path;
-}
+/* Nodes on the path from the root to each bottom-row slot. */
+extern const uint64_t shmi_word_path_masks[SHMI_WORD_SLOTS];
 
 /* The highest node among `eligible` that is set on the path to `slot`
  * (W3), or 0 when none is. */
 static inline unsigned shmi_word_owner(uint64_t word, unsigned slot,
                                        uint64_t eligible)
 {
-    uint64_t hits = word & shmi_word_path(slot) & eligible;
+    uint64_t hits = word & shmi_word_path_masks[slot] & eligible;
     return hits ? (unsigned)__builtin_ctzll(hits) : 0;
 }
 
