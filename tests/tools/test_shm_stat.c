@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -715,6 +717,18 @@ static void hostile_files_are_refused(void **state)
     assert_int_equal(mkfifo(fifo, 0600), 0);
     expect_refusal(fifo, EINVAL);
 
+    char *sock = path_of("sock.shm");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(sock) < sizeof addr.sun_path) {
+        unlink(sock);
+        strcpy(addr.sun_path, sock);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+        expect_refusal(sock, EINVAL);
+        close(fd);
+    }
+
     /* Missing: refused, and not created. */
     char *missing = path_of("missing.shm");
     unlink(missing);
@@ -728,7 +742,8 @@ static void hostile_files_are_refused(void **state)
         expect_refusal(good, EACCES);
     }
 
-    const char *paths[] = {garbage, good, cut, empty, link, fifo, missing};
+    const char *paths[] = {garbage, good, cut,  empty,
+                           link,    fifo, sock, missing};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         unlink(paths[i]);
         free((char *)paths[i]);
