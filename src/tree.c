@@ -221,8 +221,9 @@ static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
 /* ---- claim ------------------------------------------------------------- */
 
 /* One word: claims a free node on `row` or reports that it has none. */
-static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
-                              unsigned row, struct claim *out)
+static inline __attribute__((always_inline)) bool
+try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
+                  struct claim *out)
 {
     shmi_atomic_word *word = word_at(arena, tier, index);
     /* relaxed: the CAS below re-validates the value it acts on. */
@@ -376,8 +377,8 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 
 /* Finds the allocation covering x: its word and node, and the word's
  * value as read. Returns false when x is not covered by one. */
-static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
-                       uint64_t *value)
+static inline __attribute__((always_inline)) bool
+find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
 {
     const struct shmi_tier *tier = arena->tier;
     const struct shmi_tier *last = arena->tier + arena->layout.tiers - 1;
