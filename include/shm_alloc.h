@@ -277,6 +277,22 @@ SHM_API size_t shm_arena_maxsize(shm_arena *arena);
 SHM_API int shm_arena_block_usage(shm_arena *arena, size_t first_block,
                                   size_t count, uint32_t *used_bytes);
 
+/* One entry of an arena's table of attached processes. */
+struct shm_process {
+    uint32_t pid;
+    uint64_t start_time; /* /proc/PID/stat field 22; 0 when unknown */
+    bool live;           /* false: the process died without detaching */
+};
+
+/* Calls visit for every entry of the process table, live or dead, and
+ * changes nothing; stops at the first nonzero return of visit and returns
+ * it. 0 after the last entry, EINVAL for a NULL arena or visit. Entries may
+ * come and go during the walk. */
+SHM_API int shm_arena_processes(shm_arena *arena,
+                                int (*visit)(const struct shm_process *,
+                                             void *),
+                                void *context);
+
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */
 SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);

@@ -611,3 +611,25 @@ size_t shmi_arena_live_processes(shm_arena *arena)
 {
     return shmi_process_table_live(arena);
 }
+
+struct process_visit {
+    int (*visit)(const struct shm_process *, void *);
+    void *context;
+};
+
+static int visit_process(const struct shmi_process_info *info, void *ctx)
+{
+    const struct process_visit *pv = ctx;
+    struct shm_process p = {info->pid, info->start_time, info->live};
+    return pv->visit(&p, pv->context);
+}
+
+int shm_arena_processes(shm_arena *arena,
+                        int (*visit)(const struct shm_process *, void *),
+                        void *context)
+{
+    if (!arena || !visit)
+        return EINVAL;
+    struct process_visit pv = {visit, context};
+    return shmi_process_table_foreach(arena, visit_process, &pv);
+}

@@ -286,7 +286,16 @@ static double percent(size_t part, size_t whole)
 
 /* ---- text -------------------------------------------------------------- */
 
-static void print_text(const char *path, const struct figures *f)
+static int print_process(const struct shm_process *p, void *context)
+{
+    (void)context;
+    printf("  pid %-10" PRIu32 " %s (started at tick %" PRIu64 ")\n", p->pid,
+           p->live ? "live" : "dead", p->start_time);
+    return 0;
+}
+
+static void print_text(shm_arena *arena, const char *path,
+                       const struct figures *f)
 {
     const struct shm_stats *s = &f->stats;
     char a[32], b[32];
@@ -308,6 +317,7 @@ static void print_text(const char *path, const struct figures *f)
            "free bytes)\n",
            f->fragmentation);
     printf("attached processes  %zu\n", s->attached_processes);
+    (void)shm_arena_processes(arena, print_process, NULL);
     if (f->inconsistent == 0)
         printf("check               consistent\n");
     else if (f->inconsistent > 0)
@@ -474,7 +484,7 @@ int main(int argc, char **argv)
     if (opts.json) {
         status = print_json(arena, opts.path, &f, opts.map);
     } else {
-        print_text(opts.path, &f);
+        print_text(arena, opts.path, &f);
         status = opts.map ? print_map(arena, &f, opts.width) : EXIT_OK;
     }
     shm_arena_close(arena);
