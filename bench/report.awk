@@ -1,0 +1,205 @@
+# Turns shm_bench's tab-separated results into the tables of
+# docs/benchmarks.md, and writes the data files of the plots.
+#   awk -v procdat=FILE -v filldat=FILE -f report.awk results.tsv
+# Every ratio is a heap's time per operation divided by glibc malloc's in
+# the same run (lower is better; throughputs are turned into times).
+BEGIN {
+    FS = "\t"
+    nheaps = split("shm glibc mm boost", heap, " ")
+    title["shm"] = "shm_alloc"
+    title["glibc"] = "glibc malloc"
+    title["mm"] = "OSSP mm"
+    title["boost"] = "Boost.Interprocess"
+}
+
+NR == 1 { next }
+
+{
+    k = $1 SUBSEP $2 SUBSEP $3
+    med[k] = $5; lo[k] = $6; hi[k] = $7; fails[k] = $9; errs[k] = $10
+    seen[$2] = 1
+    if (!(($1 SUBSEP $3) in row)) {
+        row[$1 SUBSEP $3] = 1
+        nrow++
+        rw[nrow] = $1; rp[nrow] = $3
+    }
+    if ($9 > 0 || $10 > 0) {
+        nnote++
+        note[nnote] = sprintf("%s %s %s: %d failed allocations, %d errors",
+                              $1, $2, $3, $9, $10)
+    }
+}
+
+function has(w, h, p) { return (w SUBSEP h SUBSEP p) in med }
+
+# Time per operation in ns, or -1 when not measured.
+function ns(w, h, p,    k) {
+    k = w SUBSEP h SUBSEP p
+    if (!(k in med) || med[k] <= 0)
+        return -1
+    return w == "processes" ? 1000 / med[k] : med[k]
+}
+
+function label(w, p) {
+    if (w == "pair") return "pair, 1 process"
+    if (w == "churn") return "churn at " p "%, 1 process"
+    if (w == "processes") return "churn at the processes fill, " p \
+        (p == 1 ? " process" : " processes") " (aggregate)"
+    if (w == "handoff") return "handoff between 2 processes"
+    return w " " p
+}
+
+function fmt(x) {
+    if (x >= 100) return sprintf("%.0f", x)
+    if (x >= 10) return sprintf("%.1f", x)
+    return sprintf("%.2f", x)
+}
+
+function goal(name, value, op, target, unit,    met) {
+    if (value < 0) {
+        printf "| %s | %s %s%s | not measured | no |\n", name, op, target, unit
+        return
+    }
+    met = (op == "<=") ? value <= target : value >= target
+    printf "| %s | %s %s%s | %s%s | %s |\n", name, op, target, unit,
+           fmt(value), unit, met ? "**yes**" : "**no**"
+}
+
+function ratio(a, b) { return (a < 0 || b <= 0) ? -1 : a / b }
+
+END {
+    print "### Figures against the goals"
+    print ""
+    print "| figure (shm_alloc) | goal | measured | met |"
+    print "|---|---|---|---|"
+    goal("pair, 1 process: time per operation / glibc malloc's",
+         ratio(ns("pair", "shm", "-"), ns("pair", "glibc", "-")), "<=", 2.0, "x")
+    goal("churn at 60%, 1 process: time / glibc malloc's",
+         ratio(ns("churn", "shm", "60"), ns("churn", "glibc", "60")), "<=", 2.5, "x")
+    goal("churn at 90% / our own churn at 30%",
+         ratio(ns("churn", "shm", "90"), ns("churn", "shm", "30")), "<=", 2.0, "x")
+    goal("churn, 2 processes / 1 process: throughput",
+         ratio(ns("processes", "shm", "1"), ns("processes", "shm", "2")), ">=", 1.6, "x")
+    goal("churn, 4 processes / 1 process: throughput",
+         ratio(ns("processes", "shm", "1"), ns("processes", "shm", "4")), ">=", 1.5, "x")
+    k = "fill" SUBSEP "shm" SUBSEP "-"
+    goal("fill until the first failure: requested bytes / capacity",
+         (k in med) ? med[k] : -1, ">=", 70, "%")
+    k = ""
+    for (key in med) {
+        split(key, part, SUBSEP)
+        if (part[1] == "meta") k = key
+    }
+    goal("metadata / capacity (MIN = 5)", k == "" ? -1 : med[k], "<=", 2, "%")
+    print ""
+
+    print "### Time per operation, and ratio to glibc malloc"
+    print ""
+    print "Medians; each cell is ns per operation, then the ratio to glibc"
+    print "malloc's time on the same workload in the same run."
+    print ""
+    line = "| workload |"
+    sep = "|---|"
+    for (i = 1; i <= nheaps; i++) {
+        if (!(heap[i] in seen)) continue
+        line = line " " title[heap[i]] " |"
+        sep = sep "---|"
+    }
+    print line
+    print sep
+    for (r = 1; r <= nrow; r++) {
+        w = rw[r]; p = rp[r]
+        if (w == "fill" || w == "meta") continue
+        line = "| " label(w, p) " |"
+        base = ns(w, "glibc", p)
+        for (i = 1; i <= nheaps; i++) {
+            h = heap[i]
+            if (!(h in seen)) continue
+            t = ns(w, h, p)
+            if (t < 0) cell = "-"
+            else if (h == "glibc" || base <= 0) cell = fmt(t) " ns"
+            else cell = fmt(t) " ns (" fmt(t / base) "x)"
+            line = line " " cell " |"
+        }
+        print line
+    }
+    print ""
+
+    hdr = "x"
+    for (i = 1; i <= nheaps; i++)
+        if (heap[i] in seen) hdr = hdr " \"" title[heap[i]] "\""
+    if (procdat != "") print hdr > procdat
+    if (filldat != "") print hdr > filldat
+
+    print "### Scaling with processes (aggregate throughput)"
+    print ""
+    line = "| processes |"
+    sep = "|---|"
+    for (i = 1; i <= nheaps; i++) {
+        if (!(heap[i] in seen)) continue
+        line = line " " title[heap[i]] " |"
+        sep = sep "---|"
+    }
+    print line
+    print sep
+    for (r = 1; r <= nrow; r++) {
+        if (rw[r] != "processes") continue
+        p = rp[r]
+        line = "| " p " |"
+        dat = p
+        for (i = 1; i <= nheaps; i++) {
+            h = heap[i]
+            if (!(h in seen)) continue
+            k = "processes" SUBSEP h SUBSEP p
+            k1 = "processes" SUBSEP h SUBSEP "1"
+            if (!(k in med)) { line = line " - |"; dat = dat " NaN"; continue }
+            cell = fmt(med[k]) " Mops/s"
+            if ((k1 in med) && med[k1] > 0)
+                cell = cell " (" fmt(med[k] / med[k1]) "x)"
+            line = line " " cell " |"
+            dat = dat " " med[k]
+        }
+        print line
+        if (procdat != "") print dat > procdat
+    }
+    print ""
+    print "In parentheses: throughput relative to the same heap with 1 process."
+    print "glibc malloc's processes each have their own private heap: the"
+    print "scaling a shared heap would have if it cost nothing to share."
+    print ""
+
+    for (r = 1; r <= nrow; r++) {
+        if (rw[r] != "churn") continue
+        dat = rp[r]
+        for (i = 1; i <= nheaps; i++) {
+            h = heap[i]
+            if (!(h in seen)) continue
+            t = ns("churn", h, rp[r])
+            dat = dat " " (t > 0 ? 1000 / t : "NaN")
+        }
+        if (filldat != "") print dat > filldat
+    }
+
+    print "### Fill until the first failure"
+    print ""
+    print "| heap | requested bytes received / capacity |"
+    print "|---|---|"
+    for (i = 1; i <= nheaps; i++) {
+        k = "fill" SUBSEP heap[i] SUBSEP "-"
+        if (k in med)
+            printf "| %s | %s%% |\n", title[heap[i]], fmt(med[k])
+    }
+    print ""
+
+    if (nnote > 0) {
+        print "### Failures and errors"
+        print ""
+        for (i = 1; i <= nnote; i++)
+            print "- " note[i]
+        print ""
+        print "A failed allocation in churn leaves its slot empty until it is"
+        print "picked again; an error is data not seen by the consumer, a heap"
+        print "found inconsistent after a run, or a worker that did not finish."
+        print ""
+    }
+}
