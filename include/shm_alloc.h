@@ -112,6 +112,53 @@ SHM_API void *ptr_malloc(size_t size);
 SHM_API void *ptr_calloc(size_t count, size_t size);
 SHM_API void ptr_free(void *ptr);
 
+/*
+ * Resizes the allocation at off to hold size bytes, keeping its contents up
+ * to the smaller of the two sizes. In place when the new size fits the
+ * chunk's power of two, when shrinking (the unused buddies are freed), or
+ * when growing can take the free buddies next to it; otherwise a new chunk
+ * is allocated, the bytes copied and the old chunk freed. off SHM_NULL acts
+ * as shm_malloc(size). Returns the (possibly new) offset, or SHM_NULL with
+ * errno ENOMEM (size too large, or no space; the old chunk is intact) or
+ * EINVAL (off is not a live allocation; nothing changes).
+ */
+SHM_API shm_offt shm_realloc(shm_offt off, size_t size);
+SHM_API void *ptr_realloc(void *ptr, size_t size);
+
+/* Statistics of an arena, computed from the bitmaps without stopping
+ * anyone: a snapshot that concurrent calls may already have changed. */
+struct shm_stats {
+    size_t capacity;     /* bytes available to allocations in all */
+    size_t mapping_size; /* size of the file and of the mapping */
+    size_t bytes_in_use; /* capacity - bytes_free */
+    size_t bytes_free;   /* bytes in free chunks */
+    size_t largest_free; /* largest chunk a malloc could get now */
+    size_t min_chunk;    /* 2^MIN */
+    size_t max_chunk;    /* 2^MAX */
+    unsigned classes;    /* number of size classes, MAX - MIN + 1 */
+    /* free_chunks[i]: free chunks of 2^(MIN+i) bytes that are not part of
+     * a larger free chunk (buddies coalesced as far as they can). */
+    size_t free_chunks[31];
+    size_t attached_processes; /* live processes attached to the file */
+};
+
+/* Fills *stats for the default arena; 0, or an errno value (EINVAL for a
+ * NULL pointer, ENXIO when no arena is attached). */
+SHM_API int shm_stats(struct shm_stats *stats);
+
+/* Largest chunk shm_malloc could return right now (0 when full). */
+SHM_API size_t shm_maxsize(void);
+
+/*
+ * Receives a one-line message for every call the library refuses because
+ * of its input (an invalid free, an oversized request, a file it will not
+ * attach), in addition to the errno. NULL (the default) for none. The
+ * handler runs in the calling thread, possibly several at once; it must
+ * not call back into the library. Process-wide.
+ */
+typedef void (*shm_error_handler)(const char *message, void *context);
+SHM_API void shm_set_error_handler(shm_error_handler handler, void *context);
+
 #define SHM_OFFT_TO_ADDR(offset)                                               \
     ((void *)((uint8_t *)get_shm_user_base() + (offset)))
 #define SHM_ADDR_TO_OFFT(address)                                              \
@@ -142,6 +189,10 @@ enum shm_arena_flags {
      * effective group (for arenas shared by a group; create with mode
      * 0660). */
     SHM_ARENA_SHARED_GROUP = 1u << 3,
+    /* Open an existing file for reading only (a file the caller may only
+     * read, e.g. for inspection tools). Calls that would write fail with
+     * EROFS. */
+    SHM_ARENA_READ_ONLY = 1u << 4,
 };
 
 struct shm_arena_options {
@@ -173,16 +224,18 @@ SHM_API void *shm_arena_base(const shm_arena *arena);
 SHM_API size_t shm_arena_capacity(const shm_arena *arena);
 SHM_API size_t shm_arena_mapping_size(const shm_arena *arena);
 SHM_API shm_offt shm_arena_malloc(shm_arena *arena, size_t size);
-SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count,
-                                  size_t size);
+SHM_API shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_free(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_usable_size(shm_arena *arena, shm_offt off);
 SHM_API size_t shm_arena_available(shm_arena *arena);
 SHM_API int shm_arena_check(shm_arena *arena);
 SHM_API void *shm_arena_ptr_malloc(shm_arena *arena, size_t size);
-SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count,
-                                   size_t size);
+SHM_API void *shm_arena_ptr_calloc(shm_arena *arena, size_t count, size_t size);
 SHM_API void shm_arena_ptr_free(shm_arena *arena, void *ptr);
+SHM_API shm_offt shm_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
+SHM_API void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size);
+SHM_API int shm_arena_stats(shm_arena *arena, struct shm_stats *stats);
+SHM_API size_t shm_arena_maxsize(shm_arena *arena);
 
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */

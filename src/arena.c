@@ -1,0 +1,489 @@
+/*
+ * Arenas: opening (attach or create), closing, and the shm_arena_* API.
+ *
+ * Creating a file, so that racing creators and attachers never see a
+ * half-made one and exactly one creator wins:
+ *   1. a file with no name (O_TMPFILE) in the target directory, mode as
+ *      asked (0600 by default);
+ *   2. sized, with disk space reserved (posix_fallocate) unless sparse;
+ *   3. mapped, trees formatted, superblock written last;
+ *   4. published with link(): EEXIST means another creator won, and this
+ *      one attaches to the winner's file instead.
+ * A creator killed before step 4 leaves nothing behind: an unnamed file
+ * disappears with its last descriptor.
+ *
+ * Attaching to an existing file: opened with O_NOFOLLOW (no symlinks), must
+ * be a regular file owned by the caller (or its group, when allowed); the
+ * superblock is read with pread and validated (layout.c) against this
+ * build and the file's real size before anything is mapped. A refused file
+ * is never written.
+ */
+#include "arena.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "os.h"
+#include "report.h"
+#include "tree.h"
+
+#define KNOWN_FLAGS                                                            \
+    (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
+     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY)
+#define DEFAULT_MODE 0600u
+
+static _Atomic(uint64_t) next_serial = 1;
+
+static uint64_t data_alignment(const struct shmi_layout *layout)
+{
+    uint64_t a = UINT64_C(1) << SHM_MAX_ALLOC_POW2;
+    return a > layout->page_size ? a : layout->page_size;
+}
+
+/* Fills the handle's derived fields from a validated layout. */
+static void bind(shm_arena *arena, void *base, const struct shmi_layout *l)
+{
+    arena->base = base;
+    arena->map_size = l->file_size;
+    arena->layout = *l;
+    arena->data_offset = l->data_offset;
+    arena->capacity = l->capacity;
+    arena->words = (shmi_atomic_word *)(arena->base + l->words_offset);
+    shmi_atomic_word *index =
+        (shmi_atomic_word *)(arena->base + l->index_offset);
+    for (unsigned t = 0; t < l->tiers; t++) {
+        uint64_t bits = l->tier_words[t];
+        unsigned first = t == 0 ? l->top_first_row : 1;
+        for (unsigned row = first; row < SHMI_WORD_ROWS; row++)
+            shmi_index_bind(&arena->hints[t][row],
+                            index + l->hint_index_at[t][row], bits);
+        if (t > 0)
+            shmi_index_bind(&arena->empty[t], index + l->empty_index_at[t],
+                            bits);
+    }
+    arena->serial =
+        atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
+}
+
+static int attach(int fd, const struct shmi_file_info *info,
+                  const struct shm_arena_options *opts, shm_arena **out)
+{
+    if (!shmi_os_may_adopt(info, opts->flags & SHM_ARENA_SHARED_GROUP))
+        return EACCES;
+    uint64_t page = shmi_os_page_size();
+    struct shmi_superblock sb;
+    if (info->size < sizeof sb)
+        return EBADMSG;
+    int err = shmi_os_read_at(fd, &sb, sizeof sb, 0);
+    if (err)
+        return err;
+    struct shmi_layout layout;
+    err = shmi_superblock_validate(&sb, info->size, page, &layout);
+    if (err)
+        return err;
+    bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    void *base;
+    err = shmi_os_map(fd, layout.file_size, !read_only, opts->address,
+                      data_alignment(&layout), &base);
+    if (err)
+        return err;
+    if (!read_only) {
+        err = shmi_os_protect_read_only(base, page);
+        if (err) {
+            shmi_os_unmap(base, layout.file_size);
+            return err;
+        }
+    }
+    shm_arena *arena = calloc(1, sizeof *arena);
+    if (!arena) {
+        shmi_os_unmap(base, layout.file_size);
+        return ENOMEM;
+    }
+    bind(arena, base, &layout);
+    arena->read_only = read_only;
+    *out = arena;
+    return 0;
+}
+
+static int create(const char *path, const struct shm_arena_options *opts,
+                  shm_arena **out)
+{
+    uint64_t page = shmi_os_page_size();
+    uint64_t capacity = shmi_layout_round_capacity(opts->capacity, page);
+    struct shmi_layout layout;
+    if (capacity == 0 || shmi_layout_compute(capacity, page, &layout) != 0)
+        return EINVAL;
+    int fd;
+    char temp_path[PATH_MAX];
+    unsigned mode = opts->mode ? opts->mode : DEFAULT_MODE;
+    int err = shmi_os_create_unpublished(path, mode, &fd, temp_path,
+                                         sizeof temp_path);
+    if (err)
+        return err;
+    void *base = NULL;
+    shm_arena *arena = NULL;
+    err = shmi_os_reserve(fd, layout.file_size, layout.metadata_end,
+                          layout.data_offset, opts->flags & SHM_ARENA_SPARSE);
+    if (!err)
+        err = shmi_os_map(fd, layout.file_size, true, opts->address,
+                          data_alignment(&layout), &base);
+    if (!err && !(arena = calloc(1, sizeof *arena)))
+        err = ENOMEM;
+    if (!err) {
+        bind(arena, base, &layout);
+        shmi_tree_format(arena);
+        struct shmi_superblock sb;
+        shmi_superblock_fill(&sb, &layout, (uint32_t)geteuid(),
+                             (uint64_t)(uintptr_t)base, shmi_os_now_ns());
+        memcpy(base, &sb, sizeof sb);
+        err = shmi_os_protect_read_only(base, page);
+    }
+    if (!err)
+        err = shmi_os_publish(fd, temp_path, path);
+    else
+        shmi_os_discard(temp_path);
+    shmi_os_close(fd);
+    if (err) {
+        shmi_os_unmap(base, layout.file_size);
+        free(arena);
+        return err;
+    }
+    *out = arena;
+    return 0;
+}
+
+shm_arena *shm_arena_open(const char *path,
+                          const struct shm_arena_options *options)
+{
+    static const struct shm_arena_options defaults = {0};
+    const struct shm_arena_options *opts = options ? options : &defaults;
+    if (!path || !*path || (opts->flags & ~KNOWN_FLAGS) ||
+        (opts->mode & ~07777u) ||
+        ((opts->flags & SHM_ARENA_READ_ONLY) &&
+         (opts->flags & SHM_ARENA_EXCLUSIVE))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    /* A file can vanish between a failed link and the next open (its owner
+     * removed it): a few rounds settle that. */
+    for (unsigned round = 0; round < 16; round++) {
+        int fd;
+        struct shmi_file_info info;
+        int err = shmi_os_open_existing(path, read_only, &fd, &info);
+        if (err == 0) {
+            shm_arena *arena = NULL;
+            err = (opts->flags & SHM_ARENA_EXCLUSIVE)
+                      ? EEXIST
+                      : attach(fd, &info, opts, &arena);
+            shmi_os_close(fd);
+            if (err) {
+                shmi_report("shm_arena_open: refusing %s: %s", path,
+                            strerror(err));
+                errno = err;
+                return NULL;
+            }
+            return arena;
+        }
+        if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) || read_only) {
+            errno = err;
+            return NULL;
+        }
+        shm_arena *arena = NULL;
+        err = create(path, opts, &arena);
+        if (err == 0)
+            return arena;
+        if (err != EEXIST || (opts->flags & SHM_ARENA_EXCLUSIVE)) {
+            shmi_report("shm_arena_open: cannot create %s: %s", path,
+                        strerror(err));
+            errno = err;
+            return NULL;
+        }
+    }
+    errno = EAGAIN;
+    return NULL;
+}
+
+int shm_arena_close(shm_arena *arena)
+{
+    if (!arena)
+        return 0;
+    shmi_os_unmap(arena->base, arena->map_size);
+    free(arena);
+    return 0;
+}
+
+void *shm_arena_base(const shm_arena *arena)
+{
+    return arena ? arena->base : NULL;
+}
+
+size_t shm_arena_capacity(const shm_arena *arena)
+{
+    return arena ? (size_t)arena->capacity : 0;
+}
+
+size_t shm_arena_mapping_size(const shm_arena *arena)
+{
+    return arena ? (size_t)arena->map_size : 0;
+}
+
+size_t shm_mapping_size_for_capacity(size_t capacity)
+{
+    uint64_t page = shmi_os_page_size();
+    uint64_t rounded = shmi_layout_round_capacity(capacity, page);
+    struct shmi_layout layout;
+    if (rounded == 0 || shmi_layout_compute(rounded, page, &layout) != 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    return (size_t)layout.file_size;
+}
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* Index of the size class serving `size` (which is <= 2^MAX). */
+static unsigned class_of(size_t size)
+{
+    if (size <= (size_t)1 << SHM_MIN_ALLOC_POW2)
+        return 0;
+    unsigned log2 = 64u - (unsigned)__builtin_clzll((uint64_t)size - 1);
+    return log2 - SHM_MIN_ALLOC_POW2;
+}
+
+/* Arena usable for writing, or errno set. */
+static bool writable(const shm_arena *arena)
+{
+    if (!arena) {
+        errno = EINVAL;
+        return false;
+    }
+    if (arena->read_only) {
+        errno = EROFS;
+        return false;
+    }
+    return true;
+}
+
+shm_offt shm_arena_malloc(shm_arena *arena, size_t size)
+{
+    if (!writable(arena))
+        return SHM_NULL;
+    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_malloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    uint64_t x = shmi_tree_alloc(arena, class_of(size));
+    if (x == SHMI_NO_CHUNK) {
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    return arena->data_offset + x;
+}
+
+shm_offt shm_arena_calloc(shm_arena *arena, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        if (writable(arena)) {
+            shmi_report("shm_calloc: %zu * %zu overflows", count, size);
+            errno = ENOMEM;
+        }
+        return SHM_NULL;
+    }
+    shm_offt off = shm_arena_malloc(arena, total);
+    if (off != SHM_NULL)
+        memset(arena->base + off, 0, total);
+    return off;
+}
+
+/* Data offset of `off` when it can start a chunk; SHMI_NO_CHUNK when it
+ * lies outside the data region or is misaligned. */
+static uint64_t data_position(const shm_arena *arena, shm_offt off)
+{
+    if (off < arena->data_offset || off - arena->data_offset >= arena->capacity)
+        return SHMI_NO_CHUNK;
+    uint64_t x = off - arena->data_offset;
+    if (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1))
+        return SHMI_NO_CHUNK;
+    return x;
+}
+
+void shm_arena_free(shm_arena *arena, shm_offt off)
+{
+    if (off == SHM_NULL)
+        return;
+    if (!writable(arena))
+        return;
+    uint64_t x = data_position(arena, off);
+    if (x == SHMI_NO_CHUNK || shmi_tree_free(arena, x) != 0) {
+        shmi_report("shm_free: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
+        errno = EINVAL;
+    }
+}
+
+size_t shm_arena_usable_size(shm_arena *arena, shm_offt off)
+{
+    if (!arena) {
+        errno = EINVAL;
+        return 0;
+    }
+    uint64_t x = data_position(arena, off);
+    uint64_t size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
+    if (size == 0) {
+        shmi_report("shm_usable_size: %" PRIu64 " is not the start of a "
+                    "live allocation",
+                    off);
+        errno = EINVAL;
+    }
+    return (size_t)size;
+}
+
+size_t shm_arena_available(shm_arena *arena)
+{
+    return arena ? (size_t)shmi_tree_free_bytes(arena) : 0;
+}
+
+int shm_arena_check(shm_arena *arena)
+{
+    if (!arena) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t bad = shmi_tree_check(arena);
+    return bad > INT_MAX ? INT_MAX : (int)bad;
+}
+
+void *shm_arena_ptr_malloc(shm_arena *arena, size_t size)
+{
+    shm_offt off = shm_arena_malloc(arena, size);
+    return off == SHM_NULL ? NULL : arena->base + off;
+}
+
+void *shm_arena_ptr_calloc(shm_arena *arena, size_t count, size_t size)
+{
+    shm_offt off = shm_arena_calloc(arena, count, size);
+    return off == SHM_NULL ? NULL : arena->base + off;
+}
+
+void shm_arena_ptr_free(shm_arena *arena, void *ptr)
+{
+    if (!ptr)
+        return;
+    if (!arena) {
+        errno = EINVAL;
+        return;
+    }
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
+    if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_free: %p is outside the arena's mapping", ptr);
+        errno = EINVAL;
+        return;
+    }
+    shm_arena_free(arena, (shm_offt)(p - base));
+}
+
+shm_offt shm_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
+{
+    if (off == SHM_NULL)
+        return shm_arena_malloc(arena, size);
+    if (!writable(arena))
+        return SHM_NULL;
+    uint64_t x = data_position(arena, off);
+    uint64_t old_size = x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(arena, x);
+    if (old_size == 0) {
+        shmi_report("shm_realloc: %" PRIu64 " is not the start of a live "
+                    "allocation",
+                    off);
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
+        shmi_report("shm_realloc: %zu bytes is more than the largest chunk "
+                    "(%zu)",
+                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    unsigned wanted = class_of(size);
+    int err = shmi_tree_resize(arena, x, wanted);
+    if (err == EINVAL) {
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    /* Done in place, or a shrink that must cross a tier: the chunk it has
+     * is large enough, so it stays. */
+    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+        return off;
+    shm_offt moved = shm_arena_malloc(arena, size);
+    if (moved == SHM_NULL)
+        return SHM_NULL;
+    memcpy(arena->base + moved, arena->base + off, (size_t)old_size);
+    shm_arena_free(arena, off);
+    return moved;
+}
+
+void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size)
+{
+    if (!ptr)
+        return shm_arena_ptr_malloc(arena, size);
+    if (!arena) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->base;
+    if (p < base || p - base >= arena->map_size) {
+        shmi_report("ptr_realloc: %p is outside the arena's mapping", ptr);
+        errno = EINVAL;
+        return NULL;
+    }
+    shm_offt off = shm_arena_realloc(arena, (shm_offt)(p - base), size);
+    return off == SHM_NULL ? NULL : arena->base + off;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
+{
+    if (!arena || !stats)
+        return EINVAL;
+    memset(stats, 0, sizeof *stats);
+    stats->capacity = (size_t)arena->capacity;
+    stats->mapping_size = (size_t)arena->map_size;
+    stats->bytes_free = (size_t)shmi_tree_free_bytes(arena);
+    stats->bytes_in_use = stats->capacity > stats->bytes_free
+                              ? stats->capacity - stats->bytes_free
+                              : 0;
+    stats->min_chunk = (size_t)1 << SHM_MIN_ALLOC_POW2;
+    stats->max_chunk = (size_t)1 << SHM_MAX_ALLOC_POW2;
+    stats->classes = SHMI_CLASSES;
+    uint64_t counts[SHMI_CLASSES];
+    shmi_tree_census(arena, counts);
+    for (unsigned c = 0; c < SHMI_CLASSES; c++) {
+        stats->free_chunks[c] = (size_t)counts[c];
+        if (counts[c])
+            stats->largest_free = (size_t)1 << (SHM_MIN_ALLOC_POW2 + c);
+    }
+    stats->attached_processes = shmi_arena_live_processes(arena);
+    return 0;
+}
+
+size_t shm_arena_maxsize(shm_arena *arena)
+{
+    struct shm_stats stats;
+    return shm_arena_stats(arena, &stats) == 0 ? stats.largest_free : 0;
+}
+
+size_t shmi_arena_live_processes(shm_arena *arena)
+{
+    (void)arena;
+    return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * Hint indexes: lock-free bitmaps with summary levels, kept in the arena
+ * file, that say which bitmap words may hold a free chunk of some size.
+ * See hint_index.c for the protocol.
+ */
+#ifndef SHM_HINT_INDEX_H
+#define SHM_HINT_INDEX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define SHMI_INDEX_MAX_LEVELS 8
+
+/* Process-local view of one index stored in the file. */
+struct shmi_index {
+    shmi_atomic_word *level[SHMI_INDEX_MAX_LEVELS]; /* [0]: one bit a word */
+    uint64_t bits;                                  /* valid bits on [0] */
+    unsigned levels;
+};
+
+/* Words of storage an index over `bits` bits needs (0 for 0 bits). */
+uint64_t shmi_index_words(uint64_t bits);
+
+/* Binds `index` to `storage`, which holds shmi_index_words(bits) words. */
+void shmi_index_bind(struct shmi_index *index, shmi_atomic_word *storage,
+                     uint64_t bits);
+
+/* Marks bit i, and makes sure every summary above it is marked too. */
+void shmi_index_set(const struct shmi_index *index, uint64_t i);
+
+/* Unmarks bit i, and its summaries that no longer cover a marked bit. */
+void shmi_index_clear(const struct shmi_index *index, uint64_t i);
+
+/* Whether bit i is marked (a seq_cst load: see the protocol). */
+bool shmi_index_test(const struct shmi_index *index, uint64_t i);
+
+/* A marked bit at or after `start`, wrapping around to the beginning;
+ * false when none is marked. */
+bool shmi_index_find(const struct shmi_index *index, uint64_t start,
+                     uint64_t *found);
+
+/* A marked bit at or after `start`, without wrapping. */
+bool shmi_index_find_from(const struct shmi_index *index, uint64_t start,
+                          uint64_t *found);
+
+#endif /* SHM_HINT_INDEX_H */

@@ -1,0 +1,99 @@
+/*
+ * The arena file's layout: where each part starts, computed from the
+ * capacity alone, and the superblock that records it. See layout.c.
+ */
+#ifndef SHM_LAYOUT_H
+#define SHM_LAYOUT_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "word.h"
+
+#define SHMI_FORMAT_VERSION 1u
+#define SHMI_MAGIC "SHMALLOC"
+#define SHMI_MAX_TIERS 6
+#define SHMI_SHARED_HEADER_SIZE 16384u
+/* Largest capacity a file may claim (16 TiB): keeps every computed size
+ * far from overflow whatever a damaged superblock says. */
+#define SHMI_MAX_CAPACITY (UINT64_C(1) << 44)
+
+struct shmi_layout {
+    uint64_t page_size;
+    uint64_t capacity; /* bytes of the data region, a multiple of granule */
+    unsigned tiers;
+    /* Words of tier t cover 2^span_log2[t] bytes of data each; tier 0's
+     * words start allocating at row top_first_row, lower tiers at row 1. */
+    unsigned span_log2[SHMI_MAX_TIERS];
+    unsigned top_first_row;
+    uint64_t tier_words[SHMI_MAX_TIERS];
+    uint64_t tier_first_word[SHMI_MAX_TIERS];
+    uint64_t total_words;
+    /* Where each size class lives: tier and row of its nodes. */
+    unsigned class_tier[SHMI_CLASSES];
+    unsigned class_row[SHMI_CLASSES];
+    /* Hint indexes, as word offsets within the index region: one per
+     * (tier, allocatable row), and for lower tiers one of empty words. */
+    uint64_t hint_index_at[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
+    uint64_t empty_index_at[SHMI_MAX_TIERS];
+    uint64_t index_words;
+    /* Byte offsets in the file. */
+    uint64_t header_offset; /* shared header, SHMI_SHARED_HEADER_SIZE */
+    uint64_t index_offset;
+    uint64_t words_offset;
+    uint64_t metadata_end;
+    uint64_t data_offset; /* aligned to 2^MAX and to the page */
+    uint64_t file_size;
+};
+
+/* The superblock: the first page of the file, written once before the
+ * file is published and mapped read-only afterwards. Little or big endian
+ * as the machine is (the fingerprint says which). */
+struct shmi_superblock {
+    char magic[8]; /* SHMI_MAGIC, without terminator */
+    uint32_t version;
+    uint32_t page_size;
+    uint64_t fingerprint;
+    uint64_t capacity;
+    uint64_t file_size;
+    uint64_t data_offset;
+    uint64_t header_offset;
+    uint64_t index_offset;
+    uint64_t words_offset;
+    uint32_t min_alloc_pow2;
+    uint32_t max_alloc_pow2;
+    uint32_t creator_uid;
+    uint32_t flags;
+    uint64_t creator_base; /* address the creator mapped the file at */
+    uint64_t created_ns;   /* CLOCK_REALTIME at creation */
+};
+
+/* Smallest unit of capacity: the page or the smallest chunk. */
+uint64_t shmi_layout_granule(uint64_t page_size);
+
+/* `requested` (0: the configured default) rounded up to the granule;
+ * 0 when it exceeds SHMI_MAX_CAPACITY. */
+uint64_t shmi_layout_round_capacity(uint64_t requested, uint64_t page_size);
+
+/* Fills `out` for a capacity that is a nonzero multiple of the granule,
+ * at most SHMI_MAX_CAPACITY. Returns 0 or EINVAL. */
+int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
+                        struct shmi_layout *out);
+
+/* Hash of every build option that changes the layout. */
+uint64_t shmi_layout_fingerprint(uint64_t page_size);
+
+void shmi_superblock_fill(struct shmi_superblock *sb,
+                          const struct shmi_layout *layout, uint32_t uid,
+                          uint64_t creator_base, uint64_t created_ns);
+
+/* Checks a superblock read from a file of `file_size` bytes against this
+ * build, recomputes the layout from its capacity and checks every stored
+ * offset against it. Returns 0 and fills `out`, EPROTO (not ours: magic,
+ * version, fingerprint, page size, size range) or EBADMSG (ours but
+ * inconsistent, or larger than the file). */
+int shmi_superblock_validate(const struct shmi_superblock *sb,
+                             uint64_t file_size, uint64_t page_size,
+                             struct shmi_layout *out);
+
+#endif /* SHM_LAYOUT_H */

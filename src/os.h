@@ -1,0 +1,70 @@
+/*
+ * Operating-system calls: files, mappings, time. The only file that
+ * includes <sys/mman.h>. Every function returns 0 or an errno value.
+ */
+#ifndef SHM_OS_H
+#define SHM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct shmi_file_info {
+    uint64_t size;
+    uid_t uid;
+    gid_t gid;
+    mode_t mode;
+};
+
+uint64_t shmi_os_page_size(void);
+uint64_t shmi_os_now_ns(void);
+/* A value that differs between processes and between calls. */
+uint64_t shmi_os_seed(void);
+
+/* Opens an existing file without following a final symlink (ELOOP) and
+ * without blocking on a FIFO; refuses anything but a regular file with
+ * EINVAL. Read-only when `read_only`. */
+int shmi_os_open_existing(const char *path, bool read_only, int *fd,
+                          struct shmi_file_info *info);
+
+/* Whether the caller's effective uid owns the file, or (when
+ * `allow_group`) one of the caller's groups does. */
+bool shmi_os_may_adopt(const struct shmi_file_info *info, bool allow_group);
+
+/* A new file with no name yet in the directory of `path` (O_TMPFILE), or,
+ * where the file system cannot do that, under a unique temporary name
+ * stored in `temp_path` (empty otherwise). Permission bits are `mode`
+ * exactly (umask does not apply). */
+int shmi_os_create_unpublished(const char *path, unsigned mode, int *fd,
+                               char *temp_path, size_t temp_path_size);
+
+/* Sizes the file to `size` and, unless `sparse`, reserves disk space for
+ * the ranges [0, meta_end) and [data_start, size) so that a full disk
+ * fails here (ENOSPC) rather than as SIGBUS later. */
+int shmi_os_reserve(int fd, uint64_t size, uint64_t meta_end,
+                    uint64_t data_start, bool sparse);
+
+/* Gives the unpublished file its name `path`, atomically: EEXIST when
+ * another file got there first. Either way the temporary name is gone. */
+int shmi_os_publish(int fd, const char *temp_path, const char *path);
+
+/* Removes the temporary name of a file that will not be published. */
+void shmi_os_discard(const char *temp_path);
+
+/* Maps `size` bytes of fd shared. With `address`, exactly there and never
+ * over an existing mapping (EEXIST); otherwise anywhere aligned to
+ * `alignment` (a power of two). */
+int shmi_os_map(int fd, uint64_t size, bool writable, void *address,
+                uint64_t alignment, void **base);
+
+int shmi_os_protect_read_only(void *address, uint64_t size);
+void shmi_os_unmap(void *address, uint64_t size);
+
+/* Reads exactly `size` bytes at `offset`; EBADMSG when the file is
+ * shorter. */
+int shmi_os_read_at(int fd, void *buffer, size_t size, uint64_t offset);
+
+void shmi_os_close(int fd);
+
+#endif /* SHM_OS_H */

@@ -1,0 +1,675 @@
+/*
+ * The buddy trees: how chunks are claimed and released with single-word
+ * CAS, across tiers of bitmap words.
+ *
+ * Words and tiers (layout.c, word.h). A tier-0 word holds the top rows of
+ * a few blocks. Every bottom-row node u of a word U of tier t < last is
+ * also the root of one word W of tier t+1. In W, node 1 is not a node but
+ * the ACTIVE flag:
+ *
+ *   U (tier t)       . . . . u . . .      bottom row, one bit per node
+ *                            |
+ *   W (tier t+1)     [bit 1 = ACTIVE][rows 1..5: u's subtree]
+ *
+ *   u clear in U, W == 0            u is free
+ *   u set,   W == 0                 u is allocated as one chunk
+ *   u set,   W == ACTIVE | ...      u is delegated: W manages its subtree
+ *   u set,   W == ACTIVE            delegated and empty (logically free)
+ *
+ * Invariants (when no operation is in flight):
+ *   T1  each word satisfies W1 (a set node's subtree is set);
+ *   T2  a lower-tier word is either 0 or ACTIVE, and it is ACTIVE only
+ *       while its parent node is set;
+ *   T3  nodes past the capacity are set ("pinned") from formatting on;
+ *   T4  hints (hint_index.c) are complete: a word with a free node on row
+ *       r has its bit set in the (tier, r) index; an empty ACTIVE word
+ *       has its bit set in the tier's empty index.
+ *
+ * Claim (malloc) of a node on row r of tier t:
+ *   1. try the word this thread used last for (t, r), then the words the
+ *      (t, r) index names, starting from the same cursor: load the word,
+ *      pick a free node (word.h W2), CAS in its subtree mask (acquire).
+ *      A word found without a free node on row r has its hint cleared and
+ *      is then loaded again: a free that raced with the clear re-sets it.
+ *   2. no word has one: activate a new word W of tier t: claim a
+ *      bottom-row node u of tier t-1 (recursively, same procedure), then
+ *      CAS W from 0 to ACTIVE | the chosen node's mask, and set W's hints.
+ *   3. still nothing: retire the empty words of deeper tiers (below) and
+ *      try once more; then the arena has no free chunk that large.
+ * Release (free) of the chunk at offset x: walk down from tier 0 along x's
+ * path; in each word the highest set node on the path (W3) is either the
+ * chunk, or a delegated bottom-row node, then continue in the child word.
+ * CAS the chunk's mask away (seq_cst), then set the hints of the rows on
+ * which the word just gained a free node, and the empty hint if the word
+ * is now exactly ACTIVE.
+ * Retire (lazy coalescing): an empty ACTIVE word stays active, so a free
+ * and the next malloc of a small chunk cost one CAS each. When a claim
+ * fails for want of larger nodes, step 3 drains the empty indexes of the
+ * deeper tiers: CAS W from ACTIVE to 0, then clear u in U and set U's
+ * hints, so the space coalesces upward.
+ *
+ * Races, and how each resolves:
+ *   - claim vs claim on one word: the CAS fails for all but one; losers
+ *     re-read and pick again. Every failed CAS means another succeeded.
+ *   - claim in W vs retire of W: whoever CASes first wins. If the retire
+ *     wins, W is 0 and the claimer sees it inactive and moves on; if the
+ *     claim wins, W is no longer exactly ACTIVE and the retire fails.
+ *   - two retirers of W: one CAS ACTIVE -> 0 succeeds; only it clears u.
+ *   - activation vs anything: u is set before W, and nobody but the
+ *     claimer of u writes W while it is 0, so the CAS 0 -> ACTIVE cannot
+ *     fail except in a damaged file (then the claim fails, u stays set).
+ *   - a free vs a hint clear: store-buffer pattern (free: CAS word, load
+ *     hint; claim: clear hint, load word), all seq_cst, so one of them
+ *     sees the other and T4 holds.
+ *   - a retire emptying U: U is then exactly ACTIVE and gets its own
+ *     empty hint, so coalescing continues upward on the next drain.
+ *
+ * Crashes. Each step is one CAS, so a process killed anywhere leaves
+ * every word satisfying T1. What it can leave behind:
+ *   - killed between claiming u and activating W (or between retiring W
+ *     and clearing u): u stays set with W == 0, i.e. it reads as one
+ *     allocated chunk of u's size that nobody owns. That leaks one node of
+ *     the tier's root size (1 KiB with the default 32 B..4 KiB range).
+ *   - killed between a free's CAS and its hint updates: the hint is lost
+ *     until the next free in that word sets it again; the memory is free
+ *     but a search may not find it (T4 weakened, not T1).
+ *   - killed inside malloc after its CAS, or inside free before its CAS:
+ *     the chunk in flight stays allocated.
+ *
+ * Lock-freedom: no operation waits for another. Every loop either makes
+ * progress itself (CAS success, a hint cleared, a word retired) or retries
+ * because a CAS failed, which means another operation on that word
+ * succeeded. It is not wait-free: one thread can starve under contention.
+ *
+ * Memory order: the claiming CAS acquires (acq_rel) and the freeing CAS
+ * releases (seq_cst, which includes release), so the next owner of a chunk sees
+ * everything the previous owner wrote. Retire is acq_rel and the parent
+ * release after it seq_cst, so that chain carries on through coalescing.
+ */
+#include "tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#include "os.h"
+#include "word.h"
+
+#define ACTIVE (UINT64_C(1) << 1)
+
+/* ---- per-thread cursors ------------------------------------------------ */
+
+/* Each thread starts its searches where it last succeeded, so processes
+ * work in different words instead of colliding on the first free one. The
+ * cursors belong to one arena (by serial) and one process (by fork
+ * generation: a child must not start where its parent does). */
+struct cursors {
+    uint64_t arena_serial;
+    uint64_t fork_generation;
+    uint64_t word[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
+};
+
+static _Thread_local struct cursors thread_cursors
+    __attribute__((tls_model("initial-exec")));
+static _Atomic(uint64_t) fork_generation = 1;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    return x ^ (x >> 33);
+}
+
+static struct cursors *cursors_for(const shm_arena *arena)
+{
+    struct cursors *c = &thread_cursors;
+    /* relaxed: the generation only has to differ after a fork, and the
+     * child's own increment happens before any of its threads run. */
+    uint64_t generation =
+        atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    if (c->arena_serial != arena->serial || c->fork_generation != generation) {
+        pthread_once(&atfork_once, register_atfork);
+        uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed() ^
+                            generation * UINT64_C(0x9e3779b97f4a7c15));
+        for (unsigned t = 0; t < arena->layout.tiers; t++)
+            for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
+                c->word[t][r] =
+                    mix(seed + t * 8 + r) % arena->layout.tier_words[t];
+        c->arena_serial = arena->serial;
+        c->fork_generation = generation;
+    }
+    return c;
+}
+
+/* ---- geometry helpers -------------------------------------------------- */
+
+static shmi_atomic_word *word_at(const shm_arena *arena, unsigned tier,
+                                 uint64_t index)
+{
+    return arena->words + arena->layout.tier_first_word[tier] + index;
+}
+
+static unsigned first_row(const shm_arena *arena, unsigned tier)
+{
+    return tier == 0 ? arena->layout.top_first_row : 1;
+}
+
+/* Whether `word` of `tier` can hand out a node on `row` right now. */
+static bool has_free(unsigned tier, uint64_t word, unsigned row)
+{
+    return (tier == 0 || (word & ACTIVE)) &&
+           shmi_word_find_free(word, row) != 0;
+}
+
+struct claim {
+    unsigned tier;
+    uint64_t word;
+    unsigned node;
+};
+
+static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
+{
+    unsigned span = arena->layout.span_log2[c->tier];
+    unsigned row = shmi_word_row_of(c->node);
+    uint64_t in_row = c->node - (1u << row);
+    return (c->word << span) + (in_row << (span - row));
+}
+
+/* ---- hints ------------------------------------------------------------- */
+
+/* After `word` of (tier, index) went from `before` to `after` by clearing
+ * bits: mark the rows on which it gained a free node, and the word as
+ * empty when only ACTIVE is left. */
+static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
+                         uint64_t before, uint64_t after)
+{
+    unsigned first = first_row(arena, tier);
+    unsigned had_from = shmi_word_top_free_row(before);
+    if (had_from > first) {
+        unsigned gained_from = shmi_word_top_free_row(after);
+        if (gained_from < first)
+            gained_from = first;
+        for (unsigned row = gained_from; row < had_from; row++)
+            shmi_index_set(&arena->hints[tier][row], index);
+    }
+    if (tier > 0 && after == ACTIVE)
+        shmi_index_set(&arena->empty[tier], index);
+}
+
+/* ---- claim ------------------------------------------------------------- */
+
+/* One word: claims a free node on `row` or reports that it has none. */
+static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
+                              unsigned row, struct claim *out)
+{
+    shmi_atomic_word *word = word_at(arena, tier, index);
+    /* relaxed: the CAS below re-validates the value it acts on. */
+    uint64_t value = shmi_atomic_load_relaxed(word);
+    for (;;) {
+        if (tier > 0 && !(value & ACTIVE))
+            return false;
+        unsigned node = shmi_word_find_free(value, row);
+        if (node == 0)
+            return false;
+        /* acquire: pairs with the seq_cst CAS of the free (or the retire)
+         * that last cleared these bits, so the chunk's previous writes
+         * are visible to its new owner. The release half is free on x86
+         * and keeps the chain explicit for ThreadSanitizer, which does not
+         * follow release sequences through acquire-only RMWs. */
+        if (shmi_atomic_cas_acq_rel(word, &value,
+                                    value | shmi_word_subtree(node))) {
+            out->tier = tier;
+            out->word = index;
+            out->node = node;
+            return true;
+        }
+    }
+}
+
+static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
+                          struct claim *out);
+
+/* Step 2: a new word of `tier` under a freshly claimed parent node. */
+static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
+                          struct claim *out)
+{
+    struct claim parent;
+    if (!claim_in_tier(arena, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent))
+        return false;
+    uint64_t index =
+        parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
+    if (index >= arena->layout.tier_words[tier])
+        return false; /* damaged file: a free node past the capacity */
+    unsigned node = 1u << row;
+    uint64_t expected = 0;
+    /* acquire: pairs with the retire (acq_rel) that zeroed this word and
+     * the parent release after it; release as in try_claim_in_word. */
+    if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
+                                 ACTIVE | shmi_word_subtree(node)))
+        return false; /* damaged file: T2 broken; u stays claimed */
+    publish_free(arena, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
+                 ACTIVE | shmi_word_subtree(node));
+    out->tier = tier;
+    out->word = index;
+    out->node = node;
+    return true;
+}
+
+static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
+                          struct claim *out)
+{
+    const struct shmi_index *hints = &arena->hints[tier][row];
+    uint64_t *cursor = &cursors_for(arena)->word[tier][row];
+    uint64_t index, start = *cursor;
+    while (shmi_index_find(hints, start, &index)) {
+        if (try_claim_in_word(arena, tier, index, row, out)) {
+            *cursor = index;
+            return true;
+        }
+        shmi_index_clear(hints, index);
+        /* seq_cst: the claim half of the store-buffer pair with
+         * publish_free (CAS word, then load hint). */
+        uint64_t value = shmi_atomic_load_seq_cst(word_at(arena, tier, index));
+        if (has_free(tier, value, row)) {
+            shmi_index_set(hints, index);
+            start = index;
+        } else {
+            start = index + 1;
+        }
+    }
+    if (tier == 0 || !activate_word(arena, tier, row, out))
+        return false;
+    *cursor = out->word;
+    return true;
+}
+
+/* ---- retire ------------------------------------------------------------ */
+
+/* Clears the parent node of word `index` of `tier` after the word was
+ * retired, and publishes the space it frees. */
+static void release_parent(shm_arena *arena, unsigned tier, uint64_t index)
+{
+    uint64_t parent_index = index / SHMI_WORD_SLOTS;
+    uint64_t bit = UINT64_C(1)
+                   << (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS);
+    shmi_atomic_word *parent = word_at(arena, tier - 1, parent_index);
+    /* relaxed: the CAS re-validates. */
+    uint64_t value = shmi_atomic_load_relaxed(parent);
+    do {
+        if (!(value & bit))
+            return; /* damaged file: nothing to release */
+        /* seq_cst: as a free (release to the next claimer of the node;
+         * ordered before publish_free's hint loads). */
+    } while (!shmi_atomic_cas_seq_cst(parent, &value, value & ~bit));
+    publish_free(arena, tier - 1, parent_index, value, value & ~bit);
+}
+
+/* Step 3: retires every empty word of the tiers below `tier`, deepest
+ * first so that coalescing carries upward. Returns whether any was. */
+static bool retire_empty_below(shm_arena *arena, unsigned tier)
+{
+    bool retired = false;
+    for (unsigned t = arena->layout.tiers - 1; t > tier; t--) {
+        const struct shmi_index *empty = &arena->empty[t];
+        uint64_t start = 0, index;
+        while (shmi_index_find_from(empty, start, &index)) {
+            shmi_index_clear(empty, index);
+            start = index + 1;
+            uint64_t expected = ACTIVE;
+            /* acq_rel: acquire pairs with the frees that emptied the word;
+             * release hands their writes on through the parent. */
+            if (!shmi_atomic_cas_acq_rel(word_at(arena, t, index), &expected,
+                                         0))
+                continue;
+            release_parent(arena, t, index);
+            retired = true;
+        }
+    }
+    return retired;
+}
+
+uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
+{
+    unsigned tier = arena->layout.class_tier[class_index];
+    unsigned row = arena->layout.class_row[class_index];
+    struct claim c;
+    /* Fast path: the word this thread used last for this size. */
+    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
+                          &c) ||
+        claim_in_tier(arena, tier, row, &c) ||
+        (retire_empty_below(arena, tier) &&
+         claim_in_tier(arena, tier, row, &c)))
+        return offset_of(arena, &c);
+    return SHMI_NO_CHUNK;
+}
+
+/* ---- release and lookup ------------------------------------------------ */
+
+/* Finds the allocation covering x: its word and node, and the word's
+ * value as read. Returns false when x is not covered by one. */
+static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
+                       uint64_t *value)
+{
+    const struct shmi_layout *l = &arena->layout;
+    unsigned tier = 0;
+    uint64_t index = x >> l->span_log2[0];
+    for (;;) {
+        unsigned span = l->span_log2[tier];
+        unsigned slot = (unsigned)(x >> (span - SHMI_WORD_BOTTOM_ROW)) &
+                        (SHMI_WORD_SLOTS - 1);
+        /* relaxed: the caller owns the chunk (or is mistaken, which the
+         * final CAS catches); the words on its path are stable. */
+        uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
+        unsigned node = shmi_word_owner(
+            w, slot, shmi_word_rows_from(first_row(arena, tier)));
+        if (node == 0)
+            return false;
+        if (shmi_word_row_of(node) == SHMI_WORD_BOTTOM_ROW &&
+            tier + 1 < l->tiers) {
+            uint64_t child = index * SHMI_WORD_SLOTS + slot;
+            if (shmi_atomic_load_relaxed(word_at(arena, tier + 1, child)) &
+                ACTIVE) {
+                tier++;
+                index = child;
+                continue;
+            }
+        }
+        if ((w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return false; /* damaged word: W1 broken */
+        out->tier = tier;
+        out->word = index;
+        out->node = node;
+        *value = w;
+        return true;
+    }
+}
+
+static uint64_t node_size(const shm_arena *arena, const struct claim *c)
+{
+    return UINT64_C(1) << (arena->layout.span_log2[c->tier] -
+                           shmi_word_row_of(c->node));
+}
+
+int shmi_tree_free(shm_arena *arena, uint64_t x)
+{
+    struct claim c;
+    uint64_t value;
+    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+        return EINVAL;
+    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    uint64_t mask = shmi_word_subtree(c.node);
+    /* seq_cst: release pairs with the acquire CAS of the next claimer of
+     * these nodes; seq_cst orders it before publish_free's hint loads
+     * (store-buffer pair with claim_in_tier). */
+    while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
+        /* The word changed since it was read: the chunk must still be the
+         * allocation here, with its whole subtree set. */
+        unsigned slot = (unsigned)(x >> (arena->layout.span_log2[c.tier] -
+                                         SHMI_WORD_BOTTOM_ROW)) &
+                        (SHMI_WORD_SLOTS - 1);
+        if ((value & mask) != mask ||
+            shmi_word_owner(value, slot,
+                            shmi_word_rows_from(first_row(arena, c.tier))) !=
+                c.node)
+            return EINVAL;
+    }
+    publish_free(arena, c.tier, c.word, value, value & ~mask);
+    return 0;
+}
+
+uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x)
+{
+    struct claim c;
+    uint64_t value;
+    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+        return 0;
+    return node_size(arena, &c);
+}
+
+/* ---- resizing in place ------------------------------------------------ */
+
+/*
+ * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
+ * descendant d on the row of that size and frees the rest of n's subtree
+ * in the same CAS: the word goes from ...mask(n)... to ...mask(d)..., so no
+ * moment exists at which the chunk is not allocated. Growing takes the
+ * ancestor a of the right size when the chunk is a's first descendant and
+ * the rest of a's subtree is free: one CAS sets mask(a). Both stay inside
+ * one word; across a tier boundary the caller falls back to a copy.
+ */
+int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
+{
+    struct claim c;
+    uint64_t value;
+    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+        return EINVAL;
+    unsigned span = arena->layout.span_log2[c.tier];
+    unsigned row = shmi_word_row_of(c.node);
+    unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
+    if (want_log2 > span || span - want_log2 < first_row(arena, c.tier) ||
+        span - want_log2 > SHMI_WORD_BOTTOM_ROW)
+        return ENOMEM; /* the new size lives in another tier */
+    unsigned want_row = span - want_log2;
+    if (want_row == row)
+        return 0;
+    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    uint64_t old_mask = shmi_word_subtree(c.node);
+    if (want_row > row) {
+        unsigned keep = c.node << (want_row - row);
+        uint64_t released = old_mask & ~shmi_word_subtree(keep);
+        do {
+            if ((value & old_mask) != old_mask)
+                return EINVAL;
+            /* seq_cst: a free of the released part (see shmi_tree_free). */
+        } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
+        publish_free(arena, c.tier, c.word, value, value & ~released);
+        return 0;
+    }
+    unsigned grown = c.node >> (row - want_row);
+    if (grown << (row - want_row) != c.node)
+        return ENOMEM; /* not the first descendant: the start would move */
+    uint64_t new_mask = shmi_word_subtree(grown);
+    uint64_t taken = new_mask & ~old_mask;
+    uint64_t ancestors =
+        shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
+        ~new_mask & shmi_word_rows_from(first_row(arena, c.tier));
+    do {
+        if ((value & old_mask) != old_mask)
+            return EINVAL;
+        if ((value & taken) || (value & ancestors))
+            return ENOMEM; /* a buddy is in use */
+        /* acq_rel: a claim of the buddies (see try_claim_in_word). */
+    } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
+    return 0;
+}
+
+/* ---- census ------------------------------------------------------------ */
+
+/* Bottom-row occupancy of a word with every delegated slot whose child
+ * word is logically empty (nothing allocated in it or below) counted as
+ * free, recursively. */
+static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
+                                  uint64_t index, uint64_t w)
+{
+    uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
+    if (tier + 1 >= arena->layout.tiers)
+        return occupied;
+    uint64_t eligible = shmi_word_rows_from(first_row(arena, tier));
+    for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+        if (!(occupied >> slot & 1))
+            continue;
+        uint64_t above = shmi_word_path_masks[slot] & eligible &
+                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot));
+        if (w & above)
+            continue; /* inside a larger allocation of this word */
+        uint64_t child = index * SHMI_WORD_SLOTS + slot;
+        /* relaxed: a snapshot. */
+        uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
+        if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
+            occupied &= ~(UINT32_C(1) << slot);
+    }
+    return occupied;
+}
+
+/* Counts the maximal free nodes of one word (and of the active words
+ * below it) into free_chunks, by size class. */
+static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
+                        uint64_t free_chunks[SHMI_CLASSES])
+{
+    /* relaxed: a snapshot. */
+    uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
+    if (tier > 0 && !(w & ACTIVE))
+        return;
+    uint32_t occupied = logical_occupancy(arena, tier, index, w);
+    uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
+    unsigned first = first_row(arena, tier);
+    unsigned span = arena->layout.span_log2[tier];
+    uint32_t parent_free = 0;
+    for (unsigned row = first; row < SHMI_WORD_ROWS; row++) {
+        uint32_t free_here = shmi_word_free_starts(logical, row);
+        /* maximal: the parent (same first slot, or the one g slots left)
+         * is not free */
+        uint32_t g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        uint32_t covered = parent_free | (parent_free << g);
+        uint32_t maximal = free_here & ~covered;
+        free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
+            (uint64_t)__builtin_popcount(maximal);
+        parent_free = free_here;
+    }
+    /* Words still occupied after that hold partial free space: count it
+     * there (a free top-row node of such a word is maximal, since both
+     * would make the word empty). */
+    if (tier + 1 < arena->layout.tiers) {
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++)
+            if (occupied >> slot & 1)
+                census_word(arena, tier + 1, index * SHMI_WORD_SLOTS + slot,
+                            free_chunks);
+    }
+}
+
+void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES])
+{
+    for (unsigned c = 0; c < SHMI_CLASSES; c++)
+        free_chunks[c] = 0;
+    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+        census_word(arena, 0, i, free_chunks);
+}
+
+/* ---- formatting -------------------------------------------------------- */
+
+static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
+                        uint64_t value);
+
+/* Pins the part of `node` (in word `index` of `tier`) past the capacity
+ * into *value, delegating a straddling bottom-row node to its child. */
+static void pin_node(shm_arena *arena, unsigned tier, uint64_t index,
+                     unsigned node, uint64_t *value)
+{
+    struct claim c = {tier, index, node};
+    uint64_t start = offset_of(arena, &c), size = node_size(arena, &c);
+    if (start >= arena->capacity) {
+        *value |= shmi_word_subtree(node);
+    } else if (start + size > arena->capacity) {
+        if (shmi_word_row_of(node) < SHMI_WORD_BOTTOM_ROW) {
+            pin_node(arena, tier, index, 2 * node, value);
+            pin_node(arena, tier, index, 2 * node + 1, value);
+        } else {
+            /* The capacity is a multiple of 2^MIN, so only a node with a
+             * child word can straddle it. */
+            *value |= UINT64_C(1) << node;
+            format_word(arena, tier + 1,
+                        index * SHMI_WORD_SLOTS + node - SHMI_WORD_FIRST_SLOT,
+                        ACTIVE);
+        }
+    }
+}
+
+static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
+                        uint64_t value)
+{
+    unsigned row = first_row(arena, tier);
+    for (unsigned node = 1u << row; node < 2u << row; node++)
+        pin_node(arena, tier, index, node, &value);
+    shmi_atomic_store_relaxed(word_at(arena, tier, index), value);
+    publish_free(arena, tier, index, ~UINT64_C(1), value);
+}
+
+void shmi_tree_format(shm_arena *arena)
+{
+    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+        format_word(arena, 0, i, 0);
+}
+
+/* ---- inspection -------------------------------------------------------- */
+
+uint64_t shmi_tree_free_bytes(shm_arena *arena)
+{
+    const struct shmi_layout *l = &arena->layout;
+    uint64_t free_bytes = 0;
+    for (unsigned t = 0; t < l->tiers; t++) {
+        uint64_t slot_size = UINT64_C(1)
+                             << (l->span_log2[t] - SHMI_WORD_BOTTOM_ROW);
+        for (uint64_t i = 0; i < l->tier_words[t]; i++) {
+            /* relaxed: a snapshot; each word is read once. */
+            uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            unsigned used =
+                (unsigned)__builtin_popcountll(w >> SHMI_WORD_FIRST_SLOT);
+            free_bytes += (SHMI_WORD_SLOTS - used) * slot_size;
+        }
+    }
+    return free_bytes;
+}
+
+static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
+                               uint64_t w)
+{
+    const struct shmi_layout *l = &arena->layout;
+    unsigned row = first_row(arena, tier);
+    if (tier > 0) {
+        if (!(w & ACTIVE))
+            return w == 0;
+        uint64_t parent = shmi_atomic_load_relaxed(
+            word_at(arena, tier - 1, index / SHMI_WORD_SLOTS));
+        if (!(parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1))
+            return false;
+    } else if (w & ~shmi_word_rows_from(row)) {
+        return false;
+    }
+    if (!shmi_word_is_closed(w, 1u << row))
+        return false;
+    /* T3: bottom-row slots past the capacity are set. */
+    uint64_t slot_size = UINT64_C(1)
+                         << (l->span_log2[tier] - SHMI_WORD_BOTTOM_ROW);
+    uint64_t start = index << l->span_log2[tier];
+    for (unsigned s = 0; s < SHMI_WORD_SLOTS; s++)
+        if (start + s * slot_size >= arena->capacity &&
+            !(w >> (SHMI_WORD_FIRST_SLOT + s) & 1))
+            return false;
+    return true;
+}
+
+uint64_t shmi_tree_check(shm_arena *arena)
+{
+    uint64_t bad = 0;
+    for (unsigned t = 0; t < arena->layout.tiers; t++)
+        for (uint64_t i = 0; i < arena->layout.tier_words[t]; i++)
+            if (!word_is_consistent(
+                    arena, t, i,
+                    shmi_atomic_load_relaxed(word_at(arena, t, i))))
+                bad++;
+    return bad;
+}
