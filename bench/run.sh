@@ -246,6 +246,8 @@ Median of $hf_runs runs after a warm-up run.
 
 $whole
 
+$(cat bench/profile.md 2>/dev/null)
+
 ## Plots
 
 ![throughput against processes](bench-processes.png)

@@ -423,6 +423,10 @@ static void signal_ready_and_wait(const struct worker *w)
     char byte = 1;
     if (write(w->ready_fd, &byte, 1) != 1)
         w->ctl->worker[w->index].errors++;
+    /* A process closes its end, so that one that dies before this point
+     * cannot leave the parent waiting for its byte. */
+    if (w->forked)
+        close(w->ready_fd);
     while (read(w->go_fd, &byte, 1) < 0 && errno == EINTR)
         ;
 }
@@ -513,6 +517,8 @@ static uint64_t run_workers(struct worker *w, unsigned n, bool fork_them)
             exit(2);
         }
     }
+    if (fork_them)
+        close(ready[1]);
     char byte;
     for (unsigned got = 0; got < n;) {
         ssize_t r = read(ready[0], &byte, 1);
@@ -536,7 +542,8 @@ static uint64_t run_workers(struct worker *w, unsigned n, bool fork_them)
     }
     close(go[0]);
     close(ready[0]);
-    close(ready[1]);
+    if (!fork_them)
+        close(ready[1]);
     uint64_t end = start;
     for (unsigned i = 0; i < n; i++) {
         if (w[i].ctl->worker[i].end_ns > end)
