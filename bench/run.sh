@@ -35,7 +35,7 @@ if [ "${1:-}" = "--quick" ]; then
     ops=200000 ops_boost=20000 ops_mm=5000 reps=3 hf_ops=20000 hf_runs=3
 elif [ $# -gt 0 ]; then
     sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 2
+    case $1 in -h | --help) exit 0 ;; *) exit 2 ;; esac
 fi
 
 say() { printf '\n== %s\n' "$*" >&2; }
