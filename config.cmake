@@ -25,6 +25,7 @@ option(SHM_BUILD_TESTS "build the cmocka test suite" ON)
 option(SHM_BUILD_BENCH "build the benchmark programs" OFF)
 option(SHM_BUILD_EXAMPLES "build the example programs" ON)
 option(SHM_BUILD_TOOLS "build the command-line tools" ON)
+option(SHM_BUILD_FUZZ "build the libFuzzer targets in fuzz/ (needs CC=clang)" OFF)
 
 if(NOT SHM_MIN_ALLOC_POW2 MATCHES "^[0-9]+$" OR NOT SHM_MAX_ALLOC_POW2 MATCHES "^[0-9]+$")
   message(FATAL_ERROR "SHM_MIN_ALLOC_POW2 and SHM_MAX_ALLOC_POW2 must be whole numbers")

@@ -193,6 +193,15 @@ enum shm_arena_flags {
      * read, e.g. for inspection tools). Calls that would write fail with
      * EROFS. */
     SHM_ARENA_READ_ONLY = 1u << 4,
+    /* Map an existing file at the address its creator mapped it at, so
+     * that plain pointers (ptr_malloc) mean the same in every process.
+     * Never replaces another mapping: EEXIST when that range is taken in
+     * this process. A new file is mapped at `address` when given. */
+    SHM_ARENA_SAME_ADDRESS = 1u << 5,
+    /* Remove the file when the last live process attached to it closes
+     * it (processes that died count as gone). A process opening the file
+     * at that moment either keeps it alive or opens a new one. */
+    SHM_ARENA_REMOVE_ON_LAST_CLOSE = 1u << 6,
 };
 
 struct shm_arena_options {
@@ -217,6 +226,21 @@ SHM_API shm_arena *shm_arena_open(const char *path,
 /* Unmaps the arena and frees its handle; 0 or an errno value. NULL: 0. */
 SHM_API int shm_arena_close(shm_arena *arena);
 
+/*
+ * Frees every chunk at once and empties the named-root table, for a cache
+ * that is rebuilt from scratch. Only safe while no other process or thread
+ * uses the arena: refused with EBUSY when the process table shows another
+ * live attached process (or another open handle in this process), EROFS
+ * for a read-only arena. Returns 0 or the errno value (also in errno).
+ */
+SHM_API int shm_reset(void);
+SHM_API int shm_arena_reset(shm_arena *arena);
+
+/* Removes an arena file (as unlink(2)): processes that have it open keep
+ * using it; the next open creates a new one. 0 or an errno value. Refuses
+ * (EINVAL) anything that is not a regular file, and follows no symlink. */
+SHM_API int shm_arena_unlink(const char *path);
+
 /* The default arena (NULL when none is attached). */
 SHM_API shm_arena *shm_default_arena(void);
 
@@ -240,6 +264,74 @@ SHM_API size_t shm_arena_maxsize(shm_arena *arena);
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */
 SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);
+
+/* ---------------------------------------------------------------------
+ * Named roots: how a process that just attached finds what others built
+ * ------------------------------------------------------------------- */
+
+/* A root name is 1 to SHM_ROOT_NAME_MAX bytes (not counting the NUL); an
+ * arena holds SHM_ROOT_COUNT names. Names are never removed: setting a root
+ * to SHM_NULL keeps its name in the table. */
+#define SHM_ROOT_NAME_MAX 47
+#define SHM_ROOT_COUNT 64
+
+/*
+ * Returns the offset stored under name, or SHM_NULL with errno: ENOENT (no
+ * root of that name, or its value is SHM_NULL), EINVAL (name NULL or
+ * empty; arena NULL), ENAMETOOLONG; for the global form, the errno of
+ * shm_malloc when no default arena is attached (ENXIO, ...).
+ * Everything written before the shm_root_set/shm_root_cas that stored the
+ * offset is visible to the caller once it has the offset.
+ * Lock-free; may run concurrently with every root call in any process.
+ */
+SHM_API shm_offt shm_root_get(const char *name);
+SHM_API shm_offt shm_arena_root_get(shm_arena *arena, const char *name);
+
+/*
+ * Stores off under name, adding the name when it is new (setting SHM_NULL
+ * under a new name adds nothing). Returns 0, or an errno value that errno
+ * also holds: ENOSPC (the table holds SHM_ROOT_COUNT other names),
+ * ENAMETOOLONG, EINVAL (name NULL or empty, off past the end of the
+ * mapping, arena NULL), EROFS (arena opened SHM_ARENA_READ_ONLY), or as
+ * shm_root_get when no default arena is attached.
+ * Lock-free; two processes adding the same new name at once end with one
+ * root, holding the value of the later store.
+ */
+SHM_API int shm_root_set(const char *name, shm_offt off);
+SHM_API int shm_arena_root_set(shm_arena *arena, const char *name,
+                               shm_offt off);
+
+/*
+ * Atomically replaces the value of name by desired if it is expected; a
+ * name not in the table holds SHM_NULL, so shm_root_cas(name, SHM_NULL, x)
+ * publishes x only if nobody published first. Returns true when replaced;
+ * false with errno = EAGAIN when the value was not expected (read it again
+ * with shm_root_get), or with the errors of shm_root_set.
+ * Lock-free; may run concurrently with every root call in any process.
+ */
+SHM_API bool shm_root_cas(const char *name, shm_offt expected,
+                          shm_offt desired);
+SHM_API bool shm_arena_root_cas(shm_arena *arena, const char *name,
+                                shm_offt expected, shm_offt desired);
+
+/* ---------------------------------------------------------------------
+ * Copies into the arena
+ * ------------------------------------------------------------------- */
+
+/*
+ * shm_strdup copies the string s with its NUL; shm_strndup copies at most
+ * n bytes of s and adds a NUL; shm_memdup copies n bytes from p (n == 0
+ * gets a minimum chunk, as shm_malloc(0)). Return the offset of the copy,
+ * or SHM_NULL with errno: EINVAL (s or p NULL; arena NULL), the errno of
+ * shm_malloc (ENOMEM when the copy exceeds get_shm_max_allocatable_size()).
+ * Thread-safe, as shm_malloc; the source must not change during the copy.
+ */
+SHM_API shm_offt shm_strdup(const char *s);
+SHM_API shm_offt shm_strndup(const char *s, size_t n);
+SHM_API shm_offt shm_memdup(const void *p, size_t n);
+SHM_API shm_offt shm_arena_strdup(shm_arena *arena, const char *s);
+SHM_API shm_offt shm_arena_strndup(shm_arena *arena, const char *s, size_t n);
+SHM_API shm_offt shm_arena_memdup(shm_arena *arena, const void *p, size_t n);
 
 #ifdef __cplusplus
 }

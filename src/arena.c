@@ -27,12 +27,15 @@
 #include <unistd.h>
 
 #include "os.h"
+#include "process_table.h"
 #include "report.h"
+#include "shared_header.h"
 #include "tree.h"
 
 #define KNOWN_FLAGS                                                            \
     (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
-     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY)
+     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY | SHM_ARENA_SAME_ADDRESS |   \
+     SHM_ARENA_REMOVE_ON_LAST_CLOSE)
 #define DEFAULT_MODE 0600u
 
 static _Atomic(uint64_t) next_serial = 1;
@@ -54,6 +57,14 @@ static void bind(shm_arena *arena, void *base, const struct shmi_layout *l)
     arena->words = (shmi_atomic_word *)(arena->base + l->words_offset);
     shmi_atomic_word *index =
         (shmi_atomic_word *)(arena->base + l->index_offset);
+    for (unsigned t = 0; t < l->tiers; t++) {
+        struct shmi_tier *tier = &arena->tier[t];
+        tier->words = arena->words + l->tier_first_word[t];
+        tier->count = l->tier_words[t];
+        tier->span_log2 = l->span_log2[t];
+        tier->first_row = t == 0 ? l->top_first_row : 1;
+        tier->eligible = shmi_word_rows_from(tier->first_row);
+    }
     for (unsigned t = 0; t < l->tiers; t++) {
         uint64_t bits = l->tier_words[t];
         unsigned first = t == 0 ? l->top_first_row : 1;
@@ -85,8 +96,18 @@ static int attach(int fd, const struct shmi_file_info *info,
     if (err)
         return err;
     bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    void *address = opts->address;
+    if (opts->flags & SHM_ARENA_SAME_ADDRESS) {
+        /* The recorded address is a number from the file: it must be a
+         * plausible, aligned user-space address before mmap sees it. */
+        uint64_t want = sb.creator_base;
+        if (want == 0 || want % data_alignment(&layout) != 0 ||
+            want > UINTPTR_MAX - layout.file_size)
+            return EBADMSG;
+        address = (void *)(uintptr_t)want;
+    }
     void *base;
-    err = shmi_os_map(fd, layout.file_size, !read_only, opts->address,
+    err = shmi_os_map(fd, layout.file_size, !read_only, address,
                       data_alignment(&layout), &base);
     if (err)
         return err;
@@ -155,6 +176,27 @@ static int create(const char *path, const struct shm_arena_options *opts,
     return 0;
 }
 
+/* Enters the process in the file's process table. Not being entered
+ * (a full table) does not fail the open: only ESTALE, a file being
+ * removed by its last process, does; the handle is then dropped. */
+static int register_process(shm_arena *arena, const char *path,
+                            const struct shm_arena_options *opts)
+{
+    if ((opts->flags & SHM_ARENA_REMOVE_ON_LAST_CLOSE) && !arena->read_only &&
+        !(arena->remove_path = strdup(path))) {
+        shmi_os_unmap(arena->base, arena->map_size);
+        free(arena);
+        return ENOMEM;
+    }
+    int err = shmi_process_table_attach(arena);
+    if (err == ESTALE) {
+        shmi_os_unmap(arena->base, arena->map_size);
+        free(arena->remove_path);
+        free(arena);
+    }
+    return err;
+}
+
 shm_arena *shm_arena_open(const char *path,
                           const struct shm_arena_options *options)
 {
@@ -186,6 +228,16 @@ shm_arena *shm_arena_open(const char *path,
                 errno = err;
                 return NULL;
             }
+            err = register_process(arena, path, opts);
+            if (err == ESTALE)
+                continue; /* its last process is removing it: open anew */
+            if (err == ENOMEM) {
+                errno = ENOMEM;
+                return NULL;
+            }
+            if (!read_only)
+                shmi_process_table_live(arena); /* clears the dead, and
+                                                   repairs after them */
             return arena;
         }
         if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) || read_only) {
@@ -194,8 +246,16 @@ shm_arena *shm_arena_open(const char *path,
         }
         shm_arena *arena = NULL;
         err = create(path, opts, &arena);
-        if (err == 0)
+        if (err == 0) {
+            err = register_process(arena, path, opts);
+            if (err == ESTALE)
+                continue;
+            if (err == ENOMEM) {
+                errno = ENOMEM;
+                return NULL;
+            }
             return arena;
+        }
         if (err != EEXIST || (opts->flags & SHM_ARENA_EXCLUSIVE)) {
             shmi_report("shm_arena_open: cannot create %s: %s", path,
                         strerror(err));
@@ -211,9 +271,50 @@ int shm_arena_close(shm_arena *arena)
 {
     if (!arena)
         return 0;
+    int err = 0;
+    if (arena->remove_path)
+        err = shmi_process_table_detach_last(arena, arena->remove_path);
+    else
+        shmi_process_table_detach(arena);
     shmi_os_unmap(arena->base, arena->map_size);
+    free(arena->remove_path);
     free(arena);
+    return err;
+}
+
+int shm_arena_reset(shm_arena *arena)
+{
+    int err = 0;
+    if (!arena)
+        err = EINVAL;
+    else if (arena->read_only)
+        err = EROFS;
+    else if (shmi_process_table_live(arena) > 1)
+        err = EBUSY;
+    if (err) {
+        errno = err;
+        return err;
+    }
+    const struct shmi_layout *l = &arena->layout;
+    memset(shmi_arena_shared_header(arena), 0, SHMI_ROOTS_SIZE);
+    memset(arena->base + l->index_offset, 0, l->metadata_end - l->index_offset);
+    shmi_tree_format(arena);
     return 0;
+}
+
+int shm_arena_unlink(const char *path)
+{
+    int fd;
+    struct shmi_file_info info;
+    int err =
+        path && *path ? shmi_os_open_existing(path, true, &fd, &info) : EINVAL;
+    if (err == 0) {
+        shmi_os_close(fd);
+        err = shmi_os_remove(path);
+    }
+    if (err)
+        errno = err;
+    return err;
 }
 
 void *shm_arena_base(const shm_arena *arena)
@@ -484,6 +585,5 @@ size_t shm_arena_maxsize(shm_arena *arena)
 
 size_t shmi_arena_live_processes(shm_arena *arena)
 {
-    (void)arena;
-    return 0;
+    return shmi_process_table_live(arena);
 }

@@ -131,6 +131,11 @@ static shm_arena *current(void)
     return arena;
 }
 
+shm_arena *shmi_current_arena(void)
+{
+    return current();
+}
+
 void *get_shm_user_base(void)
 {
     shm_arena *arena = shm_default_arena();
@@ -223,6 +228,12 @@ size_t shm_maxsize(void)
 {
     shm_arena *arena = current();
     return arena ? shm_arena_maxsize(arena) : 0;
+}
+
+int shm_reset(void)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_reset(arena) : errno;
 }
 
 size_t get_shm_max_allocatable_size(void)

@@ -140,7 +140,7 @@ bool shmi_index_find_from(const struct shmi_index *index, uint64_t start,
         unsigned level = 0;
         uint64_t pos = start;
         uint64_t words = words_on_level(index->bits);
-        uint64_t marked = 0;
+        uint64_t marked;
         for (;;) {
             uint64_t w = pos / WORD_BITS;
             if (w >= words)

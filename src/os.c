@@ -267,3 +267,8 @@ void shmi_os_close(int fd)
     if (fd >= 0)
         close(fd);
 }
+
+int shmi_os_remove(const char *path)
+{
+    return unlink(path) == 0 ? 0 : errno;
+}

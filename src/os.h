@@ -67,4 +67,7 @@ int shmi_os_read_at(int fd, void *buffer, size_t size, uint64_t offset);
 
 void shmi_os_close(int fd);
 
+/* unlink(2): 0 or errno. */
+int shmi_os_remove(const char *path);
+
 #endif /* SHM_OS_H */

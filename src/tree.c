@@ -132,7 +132,8 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 33);
 }
 
-static struct cursors *cursors_for(const shm_arena *arena)
+static inline __attribute__((always_inline)) struct cursors *
+cursors_for(const shm_arena *arena)
 {
     struct cursors *c = &thread_cursors;
     /* relaxed: the generation only has to differ after a fork, and the
@@ -141,12 +142,12 @@ static struct cursors *cursors_for(const shm_arena *arena)
         atomic_load_explicit(&fork_generation, memory_order_relaxed);
     if (c->arena_serial != arena->serial || c->fork_generation != generation) {
         pthread_once(&atfork_once, register_atfork);
+        /* rarely taken: once per thread, arena and fork */
         uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed() ^
                             generation * UINT64_C(0x9e3779b97f4a7c15));
         for (unsigned t = 0; t < arena->layout.tiers; t++)
             for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
-                c->word[t][r] =
-                    mix(seed + t * 8 + r) % arena->layout.tier_words[t];
+                c->word[t][r] = mix(seed + t * 8 + r) % arena->tier[t].count;
         c->arena_serial = arena->serial;
         c->fork_generation = generation;
     }
@@ -158,12 +159,12 @@ static struct cursors *cursors_for(const shm_arena *arena)
 static shmi_atomic_word *word_at(const shm_arena *arena, unsigned tier,
                                  uint64_t index)
 {
-    return arena->words + arena->layout.tier_first_word[tier] + index;
+    return arena->tier[tier].words + index;
 }
 
 static unsigned first_row(const shm_arena *arena, unsigned tier)
 {
-    return tier == 0 ? arena->layout.top_first_row : 1;
+    return arena->tier[tier].first_row;
 }
 
 /* Whether `word` of `tier` can hand out a node on `row` right now. */
@@ -181,10 +182,16 @@ struct claim {
 
 static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
 {
-    unsigned span = arena->layout.span_log2[c->tier];
+    unsigned span = arena->tier[c->tier].span_log2;
     unsigned row = shmi_word_row_of(c->node);
     uint64_t in_row = c->node - (1u << row);
     return (c->word << span) + (in_row << (span - row));
+}
+
+static uint64_t node_size(const shm_arena *arena, const struct claim *c)
+{
+    return UINT64_C(1) << (arena->tier[c->tier].span_log2 -
+                           shmi_word_row_of(c->node));
 }
 
 /* ---- hints ------------------------------------------------------------- */
@@ -233,7 +240,12 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             out->tier = tier;
             out->word = index;
             out->node = node;
-            return true;
+            if (offset_of(arena, out) + node_size(arena, out) <=
+                arena->capacity)
+                return true;
+            /* A damaged file lost a pin (T3): the node lies past the
+             * capacity. Keeping it claimed restores the pin; look on. */
+            value |= shmi_word_subtree(node);
         }
     }
 }
@@ -250,7 +262,7 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
         return false;
     uint64_t index =
         parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
-    if (index >= arena->layout.tier_words[tier])
+    if (index >= arena->tier[tier].count)
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
     uint64_t expected = 0;
@@ -362,25 +374,22 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
                        uint64_t *value)
 {
-    const struct shmi_layout *l = &arena->layout;
-    unsigned tier = 0;
-    uint64_t index = x >> l->span_log2[0];
+    const struct shmi_tier *tier = arena->tier;
+    const struct shmi_tier *last = arena->tier + arena->layout.tiers - 1;
+    uint64_t index = x >> tier->span_log2;
     for (;;) {
-        unsigned span = l->span_log2[tier];
-        unsigned slot = (unsigned)(x >> (span - SHMI_WORD_BOTTOM_ROW)) &
-                        (SHMI_WORD_SLOTS - 1);
+        unsigned slot =
+            (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+            (SHMI_WORD_SLOTS - 1);
         /* relaxed: the caller owns the chunk (or is mistaken, which the
          * final CAS catches); the words on its path are stable. */
-        uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
-        unsigned node = shmi_word_owner(
-            w, slot, shmi_word_rows_from(first_row(arena, tier)));
+        uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+        unsigned node = shmi_word_owner(w, slot, tier->eligible);
         if (node == 0)
             return false;
-        if (shmi_word_row_of(node) == SHMI_WORD_BOTTOM_ROW &&
-            tier + 1 < l->tiers) {
+        if (node >= SHMI_WORD_FIRST_SLOT && tier != last) {
             uint64_t child = index * SHMI_WORD_SLOTS + slot;
-            if (shmi_atomic_load_relaxed(word_at(arena, tier + 1, child)) &
-                ACTIVE) {
+            if (shmi_atomic_load_relaxed(tier[1].words + child) & ACTIVE) {
                 tier++;
                 index = child;
                 continue;
@@ -388,7 +397,7 @@ static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
         }
         if ((w & shmi_word_subtree(node)) != shmi_word_subtree(node))
             return false; /* damaged word: W1 broken */
-        out->tier = tier;
+        out->tier = (unsigned)(tier - arena->tier);
         out->word = index;
         out->node = node;
         *value = w;
@@ -396,17 +405,14 @@ static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
     }
 }
 
-static uint64_t node_size(const shm_arena *arena, const struct claim *c)
-{
-    return UINT64_C(1) << (arena->layout.span_log2[c->tier] -
-                           shmi_word_row_of(c->node));
-}
-
 int shmi_tree_free(shm_arena *arena, uint64_t x)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+    /* The chunk must start at x: x is on the node's path, so that holds
+     * iff x is aligned to the node's size. */
+    if (!find_owner(arena, x, &c, &value) ||
+        (x & (node_size(arena, &c) - 1)) != 0)
         return EINVAL;
     shmi_atomic_word *word = word_at(arena, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
@@ -416,12 +422,11 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
     while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
         /* The word changed since it was read: the chunk must still be the
          * allocation here, with its whole subtree set. */
-        unsigned slot = (unsigned)(x >> (arena->layout.span_log2[c.tier] -
+        unsigned slot = (unsigned)(x >> (arena->tier[c.tier].span_log2 -
                                          SHMI_WORD_BOTTOM_ROW)) &
                         (SHMI_WORD_SLOTS - 1);
         if ((value & mask) != mask ||
-            shmi_word_owner(value, slot,
-                            shmi_word_rows_from(first_row(arena, c.tier))) !=
+            shmi_word_owner(value, slot, arena->tier[c.tier].eligible) !=
                 c.node)
             return EINVAL;
     }
@@ -455,7 +460,7 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
     uint64_t value;
     if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
         return EINVAL;
-    unsigned span = arena->layout.span_log2[c.tier];
+    unsigned span = arena->tier[c.tier].span_log2;
     unsigned row = shmi_word_row_of(c.node);
     unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
     if (want_log2 > span || span - want_log2 < first_row(arena, c.tier) ||
@@ -484,7 +489,7 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
     uint64_t taken = new_mask & ~old_mask;
     uint64_t ancestors =
         shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
-        ~new_mask & shmi_word_rows_from(first_row(arena, c.tier));
+        ~new_mask & arena->tier[c.tier].eligible;
     do {
         if ((value & old_mask) != old_mask)
             return EINVAL;
@@ -506,7 +511,7 @@ static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
     uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
     if (tier + 1 >= arena->layout.tiers)
         return occupied;
-    uint64_t eligible = shmi_word_rows_from(first_row(arena, tier));
+    uint64_t eligible = arena->tier[tier].eligible;
     for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
         if (!(occupied >> slot & 1))
             continue;
@@ -515,6 +520,8 @@ static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
         if (w & above)
             continue; /* inside a larger allocation of this word */
         uint64_t child = index * SHMI_WORD_SLOTS + slot;
+        if (child >= arena->tier[tier + 1].count)
+            continue; /* pinned: past the capacity */
         /* relaxed: a snapshot. */
         uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
         if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
@@ -535,14 +542,14 @@ static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
     uint32_t occupied = logical_occupancy(arena, tier, index, w);
     uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
     unsigned first = first_row(arena, tier);
-    unsigned span = arena->layout.span_log2[tier];
+    unsigned span = arena->tier[tier].span_log2;
     uint32_t parent_free = 0;
     for (unsigned row = first; row < SHMI_WORD_ROWS; row++) {
         uint32_t free_here = shmi_word_free_starts(logical, row);
         /* maximal: the parent (same first slot, or the one g slots left)
          * is not free */
-        uint32_t g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
-        uint32_t covered = parent_free | (parent_free << g);
+        unsigned g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        uint32_t covered = (uint32_t)(parent_free | (uint64_t)parent_free << g);
         uint32_t maximal = free_here & ~covered;
         free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
             (uint64_t)__builtin_popcount(maximal);
@@ -552,10 +559,11 @@ static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
      * there (a free top-row node of such a word is maximal, since both
      * would make the word empty). */
     if (tier + 1 < arena->layout.tiers) {
-        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++)
-            if (occupied >> slot & 1)
-                census_word(arena, tier + 1, index * SHMI_WORD_SLOTS + slot,
-                            free_chunks);
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+            uint64_t child = index * SHMI_WORD_SLOTS + slot;
+            if ((occupied >> slot & 1) && child < arena->tier[tier + 1].count)
+                census_word(arena, tier + 1, child, free_chunks);
+        }
     }
 }
 
@@ -563,7 +571,7 @@ void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES])
 {
     for (unsigned c = 0; c < SHMI_CLASSES; c++)
         free_chunks[c] = 0;
-    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+    for (uint64_t i = 0; i < arena->tier[0].count; i++)
         census_word(arena, 0, i, free_chunks);
 }
 
@@ -608,8 +616,37 @@ static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
 
 void shmi_tree_format(shm_arena *arena)
 {
-    for (uint64_t i = 0; i < arena->layout.tier_words[0]; i++)
+    for (uint64_t i = 0; i < arena->tier[0].count; i++)
         format_word(arena, 0, i, 0);
+}
+
+/* ---- repair ------------------------------------------------------------ */
+
+/*
+ * A process killed between a free's CAS and its hint updates leaves a word
+ * with free space that no hint names (T4 weakened): the space is free but
+ * searches may not find it. Walking every word and setting the hints its
+ * current value calls for restores T4. It only ever sets hints, so it is
+ * safe while others run (an extra hint costs one look); callers run it
+ * when they learn that an attached process died.
+ */
+void shmi_tree_repair_hints(shm_arena *arena)
+{
+    for (unsigned t = 0; t < arena->layout.tiers; t++) {
+        for (uint64_t i = 0; i < arena->tier[t].count; i++) {
+            /* seq_cst: as publish_free's, after the CAS it stands for. */
+            uint64_t w = shmi_atomic_load_seq_cst(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            unsigned row = shmi_word_top_free_row(w);
+            if (row < first_row(arena, t))
+                row = first_row(arena, t);
+            for (; row < SHMI_WORD_ROWS; row++)
+                shmi_index_set(&arena->hints[t][row], i);
+            if (t > 0 && w == ACTIVE)
+                shmi_index_set(&arena->empty[t], i);
+        }
+    }
 }
 
 /* ---- inspection -------------------------------------------------------- */
@@ -626,12 +663,19 @@ uint64_t shmi_tree_free_bytes(shm_arena *arena)
             uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
             if (t > 0 && !(w & ACTIVE))
                 continue;
-            unsigned used =
-                (unsigned)__builtin_popcountll(w >> SHMI_WORD_FIRST_SLOT);
-            free_bytes += (SHMI_WORD_SLOTS - used) * slot_size;
+            /* Only slots below the capacity count, whatever a damaged
+             * file says about the pinned ones. */
+            uint64_t start = i << l->span_log2[t];
+            uint64_t slots =
+                (arena->capacity - start + slot_size - 1) / slot_size;
+            uint32_t real = slots >= SHMI_WORD_SLOTS
+                                ? UINT32_MAX
+                                : (UINT32_C(1) << slots) - 1;
+            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT) & real;
+            free_bytes += (uint64_t)__builtin_popcount(free_slots) * slot_size;
         }
     }
-    return free_bytes;
+    return free_bytes < arena->capacity ? free_bytes : arena->capacity;
 }
 
 static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
@@ -666,7 +710,7 @@ uint64_t shmi_tree_check(shm_arena *arena)
 {
     uint64_t bad = 0;
     for (unsigned t = 0; t < arena->layout.tiers; t++)
-        for (uint64_t i = 0; i < arena->layout.tier_words[t]; i++)
+        for (uint64_t i = 0; i < arena->tier[t].count; i++)
             if (!word_is_consistent(
                     arena, t, i,
                     shmi_atomic_load_relaxed(word_at(arena, t, i))))

@@ -36,6 +36,11 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index);
  * snapshot while others run). */
 void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES]);
 
+/* Sets every hint the words' current values call for (restores T4 after
+ * a process died between a free and its hint updates). Safe while others
+ * run; O(words). */
+void shmi_tree_repair_hints(shm_arena *arena);
+
 /* Bytes in free chunks (words retired or not). */
 uint64_t shmi_tree_free_bytes(shm_arena *arena);
 

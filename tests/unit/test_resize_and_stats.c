@@ -83,7 +83,7 @@ static void realloc_moves_when_the_buddy_is_taken(void **state)
         skip();
         return;
     }
-    shm_arena *a = open_fresh("move.shm", 1 << 20);
+    shm_arena *a = open_fresh("move.shm", 4 * MAX_CHUNK);
     size_t avail = shm_arena_available(a);
     shm_offt first = shm_arena_malloc(a, MIN_CHUNK);
     shm_offt buddy = shm_arena_malloc(a, MIN_CHUNK);
@@ -106,9 +106,9 @@ static void realloc_failures_leave_the_chunk(void **state)
 {
     (void)state;
     shm_arena *a = open_fresh("refuse.shm", 1 << 20);
-    shm_offt off = shm_arena_realloc(a, SHM_NULL, 10); /* acts as malloc */
+    shm_offt off = shm_arena_realloc(a, SHM_NULL, MIN_CHUNK); /* malloc */
     assert_true(off != SHM_NULL);
-    fill(a, off, 10, 3);
+    fill(a, off, MIN_CHUNK, 3);
     size_t avail = shm_arena_available(a);
     errno = 0;
     assert_int_equal(shm_arena_realloc(a, off, MAX_CHUNK + 1), SHM_NULL);
@@ -116,7 +116,7 @@ static void realloc_failures_leave_the_chunk(void **state)
     errno = 0;
     assert_int_equal(shm_arena_realloc(a, off + MIN_CHUNK / 2, 8), SHM_NULL);
     assert_int_equal(errno, EINVAL);
-    assert_true(same(a, off, 10, 3));
+    assert_true(same(a, off, MIN_CHUNK, 3));
     assert_int_equal(shm_arena_available(a), avail);
     /* arena full: a move fails with ENOMEM and the chunk stays */
     while (shm_arena_malloc(a, MIN_CHUNK) != SHM_NULL)
@@ -125,7 +125,7 @@ static void realloc_failures_leave_the_chunk(void **state)
         errno = 0;
         assert_int_equal(shm_arena_realloc(a, off, MAX_CHUNK), SHM_NULL);
         assert_int_equal(errno, ENOMEM);
-        assert_true(same(a, off, 10, 3));
+        assert_true(same(a, off, MIN_CHUNK, 3));
     }
     assert_int_equal(shm_arena_check(a), 0);
     shm_arena_close(a);

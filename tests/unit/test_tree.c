@@ -93,8 +93,8 @@ static void hints_stay_complete_after_random_work(void **state)
             assert_int_equal(shmi_tree_free(a, live[i]), 0);
             live[i] = SHMI_NO_CHUNK;
         } else {
-            live[i] = shmi_tree_alloc(a, (unsigned)rand_r(&seed) %
-                                             SHMI_CLASSES);
+            live[i] =
+                shmi_tree_alloc(a, (unsigned)rand_r(&seed) % SHMI_CLASSES);
         }
         if (op % 10000 == 0)
             assert_hints_complete(a);
@@ -154,6 +154,33 @@ static void killed_activation_leaks_one_node_and_stays_consistent(void **state)
     }
     assert_int_equal(count, (a->capacity - node_bytes) / MIN_CHUNK);
     assert_int_equal(shmi_tree_check(a), 0);
+    shm_arena_close(a);
+}
+
+static void lost_hints_are_repaired(void **state)
+{
+    (void)state;
+    shm_arena *a = open_fresh("repair.shm", 1 << 20);
+    uint64_t n = a->capacity / MIN_CHUNK;
+    uint64_t *xs = malloc(n * sizeof *xs);
+    for (uint64_t i = 0; i < n; i++)
+        assert_true((xs[i] = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(shmi_tree_free(a, xs[i]), 0);
+    /* As if every freeing process died before its hint updates: wipe all
+     * hints. The space is free, but searches cannot see it. */
+    memset(a->base + a->layout.index_offset, 0, 8 * a->layout.index_words);
+    unsigned top_tier = a->layout.class_tier[SHMI_CLASSES - 1];
+    unsigned top_row = a->layout.class_row[SHMI_CLASSES - 1];
+    uint64_t found;
+    assert_false(shmi_index_find(&a->hints[top_tier][top_row], 0, &found));
+    shmi_tree_repair_hints(a);
+    assert_hints_complete(a);
+    uint64_t big = 0;
+    while (shmi_tree_alloc(a, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
+        big++;
+    assert_int_equal(big, a->capacity / MAX_CHUNK);
+    free(xs);
     shm_arena_close(a);
 }
 
@@ -224,6 +251,7 @@ int main(void)
         cmocka_unit_test(hints_stay_complete_after_random_work),
         cmocka_unit_test(emptied_words_are_retired_for_large_chunks),
         cmocka_unit_test(killed_activation_leaks_one_node_and_stays_consistent),
+        cmocka_unit_test(lost_hints_are_repaired),
         cmocka_unit_test(threads_race_on_one_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,270 @@
+/*
+ * The input is a sequence of calls on one arena, each an op byte followed
+ * by its operands:
+ *
+ *   0 malloc(u16 size, huge when its top bit is set)
+ *   1 calloc(u8 count, u16 size << u8 shift)
+ *   2 free(live chunk u8)            3 free(u64 offset)
+ *   4 free(live chunk u8 + s8 delta) 5 usable_size(u64 offset)
+ *   6 check, available exact         7 ptr_free(base + u64 offset)
+ *   8 verify every live chunk        9 usable_size(live chunk u8 + s8 delta)
+ *
+ * The harness keeps its own list of live chunks and checks every answer
+ * against it: new chunks are aligned, of the right size, inside the data
+ * and overlap no live chunk; an offset that is not a live chunk's start is
+ * refused with EINVAL and changes nothing; available is exactly the
+ * capacity minus the live chunks; the bytes written into a chunk stay
+ * until it is freed; and after each input everything is freed again.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "fuzz_common.h"
+#include "shm_alloc.h"
+
+#define MAX_LIVE 256
+
+struct live {
+    shm_offt off;
+    size_t size;
+};
+
+static shm_arena *arena;
+static uint8_t *base;
+static size_t capacity, mapping, min_chunk, max_chunk;
+static struct live live[MAX_LIVE];
+static int nlive;
+static size_t in_use;
+
+struct input {
+    const uint8_t *p;
+    size_t left;
+};
+
+static uint64_t take(struct input *in, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes && in->left > 0; i++, in->left--)
+        v |= (uint64_t)*in->p++ << (8 * i);
+    return v;
+}
+
+static uint8_t tag_of(shm_offt off, size_t i)
+{
+    return (uint8_t)((off >> 3) ^ (i * 131u) ^ 0x5A);
+}
+
+static void verify(const struct live *l)
+{
+    for (size_t i = 0; i < l->size; i++)
+        FUZZ_REQUIRE(base[l->off + i] == tag_of(l->off, i),
+                     "chunk %#llx byte %zu overwritten",
+                     (unsigned long long)l->off, i);
+}
+
+static size_t class_size(size_t n)
+{
+    size_t s = min_chunk;
+    while (s < n)
+        s <<= 1;
+    return s;
+}
+
+static void adopt(shm_offt off, size_t request, int zeroed)
+{
+    size_t size = class_size(request);
+    FUZZ_REQUIRE(shm_arena_usable_size(arena, off) == size,
+                 "usable size of a %zu-byte request", request);
+    FUZZ_REQUIRE(off % size == 0, "chunk %#llx not aligned to %zu",
+                 (unsigned long long)off, size);
+    FUZZ_REQUIRE(off < mapping && size <= mapping - off,
+                 "chunk %#llx outside the mapping", (unsigned long long)off);
+    for (int i = 0; i < nlive; i++)
+        FUZZ_REQUIRE(off + size <= live[i].off ||
+                         live[i].off + live[i].size <= off,
+                     "chunk %#llx overlaps live %#llx", (unsigned long long)off,
+                     (unsigned long long)live[i].off);
+    if (zeroed)
+        for (size_t i = 0; i < request; i++)
+            FUZZ_REQUIRE(base[off + i] == 0, "calloc byte %zu not zero", i);
+    for (size_t i = 0; i < size; i++)
+        base[off + i] = tag_of(off, i);
+    live[nlive++] = (struct live){off, size};
+    in_use += size;
+}
+
+static void release(int i)
+{
+    verify(&live[i]);
+    errno = 0;
+    shm_arena_free(arena, live[i].off);
+    FUZZ_REQUIRE(errno != EINVAL, "free of a live chunk refused");
+    in_use -= live[i].size;
+    live[i] = live[--nlive];
+}
+
+static int find(shm_offt off)
+{
+    for (int i = 0; i < nlive; i++)
+        if (live[i].off == off)
+            return i;
+    return -1;
+}
+
+static void expect_available(void)
+{
+    FUZZ_REQUIRE(shm_arena_available(arena) == capacity - in_use,
+                 "available %zu, expected %zu", shm_arena_available(arena),
+                 capacity - in_use);
+}
+
+/* Free of an arbitrary offset: a live start is a real free, SHM_NULL a
+ * no-op, anything else EINVAL with nothing changed. */
+static void free_any(shm_offt off)
+{
+    int i = find(off);
+    if (i >= 0) {
+        release(i);
+        return;
+    }
+    errno = 0;
+    shm_arena_free(arena, off);
+    if (off != SHM_NULL)
+        FUZZ_REQUIRE(errno == EINVAL, "free(%#llx): errno %d",
+                     (unsigned long long)off, errno);
+    expect_available();
+}
+
+static void usable_any(shm_offt off)
+{
+    int i = find(off);
+    errno = 0;
+    size_t n = shm_arena_usable_size(arena, off);
+    if (i >= 0) {
+        FUZZ_REQUIRE(n == live[i].size, "usable size of a live chunk");
+    } else {
+        FUZZ_REQUIRE(n == 0 && errno == EINVAL,
+                     "usable_size(%#llx) = %zu, errno %d",
+                     (unsigned long long)off, n, errno);
+    }
+}
+
+static void open_arena(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/api.%d.shm", fuzz_dir(), (int)getpid());
+    unlink(path);
+    min_chunk = get_shm_min_allocatable_size();
+    max_chunk = get_shm_max_allocatable_size();
+    struct shm_arena_options opts = {.capacity = 64 * max_chunk,
+                                     .flags = SHM_ARENA_EXCLUSIVE};
+    arena = shm_arena_open(path, &opts);
+    FUZZ_REQUIRE(arena != NULL, "cannot create %s", path);
+    unlink(path); /* the mapping stays */
+    base = shm_arena_base(arena);
+    capacity = shm_arena_capacity(arena);
+    mapping = shm_arena_mapping_size(arena);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (arena == NULL)
+        open_arena();
+    FUZZ_REQUIRE(nlive == 0 && shm_arena_available(arena) == capacity,
+                 "the previous input leaked");
+    struct input in = {data, size};
+    while (in.left > 0) {
+        unsigned op = (unsigned)take(&in, 1) % 10;
+        switch (op) {
+        case 0:
+        case 1: {
+            if (nlive == MAX_LIVE)
+                release(0);
+            size_t count = 1, n;
+            if (op == 0) {
+                uint64_t v = take(&in, 2);
+                n = v & 0x8000 ? SIZE_MAX - (v & 0x7fff)
+                               : (size_t)(v % (2 * max_chunk + 2));
+            } else {
+                count = (size_t)take(&in, 1);
+                n = (size_t)take(&in, 2);
+                unsigned shift = (unsigned)take(&in, 1) % 64;
+                n = n <= (SIZE_MAX >> shift) ? n << shift : SIZE_MAX >> shift;
+            }
+            errno = 0;
+            shm_offt off = op == 0 ? shm_arena_malloc(arena, n)
+                                   : shm_arena_calloc(arena, count, n);
+            size_t total;
+            int overflow = __builtin_mul_overflow(count, n, &total);
+            if (off == SHM_NULL) {
+                FUZZ_REQUIRE(errno == ENOMEM, "malloc failed with errno %d",
+                             errno);
+                if (!overflow && total <= max_chunk && in_use == 0)
+                    FUZZ_REQUIRE(0, "an empty arena refused %zu bytes", total);
+                expect_available();
+            } else {
+                FUZZ_REQUIRE(!overflow && total <= max_chunk,
+                             "%zu x %zu bytes handed out", count, n);
+                adopt(off, total, op == 1);
+            }
+            break;
+        }
+        case 2:
+            if (nlive > 0)
+                release((int)(take(&in, 1) % (uint64_t)nlive));
+            break;
+        case 3:
+            free_any(take(&in, 8));
+            break;
+        case 4:
+        case 9:
+            if (nlive > 0) {
+                shm_offt off = live[take(&in, 1) % (uint64_t)nlive].off;
+                off += (uint64_t)(int64_t)(int8_t)take(&in, 1);
+                if (op == 4)
+                    free_any(off);
+                else
+                    usable_any(off);
+            }
+            break;
+        case 5:
+            usable_any(take(&in, 8));
+            break;
+        case 6:
+            FUZZ_REQUIRE(shm_arena_check(arena) == 0, "check failed");
+            expect_available();
+            break;
+        case 7: {
+            uint64_t off = take(&in, 8) % (2 * (uint64_t)mapping + 1);
+            uintptr_t p = (uintptr_t)base + (uintptr_t)off;
+            int i = off < mapping ? find(off) : -1;
+            if (i >= 0) {
+                verify(&live[i]);
+                shm_arena_ptr_free(arena, (void *)p);
+                in_use -= live[i].size;
+                live[i] = live[--nlive];
+            } else if (off != 0) {
+                errno = 0;
+                shm_arena_ptr_free(arena, (void *)p);
+                FUZZ_REQUIRE(errno == EINVAL, "ptr_free(base + %#llx)",
+                             (unsigned long long)off);
+            }
+            expect_available();
+            break;
+        }
+        default:
+            for (int i = 0; i < nlive; i++)
+                verify(&live[i]);
+        }
+    }
+    while (nlive > 0)
+        release(nlive - 1);
+    FUZZ_REQUIRE(shm_arena_available(arena) == capacity,
+                 "freeing everything left %zu of %zu available",
+                 shm_arena_available(arena), capacity);
+    FUZZ_REQUIRE(shm_arena_check(arena) == 0, "check failed at the end");
+    return 0;
+}

@@ -1,0 +1,26 @@
+/*
+ * How the shared header (shmi_arena_shared_header(), SHMI_SHARED_HEADER_SIZE
+ * bytes, page aligned, zeroed when the file is created) is divided:
+ *
+ *   offset 0      4096 bytes   named roots          (roots.c)
+ *   offset 4096   the rest     attached processes   (process_table.c)
+ *
+ * Both parts hold only shmi_atomic_word (lock-free, address-free 64-bit
+ * atomics, see atomics.h): the file is mapped at a different address in
+ * every process and may be written by any of them.
+ */
+#ifndef SHM_SHARED_HEADER_H
+#define SHM_SHARED_HEADER_H
+
+#include "arena.h"
+#include "atomics.h"
+
+#define SHMI_ROOTS_OFFSET 0
+#define SHMI_ROOTS_SIZE 4096
+#define SHMI_PROCESS_TABLE_OFFSET SHMI_ROOTS_SIZE
+#define SHMI_PROCESS_TABLE_SIZE (SHMI_SHARED_HEADER_SIZE - SHMI_ROOTS_SIZE)
+
+_Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
+               "the process table needs at least one page");
+
+#endif /* SHM_SHARED_HEADER_H */

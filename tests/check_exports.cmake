@@ -1,0 +1,82 @@
+# The shared library exports the public API and nothing else: every
+# function the header marks SHM_API, no internal (shmi_) or static helper.
+#   cmake -DLIBRARY=libshm_alloc.so -DHEADER=shm_alloc.h -DNM=nm
+#         -DREADELF=readelf -DSONAME=libshm_alloc.so.0 -P check_exports.cmake
+cmake_minimum_required(VERSION 3.22)
+
+foreach(var LIBRARY HEADER NM READELF SONAME)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "check_exports: ${var} is not set")
+  endif()
+endforeach()
+
+file(READ ${HEADER} header)
+string(REGEX MATCHALL "\nSHM_API[ \t][^;(]*\\(" decls "${header}")
+set(api)
+foreach(decl ${decls})
+  string(REGEX MATCH "[A-Za-z_][A-Za-z0-9_]*[ \t\n]*\\($" name "${decl}")
+  string(REGEX REPLACE "[ \t\n]*\\($" "" name "${name}")
+  list(APPEND api ${name})
+endforeach()
+list(LENGTH api api_count)
+if(api_count LESS 10)
+  message(FATAL_ERROR "check_exports: found only ${api_count} SHM_API "
+                      "declarations in ${HEADER}")
+endif()
+
+execute_process(COMMAND ${NM} -D --defined-only ${LIBRARY}
+  OUTPUT_VARIABLE nm_out RESULT_VARIABLE nm_rc)
+if(NOT nm_rc EQUAL 0)
+  message(FATAL_ERROR "check_exports: ${NM} failed on ${LIBRARY}")
+endif()
+string(REPLACE "\n" ";" nm_lines "${nm_out}")
+set(exported)
+foreach(line ${nm_lines})
+  if(line MATCHES "^[0-9a-fA-F]* *[A-Za-z] ([^ ]+)$")
+    string(REGEX REPLACE "@.*" "" sym "${CMAKE_MATCH_1}")
+    list(APPEND exported ${sym})
+  endif()
+endforeach()
+
+# Symbols the linker or a sanitizer runtime adds on its own.
+set(tolerated "^(_init|_fini|_edata|_end|__bss_start)$|^__(asan|ubsan|tsan|lsan|sanitizer|odr_asan)")
+set(extra)
+foreach(sym ${exported})
+  if(NOT sym IN_LIST api AND NOT sym MATCHES "${tolerated}")
+    list(APPEND extra ${sym})
+  endif()
+endforeach()
+set(missing)
+foreach(sym ${api})
+  if(NOT sym IN_LIST exported)
+    list(APPEND missing ${sym})
+  endif()
+endforeach()
+
+execute_process(COMMAND ${READELF} -d ${LIBRARY}
+  OUTPUT_VARIABLE dyn RESULT_VARIABLE readelf_rc)
+set(soname "")
+if(dyn MATCHES "\\(SONAME\\)[^[]*\\[([^]]*)\\]")
+  set(soname ${CMAKE_MATCH_1})
+endif()
+
+set(failed FALSE)
+if(extra)
+  list(JOIN extra " " text)
+  message(SEND_ERROR "exported but not public API: ${text}")
+  set(failed TRUE)
+endif()
+if(missing)
+  list(JOIN missing " " text)
+  message(SEND_ERROR "public API not exported: ${text}")
+  set(failed TRUE)
+endif()
+if(NOT soname STREQUAL SONAME)
+  message(SEND_ERROR "SONAME is '${soname}', expected '${SONAME}'")
+  set(failed TRUE)
+endif()
+if(NOT failed)
+  list(LENGTH exported exported_count)
+  message(STATUS "${LIBRARY}: ${exported_count} exported symbols, all "
+                 "${api_count} SHM_API functions, SONAME ${soname}")
+endif()
