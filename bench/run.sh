@@ -95,7 +95,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report -----------------------------------------------------------------
 say "writing docs/benchmarks.md"
-tables=$(awk -v procdat="$out/processes.dat" -v filldat="$out/fill.dat" \
+tables=$(awk -v cpus="$(nproc)" -v procdat="$out/processes.dat" -v filldat="$out/fill.dat" \
              -f bench/report.awk "$out/results.tsv")
 
 # Whole-process medians from hyperfine, as ratios to glibc malloc's.
@@ -134,14 +134,14 @@ set xtics (30, 60, 90)
 plot for [i=2:5] '$out/fill.dat' using 1:i with linespoints lw 2 pt 7
 EOF
 
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p)
 cpus=$(nproc)
-cores=$(lscpu | sed -n 's/^Core(s) per socket: *//p' | head -1)
-sockets=$(lscpu | sed -n 's/^Socket(s): *//p' | head -1)
+cores=$(lscpu | sed -n 's/^Core(s) per socket: *//p' | sed -n 1p)
+sockets=$(lscpu | sed -n 's/^Socket(s): *//p' | sed -n 1p)
 min_pow2=$(sed -n 's/^SHM_MIN_ALLOC_POW2:[A-Z]*=//p' build-bench/CMakeCache.txt)
 max_pow2=$(sed -n 's/^SHM_MAX_ALLOC_POW2:[A-Z]*=//p' build-bench/CMakeCache.txt)
-compiler=$(cc --version | head -1)
-libc=$(ldd --version 2>&1 | head -1)
+compiler=$(cc --version | sed -n 1p)
+libc=$(ldd --version 2>&1 | sed -n 1p)
 boost=$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' \
             /usr/include/boost/version.hpp)
 mm=$(mm-config --version 2>/dev/null || echo unknown)

@@ -157,11 +157,16 @@ static size_t live_count(const struct sequence *s, uint64_t bytes)
     return n;
 }
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 static int compare_double(const void *a, const void *b)
@@ -341,6 +346,7 @@ struct control {
     _Alignas(64) uint64_t ring[RING_SLOTS];
     struct {
         uint64_t end_ns;
+        uint64_t cpu_ns; /* CPU time of the timed loop */
         uint64_t failures;
         uint64_t errors;
     } worker[MAX_PROCS];
@@ -440,8 +446,10 @@ static void worker_churn(struct worker *w)
     HEAP_DISPATCH(setup, w->kind, churn_fill, &w->heap, w->seq, &c);
     HEAP_DISPATCH(warm, w->kind, churn_loop, &w->heap, w->seq, &c, w->ops / 4);
     signal_ready_and_wait(w);
+    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     HEAP_DISPATCH(timed, w->kind, churn_loop, &w->heap, w->seq, &c, w->ops);
     w->ctl->worker[w->index].end_ns = now_ns();
+    w->ctl->worker[w->index].cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu;
     w->ctl->worker[w->index].failures = setup + warm + timed;
     size_t done;
     HEAP_DISPATCH(done, w->kind, release_loop, &w->heap, c.refs, c.live);
@@ -568,12 +576,15 @@ static const char *const workload_metrics[W_N] = {
 };
 
 /* One figure: a workload on a heap with a parameter (fill %, processes),
- * and its samples, one per repetition. */
+ * and its samples, one per repetition. The processes runs also record the
+ * CPU time per operation (cpu): unlike the throughput, it does not depend
+ * on whether the machine had a core free for every process. */
 struct figure {
     enum workload workload;
     enum heap_kind kind;
     unsigned param; /* 0: none */
     double samples[64];
+    double cpu[64];
     unsigned nsamples;
     struct stats st;
 };
@@ -683,7 +694,8 @@ static double sample_churn(struct bench *b, enum heap_kind kind, unsigned fill,
 }
 
 static double sample_processes(struct bench *b, enum heap_kind kind,
-                               unsigned procs, struct stats *st)
+                               unsigned procs, struct stats *st,
+                               double *cpu_ns_per_op)
 {
     const struct config *cfg = &b->cfg;
     size_t ops = cfg->ops[kind];
@@ -706,10 +718,13 @@ static double sample_processes(struct bench *b, enum heap_kind kind,
         };
     }
     uint64_t span = run_workers(w, procs, true);
+    uint64_t cpu = 0;
     for (unsigned i = 0; i < procs; i++) {
         st->failures += ctl->worker[i].failures;
         st->errors += ctl->worker[i].errors;
+        cpu += ctl->worker[i].cpu_ns;
     }
+    *cpu_ns_per_op = (double)cpu / ((double)ops * procs);
     st->errors += span == 0;
     st->errors += heap_finish(&h, kind);
     munmap(ctl, sizeof *ctl);
@@ -778,7 +793,8 @@ static void figure_sample(struct bench *b, struct figure *f)
         v = sample_churn(b, f->kind, f->param, &f->st);
         break;
     case W_PROCESSES:
-        v = sample_processes(b, f->kind, f->param, &f->st);
+        v = sample_processes(b, f->kind, f->param, &f->st,
+                             &f->cpu[f->nsamples]);
         break;
     case W_HANDOFF:
         v = sample_handoff(b, f->kind, &f->st);
@@ -799,19 +815,27 @@ static void figure_sample(struct bench *b, struct figure *f)
     b->mark_ns = t;
 }
 
-static void figure_print(const struct figure *f)
+static void print_row(const char *workload, const struct figure *f,
+                      const char *metric, const double *samples)
 {
     struct stats st = f->st;
     double v[64];
-    memcpy(v, f->samples, f->nsamples * sizeof *v);
+    memcpy(v, samples, f->nsamples * sizeof *v);
     stats_from(&st, v, f->nsamples);
     char param[16] = "-";
     if (f->param != 0)
         snprintf(param, sizeof param, "%u", f->param);
     printf("%s\t%s\t%s\t%s\t%.4g\t%.4g\t%.4g\t%u\t%" PRIu64 "\t%" PRIu64 "\n",
-           workload_names[f->workload], heap_table[f->kind]->name, param,
-           workload_metrics[f->workload], st.median, st.min, st.max,
-           f->nsamples, st.failures, st.errors);
+           workload, heap_table[f->kind]->name, param, metric, st.median,
+           st.min, st.max, f->nsamples, st.failures, st.errors);
+}
+
+static void figure_print(const struct figure *f)
+{
+    print_row(workload_names[f->workload], f, workload_metrics[f->workload],
+              f->samples);
+    if (f->workload == W_PROCESSES)
+        print_row("processes_cpu", f, "cpu_ns_per_op", f->cpu);
 }
 
 /* ---- command line ------------------------------------------------------ */
@@ -835,7 +859,8 @@ static void usage(FILE *out)
             "  -d DIR    where heap files are created (/dev/shm or /tmp)\n"
             "  -q        no progress on stderr\n"
             "Output: workload heap param metric median min max reps "
-            "failures errors\n");
+            "failures errors\n"
+            "(processes_cpu: CPU time per operation of the processes runs)\n");
 }
 
 static size_t parse_size(const char *s)
