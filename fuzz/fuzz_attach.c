@@ -18,6 +18,11 @@
 
 static char path[600];
 
+static void remove_input(void)
+{
+    unlink(path);
+}
+
 static void write_input(const uint8_t *data, size_t size)
 {
     unlink(path);
@@ -52,9 +57,11 @@ static int file_equals(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (path[0] == '\0')
+    if (path[0] == '\0') {
         snprintf(path, sizeof path, "%s/attach.%d.shm", fuzz_dir(),
                  (int)getpid());
+        atexit(remove_input);
+    }
     write_input(data, size);
     struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
     errno = 0;

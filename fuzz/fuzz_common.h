@@ -8,8 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* $SHM_FUZZ_DIR, else a new directory under /tmp (made once). */
+static char fuzz_made_dir[512];
+
+static void fuzz_remove_dir(void)
+{
+    rmdir(fuzz_made_dir);
+}
+
+/* $SHM_FUZZ_DIR, else a new directory under /tmp (made once, removed at
+ * exit when the target left it empty). */
 static const char *fuzz_dir(void)
 {
     static char dir[512];
@@ -23,6 +32,8 @@ static const char *fuzz_dir(void)
                 perror("mkdtemp");
                 abort();
             }
+            memcpy(fuzz_made_dir, dir, sizeof dir);
+            atexit(fuzz_remove_dir);
         }
     }
     return dir;

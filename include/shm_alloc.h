@@ -79,8 +79,9 @@ SHM_API void *get_shm_user_base(void);
  */
 SHM_API shm_offt shm_malloc(size_t size);
 
-/* As shm_malloc for count * size bytes, zeroed. ENOMEM when the product
- * overflows. */
+/* As shm_malloc for count * size bytes, and those bytes zeroed (the rest
+ * of the chunk, up to shm_usable_size, is not cleared). ENOMEM when the
+ * product overflows. */
 SHM_API shm_offt shm_calloc(size_t count, size_t size);
 
 /*

@@ -38,8 +38,8 @@ int shmi_os_open_existing(const char *path, bool read_only, int *fd,
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC |
                 O_NONBLOCK | O_NOCTTY;
     int f = open(path, flags);
-    if (f < 0)
-        return errno == EISDIR ? EINVAL : errno;
+    if (f < 0) /* a directory, or a socket (ENXIO): not a regular file */
+        return errno == EISDIR || errno == ENXIO ? EINVAL : errno;
     struct stat st;
     if (fstat(f, &st) != 0) {
         int err = errno;

@@ -26,8 +26,8 @@
  *       has its bit set in the tier's empty index.
  *
  * Claim (malloc) of a node on row r of tier t:
- *   1. try the word this thread used last for (t, r), then the words the
- *      (t, r) index names, starting from the same cursor: load the word,
+ *   1. try the word this thread last used in tier t (its cursor), then
+ *      the words the (t, r) index names, starting from the cursor: load it,
  *      pick a free node (word.h W2), CAS in its subtree mask (acquire).
  *      A word found without a free node on row r has its hint cleared and
  *      is then loaded again: a free that raced with the clear re-sets it.
@@ -98,14 +98,18 @@
 
 /* ---- per-thread cursors ------------------------------------------------ */
 
-/* Each thread starts its searches where it last succeeded, so processes
- * work in different words instead of colliding on the first free one. The
- * cursors belong to one arena (by serial) and one process (by fork
- * generation: a child must not start where its parent does). */
+/* Each thread starts its searches in each tier at the word it last claimed
+ * from or freed into, so processes work in different words instead of
+ * colliding on the first free one, and a free is followed by claims from
+ * the same, cached word. One cursor serves every size of a tier: sizes
+ * share words, and a word just freed into has room on the freed row and
+ * all rows below it. The cursors belong to one arena (by serial) and one
+ * process (by fork generation: a child must not start where its parent does).
+ */
 struct cursors {
     uint64_t arena_serial;
     uint64_t fork_generation;
-    uint64_t word[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
+    uint64_t word[SHMI_MAX_TIERS];
 };
 
 static _Thread_local struct cursors thread_cursors
@@ -146,8 +150,7 @@ cursors_for(const shm_arena *arena)
         uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed() ^
                             generation * UINT64_C(0x9e3779b97f4a7c15));
         for (unsigned t = 0; t < arena->layout.tiers; t++)
-            for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
-                c->word[t][r] = mix(seed + t * 8 + r) % arena->tier[t].count;
+            c->word[t] = mix(seed + t) % arena->tier[t].count;
         c->arena_serial = arena->serial;
         c->fork_generation = generation;
     }
@@ -218,8 +221,9 @@ static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
 /* ---- claim ------------------------------------------------------------- */
 
 /* One word: claims a free node on `row` or reports that it has none. */
-static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
-                              unsigned row, struct claim *out)
+static inline __attribute__((always_inline)) bool
+try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
+                  struct claim *out)
 {
     shmi_atomic_word *word = word_at(arena, tier, index);
     /* relaxed: the CAS below re-validates the value it acts on. */
@@ -240,8 +244,10 @@ static bool try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index,
             out->tier = tier;
             out->word = index;
             out->node = node;
-            if (offset_of(arena, out) + node_size(arena, out) <=
-                arena->capacity)
+            /* Only a tier's last word reaches past the capacity. */
+            if (index + 1 < arena->tier[tier].count ||
+                offset_of(arena, out) + node_size(arena, out) <=
+                    arena->capacity)
                 return true;
             /* A damaged file lost a pin (T3): the node lies past the
              * capacity. Keeping it claimed restores the pin; look on. */
@@ -283,7 +289,7 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
                           struct claim *out)
 {
     const struct shmi_index *hints = &arena->hints[tier][row];
-    uint64_t *cursor = &cursors_for(arena)->word[tier][row];
+    uint64_t *cursor = &cursors_for(arena)->word[tier];
     uint64_t index, start = *cursor;
     while (shmi_index_find(hints, start, &index)) {
         if (try_claim_in_word(arena, tier, index, row, out)) {
@@ -357,8 +363,8 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
     unsigned tier = arena->layout.class_tier[class_index];
     unsigned row = arena->layout.class_row[class_index];
     struct claim c;
-    /* Fast path: the word this thread used last for this size. */
-    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
+    /* Fast path: the word this thread last used in this tier. */
+    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier], row,
                           &c) ||
         claim_in_tier(arena, tier, row, &c) ||
         (retire_empty_below(arena, tier) &&
@@ -371,8 +377,8 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 
 /* Finds the allocation covering x: its word and node, and the word's
  * value as read. Returns false when x is not covered by one. */
-static bool find_owner(shm_arena *arena, uint64_t x, struct claim *out,
-                       uint64_t *value)
+static inline __attribute__((always_inline)) bool
+find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
 {
     const struct shmi_tier *tier = arena->tier;
     const struct shmi_tier *last = arena->tier + arena->layout.tiers - 1;
@@ -431,6 +437,9 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
             return EINVAL;
     }
     publish_free(arena, c.tier, c.word, value, value & ~mask);
+    /* The word has room now: this thread's next claim in the tier looks
+     * here first (the word is in cache; it spares an index search). */
+    cursors_for(arena)->word[c.tier] = c.word;
     return 0;
 }
 

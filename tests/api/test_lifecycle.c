@@ -226,7 +226,7 @@ static void test_deinit_then_init_again(void **state)
 #define CHILD_TEXT "child"
 
 /* Runs in a forked child: 0 when everything it saw was right. */
-static int child_side(shm_offt from_parent, void *parent_base, int out)
+static int child_side(shm_offt from_parent, const void *parent_base, int out)
 {
     if (get_shm_user_base() != parent_base)
         return 1;

@@ -230,7 +230,7 @@ int robust_dir_list(const char *dir, char *buf, size_t size)
     DIR *d = opendir(dir);
     if (d == NULL)
         fail_msg("opendir %s: %s", dir, strerror(errno));
-    char *names[256];
+    char *names[256] = {0};
     int count = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {

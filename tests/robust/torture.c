@@ -6,8 +6,11 @@
  *           [--capacity BYTES] [--seed X] [--dir D] [--keep]
  *
  * Runs until S seconds have passed or N kills were made (0: no limit), so
- * `torture --seconds 3600 --kills 0` runs for an hour. Exits 0 when every
- * check held, 1 on a failure (with the seed to rerun it), 77 when the
+ * `torture --seconds 3600 --kills 0` runs for an hour. Chunks lost with
+ * killed workers are never reclaimed, so the run goes through a series of
+ * arenas (epochs): each ends, with all the checks below, once what was in
+ * flight in killed workers could reach a quarter of its capacity. Exits 0 when
+ * every check held, 1 on a failure (with the seed to rerun it), 77 when the
  * build's size range is too small for the ledger.
  *
  * The ledger lives inside the arena, in chunks the controller allocates at
@@ -254,11 +257,15 @@ static _Noreturn void worker(int slot, uint64_t seed)
 /* Controller                                                          */
 /* ------------------------------------------------------------------ */
 
-static struct {
-    long kills, kills_in_op, spawns;
+/* Figures of one epoch (one arena file), and of the whole run. */
+struct figures {
+    long kills, kills_in_op, spawns, epochs;
+    uint64_t ops;
     uint64_t inflight_bytes; /* chunks in flight in killed workers */
     uint64_t span_bound;     /* one 2^MAX span per kill inside an op */
-} stats;
+    int64_t lost;
+};
+static struct figures stats;
 
 static pid_t pids[MAX_WORKERS];
 
@@ -396,73 +403,41 @@ static void parse(int argc, char **argv)
         usage();
 }
 
-int main(int argc, char **argv)
+/*
+ * One epoch: a fresh arena, workers killed and restarted until the time or
+ * kill budget is spent or the chunks lost in flight could reach a quarter
+ * of the capacity (leaked chunks are never reclaimed, so a long run works
+ * through a series of arenas), then every check. Returns false on a
+ * failure.
+ */
+static bool epoch(double end_time, long kills_left, uint64_t *rng)
 {
-    parse(argc, argv);
-    if (cfg.seed == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        cfg.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                   (uint64_t)getpid();
-    }
-    cfg.min_chunk = get_shm_min_allocatable_size();
-    cfg.max_chunk = get_shm_max_allocatable_size();
-    cfg.per_chunk = cfg.max_chunk / sizeof(struct record);
-    if (cfg.per_chunk < 1) {
-        printf("torture: skipped: chunks of %zu bytes cannot hold the "
-               "ledger\n",
-               cfg.max_chunk);
-        return 77;
-    }
-    size_t records = 1 + (size_t)cfg.workers * (1 + ENTRIES);
-    cfg.ledger_chunks = (int)((records + cfg.per_chunk - 1) / cfg.per_chunk);
-    if (cfg.ledger_chunks > 4096) {
-        printf("torture: skipped: the ledger needs %d chunks\n",
-               cfg.ledger_chunks);
-        return 77;
-    }
-    if (cfg.capacity == 0) {
-        /* about half of what the workers could own: ENOMEM happens */
-        cfg.capacity = (size_t)cfg.workers * ENTRIES * cfg.max_chunk / 4 +
-                       (size_t)cfg.ledger_chunks * cfg.max_chunk;
-        if (cfg.capacity < ((size_t)1 << 20))
-            cfg.capacity = (size_t)1 << 20;
-    }
-    snprintf(cfg.path, sizeof cfg.path, "%s/torture.shm", cfg.dir);
+    memset(&stats, 0, sizeof stats);
     unlink(cfg.path);
-    printf("torture: seed %#" PRIx64 ", %d workers, capacity %zu, %g s, "
-           "kills %ld (min %ld), file %s\n",
-           cfg.seed, cfg.workers, cfg.capacity, cfg.seconds, cfg.max_kills,
-           cfg.min_kills, cfg.path);
-
     struct shm_arena_options opts = {.capacity = cfg.capacity,
                                      .flags = SHM_ARENA_EXCLUSIVE};
     shm_arena *a = shm_arena_open(cfg.path, &opts);
     if (a == NULL) {
         fprintf(stderr, "torture: cannot create %s: %s\n", cfg.path,
                 strerror(errno));
-        return 1;
+        return false;
     }
-    cfg.capacity = shm_arena_capacity(a);
+    size_t capacity = shm_arena_capacity(a);
     uint8_t *base = shm_arena_base(a);
     for (int i = 0; i < cfg.ledger_chunks; i++) {
         cfg.ledger[i] = shm_arena_calloc(a, 1, cfg.max_chunk);
         if (cfg.ledger[i] == SHM_NULL) {
             fprintf(stderr, "torture: no room for the ledger\n");
-            return 1;
+            return false;
         }
     }
-    signal(SIGALRM, on_alarm);
-    alarm((unsigned)cfg.seconds + 120);
-
-    uint64_t rng = cfg.seed;
     for (int s = 0; s < cfg.workers; s++)
-        spawn(s, &rng);
+        spawn(s, rng);
     bool failed = false;
-    double start = now_seconds();
-    while (now_seconds() - start < cfg.seconds &&
-           (cfg.max_kills == 0 || stats.kills < cfg.max_kills)) {
-        uint64_t r = rand_next(&rng);
+    while (now_seconds() < end_time &&
+           (kills_left == 0 || stats.kills < kills_left) &&
+           stats.inflight_bytes < capacity / 4) {
+        uint64_t r = rand_next(rng);
         /* a quarter of the kills come almost at once: during fork and
          * attach; the rest at any point of the work */
         long delay =
@@ -473,7 +448,7 @@ int main(int argc, char **argv)
         int status;
         if (waitpid(pids[slot], &status, 0) != pids[slot]) {
             perror("torture: waitpid");
-            return 1;
+            return false;
         }
         if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
             fprintf(stderr, "torture: worker %d ended by itself (status %#x)\n",
@@ -483,7 +458,7 @@ int main(int argc, char **argv)
         }
         stats.kills++;
         recover(base, slot);
-        spawn(slot, &rng);
+        spawn(slot, rng);
     }
 
     /* Stop: every worker must see the flag and leave on its own. */
@@ -507,20 +482,19 @@ int main(int argc, char **argv)
         }
         recover(base, s); /* a worker that failed may have left an op */
     }
-    alarm(0);
 
     /* Every ledgered chunk: live, its size, its stamp, no overlap. */
     size_t cap_owned = (size_t)cfg.workers * ENTRIES + 4096;
     struct owned *owned = malloc(cap_owned * sizeof *owned);
     size_t n = 0;
-    uint64_t ops = 0, live_bytes = 0;
+    uint64_t live_bytes = 0;
     for (int i = 0; i < cfg.ledger_chunks; i++) {
         owned[n++] = (struct owned){cfg.ledger[i], cfg.max_chunk};
         live_bytes += cfg.max_chunk;
     }
     for (int s = 0; s < cfg.workers; s++) {
-        ops += atomic_load_explicit(&slot_header(base, s)->b,
-                                    memory_order_relaxed);
+        stats.ops += atomic_load_explicit(&slot_header(base, s)->b,
+                                          memory_order_relaxed);
         for (int i = 0; i < ENTRIES; i++) {
             struct record *e = slot_entry(base, s, i);
             uint64_t ea = atomic_load_explicit(&e->a, memory_order_relaxed);
@@ -568,37 +542,34 @@ int main(int argc, char **argv)
         fprintf(stderr, "torture: shm_arena_check = %d\n", check);
         failed = true;
     }
-    size_t available = shm_arena_available(a);
-    uint64_t in_use = cfg.capacity - available;
-    int64_t lost = (int64_t)in_use - (int64_t)live_bytes;
+    uint64_t in_use = capacity - shm_arena_available(a);
+    stats.lost = (int64_t)in_use - (int64_t)live_bytes;
     uint64_t bound = stats.inflight_bytes + stats.span_bound;
 
     /* Hand everything back: what remains in use is exactly the loss. */
     for (size_t i = 0; i < n; i++)
         shm_arena_free(a, owned[i].off);
-    size_t final_available = shm_arena_available(a);
+    size_t left_in_use = capacity - shm_arena_available(a);
     int final_check = shm_arena_check(a);
 
-    printf("torture: %.1f s, %ld kills (%ld inside malloc/free), %ld workers "
-           "started, %" PRIu64 " operations, %zu chunks live at the end\n",
-           now_seconds() - start, stats.kills, stats.kills_in_op, stats.spawns,
-           ops, n - (size_t)cfg.ledger_chunks);
-    printf("torture: bytes lost %" PRId64 " (%.1f per kill), in flight in "
-           "killed workers %" PRIu64 ", bound %" PRIu64 "\n",
-           lost, stats.kills ? (double)lost / (double)stats.kills : 0.0,
-           stats.inflight_bytes, bound);
-    if (lost < 0) {
+    printf("torture: epoch: %ld kills (%ld inside malloc/free), %" PRIu64
+           " operations, %zu chunks live at the end, bytes lost %" PRId64
+           ", in flight in killed workers %" PRIu64 ", bound %" PRIu64 "\n",
+           stats.kills, stats.kills_in_op, stats.ops,
+           n - (size_t)cfg.ledger_chunks, stats.lost, stats.inflight_bytes,
+           bound);
+    if (stats.lost < 0) {
         fprintf(stderr, "torture: available counts ledgered bytes as free\n");
         failed = true;
-    } else if ((uint64_t)lost > bound) {
+    } else if ((uint64_t)stats.lost > bound) {
         fprintf(stderr, "torture: lost more than was in flight\n");
         failed = true;
     }
-    if ((int64_t)(cfg.capacity - final_available) != lost) {
+    if ((int64_t)left_in_use != stats.lost) {
         fprintf(stderr,
                 "torture: after freeing every ledgered chunk %zu bytes stay "
                 "in use, expected %" PRId64 "\n",
-                cfg.capacity - final_available, lost);
+                left_in_use, stats.lost);
         failed = true;
     }
     if (final_check != 0) {
@@ -606,20 +577,92 @@ int main(int argc, char **argv)
                 final_check);
         failed = true;
     }
-    if (ops == 0) {
+    if (stats.ops == 0) {
         fprintf(stderr, "torture: no operation completed\n");
-        failed = true;
-    }
-    if (stats.kills < cfg.min_kills) {
-        fprintf(stderr, "torture: only %ld kills, %ld required\n", stats.kills,
-                cfg.min_kills);
         failed = true;
     }
     free(owned);
     shm_arena_close(a);
     if (!cfg.keep)
         unlink(cfg.path);
-    if (failed) {
+    return !failed;
+}
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv);
+    if (cfg.seed == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        cfg.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+                   (uint64_t)getpid();
+    }
+    cfg.min_chunk = get_shm_min_allocatable_size();
+    cfg.max_chunk = get_shm_max_allocatable_size();
+    cfg.per_chunk = cfg.max_chunk / sizeof(struct record);
+    if (cfg.per_chunk < 1) {
+        printf("torture: skipped: chunks of %zu bytes cannot hold the "
+               "ledger\n",
+               cfg.max_chunk);
+        return 77;
+    }
+    size_t records = 1 + (size_t)cfg.workers * (1 + ENTRIES);
+    cfg.ledger_chunks = (int)((records + cfg.per_chunk - 1) / cfg.per_chunk);
+    if (cfg.ledger_chunks > 4096) {
+        printf("torture: skipped: the ledger needs %d chunks\n",
+               cfg.ledger_chunks);
+        return 77;
+    }
+    if (cfg.capacity == 0) {
+        /* about half of what the workers could own: ENOMEM happens */
+        cfg.capacity = (size_t)cfg.workers * ENTRIES * cfg.max_chunk / 4 +
+                       (size_t)cfg.ledger_chunks * cfg.max_chunk;
+        if (cfg.capacity < ((size_t)1 << 20))
+            cfg.capacity = (size_t)1 << 20;
+    }
+    snprintf(cfg.path, sizeof cfg.path, "%s/torture.shm", cfg.dir);
+    printf("torture: seed %#" PRIx64 ", %d workers, capacity %zu, %g s, "
+           "kills %ld (min %ld), file %s\n",
+           cfg.seed, cfg.workers, cfg.capacity, cfg.seconds, cfg.max_kills,
+           cfg.min_kills, cfg.path);
+    fflush(stdout);
+
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)cfg.seconds + 120);
+    uint64_t rng = cfg.seed;
+    struct figures total = {0};
+    double start = now_seconds(), end_time = start + cfg.seconds;
+    bool ok = true;
+    while (ok && now_seconds() < end_time &&
+           (cfg.max_kills == 0 || total.kills < cfg.max_kills)) {
+        long kills_left = cfg.max_kills ? cfg.max_kills - total.kills : 0;
+        ok = epoch(end_time, kills_left, &rng);
+        total.epochs++;
+        total.kills += stats.kills;
+        total.kills_in_op += stats.kills_in_op;
+        total.spawns += stats.spawns;
+        total.ops += stats.ops;
+        total.inflight_bytes += stats.inflight_bytes;
+        total.lost += stats.lost;
+        fflush(stdout);
+    }
+    alarm(0);
+
+    printf("torture: %.1f s, %ld epochs, %ld kills (%ld inside malloc/free), "
+           "%ld workers started, %" PRIu64 " operations\n",
+           now_seconds() - start, total.epochs, total.kills, total.kills_in_op,
+           total.spawns, total.ops);
+    printf("torture: bytes lost %" PRId64 " (%.1f per kill), in flight in "
+           "killed workers %" PRIu64 "\n",
+           total.lost,
+           total.kills ? (double)total.lost / (double)total.kills : 0.0,
+           total.inflight_bytes);
+    if (ok && total.kills < cfg.min_kills) {
+        fprintf(stderr, "torture: only %ld kills, %ld required\n", total.kills,
+                cfg.min_kills);
+        ok = false;
+    }
+    if (!ok) {
         fprintf(stderr, "torture: FAILED (rerun with --seed %#" PRIx64 ")\n",
                 cfg.seed);
         return 1;
