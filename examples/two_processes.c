@@ -4,13 +4,15 @@
  *     two_processes FILE [TEXT...]
  *
  * The writer creates FILE, builds a list of strings in it with
- * shm_arena_malloc, and starts a second program (this one again, by exec,
- * so it shares nothing with the writer but the file). The reader is given
- * the file through $SHM_FILE, which the library attaches before main(), and
- * the list's offset on its command line. It prints the list, allocates a
- * reply in the same file and hangs it on the list's head. The writer prints
- * the reply, frees everything and checks that the arena is back where it
- * started. FILE is left for the caller to remove.
+ * shm_arena_malloc, publishes the list's head under the named root
+ * "two_processes.board", and starts a second program (this one again, by
+ * exec, so it shares nothing with the writer but the file). The reader is
+ * given the file through $SHM_FILE, which the library attaches before
+ * main(), and finds the list by the root's name. It prints the list,
+ * allocates a reply in the same file and hangs it on the list's head. The
+ * writer prints the reply, frees everything, clears the root and checks
+ * that the arena is back where it started. FILE is left for the caller to
+ * remove.
  *
  * Offsets, not pointers, are stored in the file: each process maps the file
  * at an address of its own and turns an offset into a pointer with its
@@ -27,6 +29,9 @@
 #include <unistd.h>
 
 #include <shm_alloc.h>
+
+/* The name both programs know the list by. */
+#define BOARD_ROOT "two_processes.board"
 
 /* What the writer publishes: the head of the list and the reader's reply. */
 struct board {
@@ -102,18 +107,15 @@ static void free_list(shm_arena *arena, shm_offt board_off)
 }
 
 /* Starts this program again as the reader and waits for it. */
-static int run_reader(const char *path, shm_offt board_off)
+static int run_reader(const char *path)
 {
-    char off_arg[32];
-    snprintf(off_arg, sizeof off_arg, "%" PRIu_shm_offt, board_off);
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0)
         return fail("fork");
     if (pid == 0) {
         setenv("SHM_FILE", path, 1);
-        execl("/proc/self/exe", "two_processes", "--read", off_arg,
-              (char *)NULL);
+        execl("/proc/self/exe", "two_processes", "--read", (char *)NULL);
         fail("exec");
         _exit(127);
     }
@@ -148,11 +150,19 @@ static int writer(const char *path, const char *const *texts, size_t count)
         shm_arena_close(arena);
         return EXIT_FAILURE;
     }
-    printf("writer %ld: stored %zu strings, the list starts at offset "
-           "%" PRIu_shm_offt "\n",
-           (long)getpid(), count, board_off);
+    /* The root is stored after the list is complete: a process that finds
+     * it sees everything written before. */
+    if (shm_arena_root_set(arena, BOARD_ROOT, board_off) != 0) {
+        fail("shm_arena_root_set");
+        free_list(arena, board_off);
+        shm_arena_close(arena);
+        return EXIT_FAILURE;
+    }
+    printf("writer %ld: stored %zu strings, published as root \"%s\" "
+           "(offset %" PRIu_shm_offt ")\n",
+           (long)getpid(), count, BOARD_ROOT, board_off);
 
-    int result = run_reader(path, board_off);
+    int result = run_reader(path);
     if (result == EXIT_SUCCESS) {
         char *base = shm_arena_base(arena);
         struct board *board = (struct board *)(base + board_off);
@@ -162,6 +172,7 @@ static int writer(const char *path, const char *const *texts, size_t count)
             result = EXIT_FAILURE;
     }
 
+    shm_arena_root_set(arena, BOARD_ROOT, SHM_NULL);
     free_list(arena, board_off);
     size_t end = shm_arena_available(arena);
     int problems = shm_arena_check(arena);
@@ -178,15 +189,8 @@ static int writer(const char *path, const char *const *texts, size_t count)
 }
 
 /* The reader: the library has attached $SHM_FILE before main(). */
-static int reader(const char *off_arg)
+static int reader(void)
 {
-    char *end;
-    errno = 0;
-    unsigned long long board_off = strtoull(off_arg, &end, 10);
-    if (errno != 0 || *end != '\0' || board_off == 0) {
-        fprintf(stderr, "two_processes: bad offset %s\n", off_arg);
-        return EXIT_FAILURE;
-    }
     shm_arena *arena = shm_default_arena();
     if (arena == NULL) {
         /* Attach again explicitly to learn why the automatic attach
@@ -195,13 +199,18 @@ static int reader(const char *off_arg)
             return fail("attaching $SHM_FILE");
         arena = shm_default_arena();
     }
-    size_t size = shm_arena_mapping_size(arena);
-    if (board_off > size - sizeof(struct board)) {
-        fprintf(stderr, "two_processes: bad offset %s\n", off_arg);
+    shm_offt board_off = shm_root_get(BOARD_ROOT);
+    if (board_off == SHM_NULL)
+        return fail("shm_root_get(\"" BOARD_ROOT "\")");
+    if (board_off > shm_arena_mapping_size(arena) - sizeof(struct board)) {
+        fprintf(stderr, "two_processes: bad offset %" PRIu_shm_offt "\n",
+                board_off);
         return EXIT_FAILURE;
     }
-    printf("reader %ld: attached %s through $SHM_FILE, mapped at %p\n",
-           (long)getpid(), getenv("SHM_FILE"), get_shm_user_base());
+    printf("reader %ld: attached %s through $SHM_FILE, mapped at %p; root "
+           "\"%s\" is offset %" PRIu_shm_offt "\n",
+           (long)getpid(), getenv("SHM_FILE"), get_shm_user_base(), BOARD_ROOT,
+           board_off);
 
     struct board *board = SHM_OFFT_TO_ADDR(board_off);
     uint64_t seen = 0;
@@ -233,8 +242,8 @@ static int reader(const char *off_arg)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--read") == 0)
-        return reader(argv[2]);
+    if (argc == 2 && strcmp(argv[1], "--read") == 0)
+        return reader();
     if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: two_processes FILE [TEXT...]\n");
         return EXIT_FAILURE;

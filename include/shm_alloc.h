@@ -262,6 +262,37 @@ SHM_API void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size);
 SHM_API int shm_arena_stats(shm_arena *arena, struct shm_stats *stats);
 SHM_API size_t shm_arena_maxsize(shm_arena *arena);
 
+/*
+ * Occupancy by block: the data region is cut into blocks of 2^MAX bytes
+ * (get_shm_max_allocatable_size()), block i starting at offset
+ * shm_arena_mapping_size(arena) - shm_arena_capacity(arena) + i * 2^MAX;
+ * there are ceil(capacity / 2^MAX) of them. Stores in used_bytes[i] the
+ * bytes of block first_block + i that are not free (allocated, or lost to
+ * a process killed mid-call), for count blocks; a last block cut short by
+ * the capacity counts only its part below it. Returns 0, or EINVAL (NULL
+ * arena, NULL used_bytes with count > 0, blocks past the last). Computed
+ * from the bitmaps without stopping anyone: a snapshot. Works on arenas
+ * opened with SHM_ARENA_READ_ONLY.
+ */
+SHM_API int shm_arena_block_usage(shm_arena *arena, size_t first_block,
+                                  size_t count, uint32_t *used_bytes);
+
+/* One entry of an arena's table of attached processes. */
+struct shm_process {
+    uint32_t pid;
+    uint64_t start_time; /* /proc/PID/stat field 22; 0 when unknown */
+    bool live;           /* false: the process died without detaching */
+};
+
+/* Calls visit for every entry of the process table, live or dead, and
+ * changes nothing; stops at the first nonzero return of visit and returns
+ * it. 0 after the last entry, EINVAL for a NULL arena or visit. Entries may
+ * come and go during the walk. */
+SHM_API int shm_arena_processes(shm_arena *arena,
+                                int (*visit)(const struct shm_process *,
+                                             void *),
+                                void *context);
+
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */
 SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);

@@ -577,6 +577,30 @@ int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
     return 0;
 }
 
+int shm_arena_block_usage(shm_arena *arena, size_t first_block, size_t count,
+                          uint32_t *used_bytes)
+{
+    if (!arena || (count && !used_bytes))
+        return EINVAL;
+    const uint64_t block = UINT64_C(1) << SHM_MAX_ALLOC_POW2;
+    uint64_t blocks = (arena->capacity + block - 1) >> SHM_MAX_ALLOC_POW2;
+    if (first_block > blocks || count > blocks - first_block)
+        return EINVAL;
+    if (count == 0)
+        return 0;
+    shmi_tree_block_free_bytes(arena, first_block, count, used_bytes);
+    for (size_t i = 0; i < count; i++) {
+        /* The last block may be cut by the capacity: only its part below
+         * the capacity counts. */
+        uint64_t start = (uint64_t)(first_block + i) << SHM_MAX_ALLOC_POW2;
+        uint64_t size =
+            arena->capacity - start < block ? arena->capacity - start : block;
+        uint64_t free_bytes = used_bytes[i] < size ? used_bytes[i] : size;
+        used_bytes[i] = (uint32_t)(size - free_bytes);
+    }
+    return 0;
+}
+
 size_t shm_arena_maxsize(shm_arena *arena)
 {
     struct shm_stats stats;
@@ -586,4 +610,26 @@ size_t shm_arena_maxsize(shm_arena *arena)
 size_t shmi_arena_live_processes(shm_arena *arena)
 {
     return shmi_process_table_live(arena);
+}
+
+struct process_visit {
+    int (*visit)(const struct shm_process *, void *);
+    void *context;
+};
+
+static int visit_process(const struct shmi_process_info *info, void *ctx)
+{
+    const struct process_visit *pv = ctx;
+    struct shm_process p = {info->pid, info->start_time, info->live};
+    return pv->visit(&p, pv->context);
+}
+
+int shm_arena_processes(shm_arena *arena,
+                        int (*visit)(const struct shm_process *, void *),
+                        void *context)
+{
+    if (!arena || !visit)
+        return EINVAL;
+    struct process_visit pv = {visit, context};
+    return shmi_process_table_foreach(arena, visit_process, &pv);
 }

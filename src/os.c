@@ -161,7 +161,8 @@ int shmi_os_publish(int fd, const char *temp_path, const char *path)
         return err;
     }
     char proc_path[64];
-    snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
+    /* Fits: "/proc/self/fd/" and at most 11 characters of an int. */
+    (void)snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
     if (linkat(AT_FDCWD, proc_path, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
         return 0;
     err = errno;

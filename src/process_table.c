@@ -134,7 +134,8 @@ static struct process_table *table_of(shm_arena *arena)
 static int proc_stat_read(pid_t pid, char *state, uint64_t *start)
 {
     char path[32];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    /* Fits: "/proc/", at most 11 characters of an int, "/stat". */
+    (void)snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno;
@@ -198,8 +199,8 @@ static bool identity_live(uint64_t id)
     bool signalable = kill(pid, 0) == 0;
     if (!signalable && errno == ESRCH)
         return false;
-    char state;
-    uint64_t now;
+    char state = '\0';
+    uint64_t now = 0;
     int err = proc_stat_read(pid, &state, &now);
     if (err == ENOENT && signalable)
         return false; /* exited since kill() */

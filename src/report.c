@@ -33,7 +33,8 @@ void shmi_report(const char *format, ...)
     char message[256];
     va_list args;
     va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
+    /* A longer message is cut: the handler gets its first 255 bytes. */
+    (void)vsnprintf(message, sizeof message, format, args);
     va_end(args);
     handler(message,
             atomic_load_explicit(&current_context, memory_order_relaxed));

@@ -687,6 +687,40 @@ uint64_t shmi_tree_free_bytes(shm_arena *arena)
     return free_bytes < arena->capacity ? free_bytes : arena->capacity;
 }
 
+/* The same count as shmi_tree_free_bytes, split by block of 2^MAX bytes:
+ * every free bottom-row slot lies inside one block, since a slot is at
+ * most 2^MAX bytes. Slots past the capacity never count. */
+void shmi_tree_block_free_bytes(shm_arena *arena, uint64_t first,
+                                uint64_t count, uint32_t *free_bytes)
+{
+    const struct shmi_layout *l = &arena->layout;
+    for (uint64_t b = 0; b < count; b++)
+        free_bytes[b] = 0;
+    uint64_t start = first << SHM_MAX_ALLOC_POW2;
+    uint64_t end = (first + count) << SHM_MAX_ALLOC_POW2;
+    for (unsigned t = 0; t < l->tiers; t++) {
+        unsigned span = l->span_log2[t];
+        unsigned slot_log2 = span - SHMI_WORD_BOTTOM_ROW;
+        uint64_t last = (end - 1) >> span;
+        if (last >= l->tier_words[t])
+            last = l->tier_words[t] - 1;
+        for (uint64_t i = start >> span; i <= last; i++) {
+            /* relaxed: a snapshot; each word is read once. */
+            uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
+            if (t > 0 && !(w & ACTIVE))
+                continue;
+            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
+            for (; free_slots; free_slots &= free_slots - 1) {
+                unsigned s = (unsigned)__builtin_ctz(free_slots);
+                uint64_t at = (i << span) + ((uint64_t)s << slot_log2);
+                if (at >= start && at < end && at < arena->capacity)
+                    free_bytes[(at - start) >> SHM_MAX_ALLOC_POW2] +=
+                        UINT32_C(1) << slot_log2;
+            }
+        }
+    }
+}
+
 static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
                                uint64_t w)
 {

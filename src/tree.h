@@ -44,6 +44,12 @@ void shmi_tree_repair_hints(shm_arena *arena);
 /* Bytes in free chunks (words retired or not). */
 uint64_t shmi_tree_free_bytes(shm_arena *arena);
 
+/* Bytes in free chunks of each block of 2^MAX bytes from `first` on:
+ * free_bytes[i] for block first + i, count blocks, all below the capacity
+ * rounded up to a block (a snapshot while others run). */
+void shmi_tree_block_free_bytes(shm_arena *arena, uint64_t first,
+                                uint64_t count, uint32_t *free_bytes);
+
 /* Number of bitmap words that break an invariant (exact when quiescent). */
 uint64_t shmi_tree_check(shm_arena *arena);
 

@@ -15,8 +15,8 @@
     ((n) == 0 ? 0                                                              \
               : RUN(n, 1) | RUN(2 * (n), 2) | RUN(4 * (n), 4) |                \
                     RUN(8 * (n), 8) | RUN(16 * (n), 16) | RUN(32 * (n), 32))
-#define S4(n) SUBTREE(n), SUBTREE(n + 1), SUBTREE(n + 2), SUBTREE(n + 3)
-#define S16(n) S4(n), S4(n + 4), S4(n + 8), S4(n + 12)
+#define S4(n) SUBTREE(n), SUBTREE((n) + 1), SUBTREE((n) + 2), SUBTREE((n) + 3)
+#define S16(n) S4(n), S4((n) + 4), S4((n) + 8), S4((n) + 12)
 
 const uint64_t shmi_word_subtree_masks[64] = {S16(0), S16(16), S16(32),
                                               S16(48)};
@@ -26,7 +26,7 @@ const uint64_t shmi_word_subtree_masks[64] = {S16(0), S16(16), S16(32),
     (UINT64_C(1) << 1 | UINT64_C(1) << (2 + ((s) >> 4)) |                      \
      UINT64_C(1) << (4 + ((s) >> 3)) | UINT64_C(1) << (8 + ((s) >> 2)) |       \
      UINT64_C(1) << (16 + ((s) >> 1)) | UINT64_C(1) << (32 + (s)))
-#define P4(s) PATH(s), PATH(s + 1), PATH(s + 2), PATH(s + 3)
+#define P4(s) PATH(s), PATH((s) + 1), PATH((s) + 2), PATH((s) + 3)
 
 const uint64_t shmi_word_path_masks[SHMI_WORD_SLOTS] = {
     P4(0), P4(4), P4(8), P4(12), P4(16), P4(20), P4(24), P4(28)};

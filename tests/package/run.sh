@@ -64,6 +64,11 @@ soname=$(readelf -d "$libdir/libshm_alloc.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]
 [[ -e $libdir/$soname ]] || fail "$soname is not installed"
 step "installed: header, $soname, libshm_alloc.a, CMake package, pkg-config files"
 
+# The tool runs from the moved tree and needs no library path.
+[[ -x $prefix/bin/shm-stat ]] || fail "bin/shm-stat is not installed"
+"$prefix/bin/shm-stat" --version >/dev/null || fail "bin/shm-stat does not run"
+step "installed: bin/shm-stat"
+
 # needs_shared EXE yes|no: whether EXE loads libshm_alloc.so at run time.
 needs_shared() {
     local needed=no

@@ -150,6 +150,23 @@ static void last_close_removes_the_file(void **state)
     assert_false(exists(path));
 }
 
+struct seen {
+    pid_t pid;
+    int live, dead;
+};
+
+static int note_process(const struct shm_process *p, void *context)
+{
+    struct seen *seen = context;
+    if ((pid_t)p->pid == seen->pid) {
+        if (p->live)
+            seen->live++;
+        else
+            seen->dead++;
+    }
+    return 0;
+}
+
 static void dead_processes_do_not_keep_the_file(void **state)
 {
     (void)state;
@@ -166,6 +183,14 @@ static void dead_processes_do_not_keep_the_file(void **state)
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     close(release);
+    /* the table still lists the killed child, as dead, and us as live */
+    struct seen child = {pid, 0, 0}, self = {getpid(), 0, 0};
+    assert_int_equal(shm_arena_processes(a, note_process, &child), 0);
+    assert_int_equal(shm_arena_processes(a, note_process, &self), 0);
+    assert_int_equal(child.dead, 1);
+    assert_int_equal(child.live, 0);
+    assert_int_equal(self.live, 1);
+    assert_int_equal(shm_arena_processes(NULL, note_process, &self), EINVAL);
     struct shm_stats st;
     assert_int_equal(shm_arena_stats(a, &st), 0);
     assert_int_equal(st.attached_processes, 1);
