@@ -111,7 +111,8 @@ struct sequence {
 
 struct stats {
     double median, min, max;
-    uint64_t failures; /* allocations that failed in timed loops */
+    uint64_t failures; /* allocations that failed (setup, warm-up, timed) */
+    uint64_t allocs;   /* allocations attempted, the failed ones included */
     uint64_t errors;   /* data not seen, inconsistent heap, failed setup */
 };
 
@@ -347,6 +348,7 @@ struct control {
     struct {
         uint64_t end_ns;
         uint64_t cpu_ns; /* CPU time of the timed loop */
+        uint64_t allocs;
         uint64_t failures;
         uint64_t errors;
     } worker[MAX_PROCS];
@@ -451,6 +453,7 @@ static void worker_churn(struct worker *w)
     w->ctl->worker[w->index].end_ns = now_ns();
     w->ctl->worker[w->index].cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu;
     w->ctl->worker[w->index].failures = setup + warm + timed;
+    w->ctl->worker[w->index].allocs = c.live + w->ops / 4 + w->ops;
     size_t done;
     HEAP_DISPATCH(done, w->kind, release_loop, &w->heap, c.refs, c.live);
     (void)done;
@@ -662,6 +665,7 @@ static double sample_pair(struct bench *b, enum heap_kind kind,
     HEAP_DISPATCH(timed, kind, pair_loop, &h, b->seq[0], ops);
     uint64_t t1 = now_ns();
     st->failures += warm + timed;
+    st->allocs += ops / 10 + ops;
     st->errors += heap_finish(&h, kind);
     return (double)(t1 - t0) / (double)ops;
 }
@@ -686,6 +690,7 @@ static double sample_churn(struct bench *b, enum heap_kind kind, unsigned fill,
     HEAP_DISPATCH(timed, kind, churn_loop, &h, b->seq[0], &c, ops);
     uint64_t t1 = now_ns();
     st->failures += setup + warm + timed;
+    st->allocs += c.live + ops / 4 + ops;
     HEAP_DISPATCH(done, kind, release_loop, &h, c.refs, c.live);
     (void)done;
     st->errors += heap_finish(&h, kind);
@@ -721,6 +726,7 @@ static double sample_processes(struct bench *b, enum heap_kind kind,
     uint64_t cpu = 0;
     for (unsigned i = 0; i < procs; i++) {
         st->failures += ctl->worker[i].failures;
+        st->allocs += ctl->worker[i].allocs;
         st->errors += ctl->worker[i].errors;
         cpu += ctl->worker[i].cpu_ns;
     }
@@ -757,6 +763,7 @@ static double sample_handoff(struct bench *b, enum heap_kind kind,
      * threads of one process instead. */
     uint64_t span = run_workers(w, 2, heap_table[kind]->shared);
     st->failures += ctl->worker[0].failures;
+    st->allocs += ops;
     st->errors += ctl->worker[0].errors + ctl->worker[1].errors;
     st->errors += span == 0;
     st->errors += heap_finish(&h, kind);
@@ -825,9 +832,10 @@ static void print_row(const char *workload, const struct figure *f,
     char param[16] = "-";
     if (f->param != 0)
         snprintf(param, sizeof param, "%u", f->param);
-    printf("%s\t%s\t%s\t%s\t%.4g\t%.4g\t%.4g\t%u\t%" PRIu64 "\t%" PRIu64 "\n",
+    printf("%s\t%s\t%s\t%s\t%.4g\t%.4g\t%.4g\t%u\t%" PRIu64 "\t%" PRIu64
+           "\t%" PRIu64 "\n",
            workload, heap_table[f->kind]->name, param, metric, st.median,
-           st.min, st.max, f->nsamples, st.failures, st.errors);
+           st.min, st.max, f->nsamples, st.failures, st.allocs, st.errors);
 }
 
 static void figure_print(const struct figure *f)
@@ -859,7 +867,7 @@ static void usage(FILE *out)
             "  -d DIR    where heap files are created (/dev/shm or /tmp)\n"
             "  -q        no progress on stderr\n"
             "Output: workload heap param metric median min max reps "
-            "failures errors\n"
+            "failures allocs errors\n"
             "(processes_cpu: CPU time per operation of the processes runs)\n");
 }
 
@@ -1109,7 +1117,7 @@ int main(int argc, char **argv)
     }
 
     printf("workload\theap\tparam\tmetric\tmedian\tmin\tmax\treps\tfailures"
-           "\terrors\n");
+           "\tallocs\terrors\n");
     for (unsigned i = 0; i < nfigs; i++)
         figure_print(&figs[i]);
     for (unsigned i = 0; i < nseq; i++)
