@@ -369,17 +369,24 @@ static bool writable(const shm_arena *arena)
     return true;
 }
 
+/* Whether size exceeds the largest chunk; if so reports it and sets
+ * ENOMEM. */
+static bool too_large(const char *call, size_t size)
+{
+    if (size <= (size_t)1 << SHM_MAX_ALLOC_POW2)
+        return false;
+    shmi_report("%s: %zu bytes is more than the largest chunk (%zu)", call,
+                size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+    errno = ENOMEM;
+    return true;
+}
+
 shm_offt shm_arena_malloc(shm_arena *arena, size_t size)
 {
     if (!writable(arena))
         return SHM_NULL;
-    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
-        shmi_report("shm_malloc: %zu bytes is more than the largest chunk "
-                    "(%zu)",
-                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
-        errno = ENOMEM;
+    if (too_large("shm_malloc", size))
         return SHM_NULL;
-    }
     uint64_t x = shmi_tree_alloc(arena, class_of(size));
     if (x == SHMI_NO_CHUNK) {
         errno = ENOMEM;
@@ -507,13 +514,8 @@ shm_offt shm_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
         errno = EINVAL;
         return SHM_NULL;
     }
-    if (size > (size_t)1 << SHM_MAX_ALLOC_POW2) {
-        shmi_report("shm_realloc: %zu bytes is more than the largest chunk "
-                    "(%zu)",
-                    size, (size_t)1 << SHM_MAX_ALLOC_POW2);
-        errno = ENOMEM;
+    if (too_large("shm_realloc", size))
         return SHM_NULL;
-    }
     unsigned wanted = class_of(size);
     int err = shmi_tree_resize(arena, x, wanted);
     if (err == EINVAL) {

@@ -76,15 +76,12 @@ static uint64_t bit_of(uint64_t i)
     return UINT64_C(1) << (i % WORD_BITS);
 }
 
-void shmi_index_set(const struct shmi_index *index, uint64_t i)
+void shmi_index_mark(const struct shmi_index *index, uint64_t i)
 {
-    /* seq_cst load and RMW: the set half of the store-buffer pair with
-     * clear_at's fetch_and + reload. A bit already set means its
-     * summaries are set too, or their setter is still in flight. */
-    if (shmi_atomic_load_seq_cst(&index->level[0][i / WORD_BITS]) & bit_of(i))
-        return;
     for (unsigned level = 0; level < index->levels; level++) {
         shmi_atomic_word *word = &index->level[level][i / WORD_BITS];
+        /* seq_cst load and RMW: the set half of the store-buffer pair with
+         * clear_at's fetch_and + reload. */
         if (!(shmi_atomic_load_seq_cst(word) & bit_of(i)))
             shmi_atomic_fetch_or_seq_cst(word, bit_of(i));
         i /= WORD_BITS;

@@ -28,7 +28,18 @@ void shmi_index_bind(struct shmi_index *index, shmi_atomic_word *storage,
                      uint64_t bits);
 
 /* Marks bit i, and makes sure every summary above it is marked too. */
-void shmi_index_set(const struct shmi_index *index, uint64_t i);
+void shmi_index_mark(const struct shmi_index *index, uint64_t i);
+
+/* As shmi_index_mark, returning at once when bit i is already set (its
+ * summaries are then set, or their setter is still in flight). The load
+ * is seq_cst: the set half of the store-buffer pair described in
+ * hint_index.c. */
+static inline void shmi_index_set(const struct shmi_index *index, uint64_t i)
+{
+    if (!(shmi_atomic_load_seq_cst(&index->level[0][i / 64]) &
+          (UINT64_C(1) << (i % 64))))
+        shmi_index_mark(index, i);
+}
 
 /* Unmarks bit i, and its summaries that no longer cover a marked bit. */
 void shmi_index_clear(const struct shmi_index *index, uint64_t i);

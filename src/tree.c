@@ -220,6 +220,23 @@ static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
 
 /* ---- claim ------------------------------------------------------------- */
 
+/* Clears the (tier, row) hint of a word found without a free node on that
+ * row, then loads the word again: a free that raced with the clear is not
+ * lost, its hint is set back. Returns whether it was. */
+static bool drop_hint(shm_arena *arena, unsigned tier, unsigned row,
+                      uint64_t index)
+{
+    const struct shmi_index *hints = &arena->hints[tier][row];
+    shmi_index_clear(hints, index);
+    /* seq_cst: the claim half of the store-buffer pair with publish_free
+     * (CAS word, then load hint). */
+    uint64_t value = shmi_atomic_load_seq_cst(word_at(arena, tier, index));
+    if (!has_free(tier, value, row))
+        return false;
+    shmi_index_set(hints, index);
+    return true;
+}
+
 /* One word: claims a free node on `row` or reports that it has none. */
 static inline __attribute__((always_inline)) bool
 try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
@@ -296,12 +313,7 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
             *cursor = index;
             return true;
         }
-        shmi_index_clear(hints, index);
-        /* seq_cst: the claim half of the store-buffer pair with
-         * publish_free (CAS word, then load hint). */
-        uint64_t value = shmi_atomic_load_seq_cst(word_at(arena, tier, index));
-        if (has_free(tier, value, row)) {
-            shmi_index_set(hints, index);
+        if (drop_hint(arena, tier, row, index)) {
             start = index;
         } else {
             start = index + 1;

@@ -47,18 +47,21 @@ static inline uint64_t shmi_word_subtree(unsigned node)
 /* Free-node starts, row by row: bit i*g (g = 2^(5-row)) of the result is
  * set iff node i of `row` is free, i.e. all g bottom-row slots below it
  * are clear (W2). Each step up keeps a start bit only when its right-hand
- * neighbour group is free too; all rows are computed (a fixed sequence,
- * no loop to mispredict) and one is picked. */
+ * neighbour group is free too; the steps stop at the row asked for. */
 static inline uint32_t shmi_word_free_starts(uint64_t word, unsigned row)
 {
-    uint32_t z[SHMI_WORD_ROWS];
-    z[5] = ~(uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
-    z[4] = z[5] & (z[5] >> 1) & 0x55555555u;
-    z[3] = z[4] & (z[4] >> 2) & 0x11111111u;
-    z[2] = z[3] & (z[3] >> 4) & 0x01010101u;
-    z[1] = z[2] & (z[2] >> 8) & 0x00010001u;
-    z[0] = z[1] & (z[1] >> 16);
-    return z[row];
+    uint32_t z = ~(uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
+    if (row < 5)
+        z &= (z >> 1) & 0x55555555u;
+    if (row < 4)
+        z &= (z >> 2) & 0x11111111u;
+    if (row < 3)
+        z &= (z >> 4) & 0x01010101u;
+    if (row < 2)
+        z &= (z >> 8) & 0x00010001u;
+    if (row < 1)
+        z &= z >> 16;
+    return z;
 }
 
 /* The leftmost free node on `row`, or 0 when the row has none. */

@@ -19,13 +19,9 @@
 
 #include <cmocka.h>
 
-#include "shm_alloc.h"
+#include "common/scratch.h"
 
-static void path_of(char *buf, size_t size, const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(buf, size, "%s/%s", dir && *dir ? dir : "/tmp", name);
-}
+#include "shm_alloc.h"
 
 static int exists(const char *path)
 {
@@ -78,7 +74,7 @@ static void reset_frees_everything_and_empties_roots(void **state)
 {
     (void)state;
     char path[4096];
-    path_of(path, sizeof path, "reset.shm");
+    scratch_path(path, sizeof path, "reset.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20};
     shm_arena *a = shm_arena_open(path, &opts);
@@ -111,7 +107,7 @@ static void reset_is_refused_while_another_process_is_attached(void **state)
 {
     (void)state;
     char path[4096];
-    path_of(path, sizeof path, "busy.shm");
+    scratch_path(path, sizeof path, "busy.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20};
     shm_arena *a = shm_arena_open(path, &opts);
@@ -136,7 +132,7 @@ static void last_close_removes_the_file(void **state)
 {
     (void)state;
     char path[4096];
-    path_of(path, sizeof path, "last.shm");
+    scratch_path(path, sizeof path, "last.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20,
                                      .flags = SHM_ARENA_REMOVE_ON_LAST_CLOSE};
@@ -171,7 +167,7 @@ static void dead_processes_do_not_keep_the_file(void **state)
 {
     (void)state;
     char path[4096];
-    path_of(path, sizeof path, "dead.shm");
+    scratch_path(path, sizeof path, "dead.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20,
                                      .flags = SHM_ARENA_REMOVE_ON_LAST_CLOSE};
@@ -202,8 +198,8 @@ static void unlink_removes_only_regular_files(void **state)
 {
     (void)state;
     char path[4096], dir[4096];
-    path_of(path, sizeof path, "gone.shm");
-    path_of(dir, sizeof dir, "a_directory");
+    scratch_path(path, sizeof path, "gone.shm");
+    scratch_path(dir, sizeof dir, "a_directory");
     unlink(path);
     shm_arena *a = shm_arena_open(path, NULL);
     assert_non_null(a);

@@ -16,24 +16,13 @@
 
 #include <cmocka.h>
 
+#include "common/scratch.h"
+
 #include "arena.h"
 #include "tree.h"
 
 #define MIN_CHUNK ((size_t)1 << SHM_MIN_ALLOC_POW2)
 #define MAX_CHUNK ((size_t)1 << SHM_MAX_ALLOC_POW2)
-
-static shm_arena *open_fresh(const char *name, size_t capacity)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/tmp", name);
-    unlink(path);
-    struct shm_arena_options opts = {.capacity = capacity};
-    shm_arena *arena = shm_arena_open(path, &opts);
-    assert_non_null(arena);
-    unlink(path);
-    return arena;
-}
 
 static void fill(shm_arena *a, shm_offt off, size_t n, unsigned char seed)
 {
@@ -54,7 +43,8 @@ static int same(shm_arena *a, shm_offt off, size_t n, unsigned char seed)
 static void realloc_grows_and_shrinks_in_place(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("resize.shm", 1 << 20);
+    shm_arena *a = scratch_arena("resize.shm", 1 << 20);
+    assert_non_null(a);
     size_t avail = shm_arena_available(a);
     shm_offt off = shm_arena_malloc(a, MIN_CHUNK);
     fill(a, off, MIN_CHUNK, 1);
@@ -83,7 +73,8 @@ static void realloc_moves_when_the_buddy_is_taken(void **state)
         skip();
         return;
     }
-    shm_arena *a = open_fresh("move.shm", 4 * MAX_CHUNK);
+    shm_arena *a = scratch_arena("move.shm", 4 * MAX_CHUNK);
+    assert_non_null(a);
     size_t avail = shm_arena_available(a);
     shm_offt first = shm_arena_malloc(a, MIN_CHUNK);
     shm_offt buddy = shm_arena_malloc(a, MIN_CHUNK);
@@ -105,7 +96,8 @@ static void realloc_moves_when_the_buddy_is_taken(void **state)
 static void realloc_failures_leave_the_chunk(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("refuse.shm", 1 << 20);
+    shm_arena *a = scratch_arena("refuse.shm", 1 << 20);
+    assert_non_null(a);
     shm_offt off = shm_arena_realloc(a, SHM_NULL, MIN_CHUNK); /* malloc */
     assert_true(off != SHM_NULL);
     fill(a, off, MIN_CHUNK, 3);
@@ -134,7 +126,8 @@ static void realloc_failures_leave_the_chunk(void **state)
 static void census_partitions_the_free_space(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("census.shm", 1 << 20);
+    shm_arena *a = scratch_arena("census.shm", 1 << 20);
+    assert_non_null(a);
     enum { LIVE = 1500 };
     static shm_offt live[LIVE];
     unsigned seed = 5;
@@ -192,7 +185,8 @@ static void remember(const char *message, void *context)
 static void refused_calls_reach_the_error_handler(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("handler.shm", 1 << 20);
+    shm_arena *a = scratch_arena("handler.shm", 1 << 20);
+    assert_non_null(a);
     shm_set_error_handler(remember, &messages);
     shm_offt off = shm_arena_malloc(a, 1);
     shm_arena_free(a, off);

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "common/scratch.h"
+
 #include "shm_alloc.h"
 #include "shared_header.h"
 
@@ -32,12 +34,6 @@ struct fixture {
     char path[512];
     shm_arena *arena;
 };
-
-static void scratch_path(char *out, size_t size, const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(out, size, "%s/%s", dir != NULL && dir[0] ? dir : ".", name);
-}
 
 static shm_arena *arena_open(const char *path)
 {

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "common/scratch.h"
+
 #include "shm_alloc.h"
 
 struct node {
@@ -26,12 +28,6 @@ struct node {
 };
 
 static char self_path[4096];
-
-static void path_of(char *buf, size_t size, const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(buf, size, "%s/%s", dir && *dir ? dir : "/tmp", name);
-}
 
 /* The exec'd side: prints the sum of the list it finds through the
  * pointer stored at the start of the first chunk. */
@@ -58,7 +54,7 @@ static void pointers_work_in_an_exec_d_process(void **state)
         return;
     }
     char path[4096];
-    path_of(path, sizeof path, "same.shm");
+    scratch_path(path, sizeof path, "same.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20};
     shm_arena *a = shm_arena_open(path, &opts);
@@ -94,7 +90,7 @@ static void an_occupied_range_is_refused(void **state)
 {
     (void)state;
     char path[4096];
-    path_of(path, sizeof path, "taken.shm");
+    scratch_path(path, sizeof path, "taken.shm");
     unlink(path);
     struct shm_arena_options opts = {.capacity = 1 << 20};
     shm_arena *first = shm_arena_open(path, &opts);

@@ -16,18 +16,14 @@
 
 #include <cmocka.h>
 
+#include "common/scratch.h"
+
 #include "shm_alloc.h"
 
 struct fixture {
     char path[512];
     shm_arena *arena;
 };
-
-static void scratch_path(char *out, size_t size, const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(out, size, "%s/%s", dir != NULL && dir[0] ? dir : ".", name);
-}
 
 static int setup(void **state)
 {

@@ -16,25 +16,14 @@
 
 #include <cmocka.h>
 
+#include "common/scratch.h"
+
 #include "arena.h"
 #include "tree.h"
 
 #define ACTIVE (UINT64_C(1) << 1)
 #define MIN_CHUNK ((uint64_t)1 << SHM_MIN_ALLOC_POW2)
 #define MAX_CHUNK ((uint64_t)1 << SHM_MAX_ALLOC_POW2)
-
-static shm_arena *open_fresh(const char *name, size_t capacity)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/tmp", name);
-    unlink(path);
-    struct shm_arena_options opts = {.capacity = capacity};
-    shm_arena *arena = shm_arena_open(path, &opts);
-    assert_non_null(arena);
-    unlink(path); /* the mapping keeps it alive */
-    return arena;
-}
 
 static shmi_atomic_word *word_of(shm_arena *a, unsigned t, uint64_t j)
 {
@@ -63,7 +52,8 @@ static void capacity_not_a_whole_block_is_pinned(void **state)
     (void)state;
     /* one page more than a few blocks: the last block straddles */
     size_t capacity = 3 * MAX_CHUNK + 4096;
-    shm_arena *a = open_fresh("pins.shm", capacity);
+    shm_arena *a = scratch_arena("pins.shm", capacity);
+    assert_non_null(a);
     uint64_t cap = a->capacity;
     assert_int_equal(shmi_tree_check(a), 0);
     assert_int_equal(shmi_tree_free_bytes(a), cap);
@@ -81,7 +71,8 @@ static void capacity_not_a_whole_block_is_pinned(void **state)
 static void hints_stay_complete_after_random_work(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("hints.shm", 1 << 20);
+    shm_arena *a = scratch_arena("hints.shm", 1 << 20);
+    assert_non_null(a);
     enum { LIVE = 2000 };
     static uint64_t live[LIVE];
     for (int i = 0; i < LIVE; i++)
@@ -111,7 +102,8 @@ static void hints_stay_complete_after_random_work(void **state)
 static void emptied_words_are_retired_for_large_chunks(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("retire.shm", 1 << 20);
+    shm_arena *a = scratch_arena("retire.shm", 1 << 20);
+    assert_non_null(a);
     uint64_t n = a->capacity / MIN_CHUNK;
     uint64_t *xs = malloc(n * sizeof *xs);
     for (uint64_t i = 0; i < n; i++)
@@ -136,7 +128,8 @@ static void killed_activation_leaks_one_node_and_stays_consistent(void **state)
         skip(); /* one tier: no activation step exists */
         return;
     }
-    shm_arena *a = open_fresh("orphan.shm", 1 << 20);
+    shm_arena *a = scratch_arena("orphan.shm", 1 << 20);
+    assert_non_null(a);
     uint64_t before = shmi_tree_free_bytes(a);
     /* The first step of an activation, as a killed process leaves it:
      * the parent node claimed in tier 0, the child word still 0. */
@@ -160,7 +153,8 @@ static void killed_activation_leaks_one_node_and_stays_consistent(void **state)
 static void lost_hints_are_repaired(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("repair.shm", 1 << 20);
+    shm_arena *a = scratch_arena("repair.shm", 1 << 20);
+    assert_non_null(a);
     uint64_t n = a->capacity / MIN_CHUNK;
     uint64_t *xs = malloc(n * sizeof *xs);
     for (uint64_t i = 0; i < n; i++)
@@ -227,7 +221,8 @@ static void *churn(void *arg)
 static void threads_race_on_one_arena(void **state)
 {
     (void)state;
-    shm_arena *a = open_fresh("threads.shm", 4 << 20);
+    shm_arena *a = scratch_arena("threads.shm", 4 << 20);
+    assert_non_null(a);
     pthread_t threads[4];
     struct worker workers[4];
     for (int t = 0; t < 4; t++) {
