@@ -103,23 +103,23 @@
  * colliding on the first free one, and a free is followed by claims from
  * the same, cached word. One cursor serves every size of a tier: sizes
  * share words, and a word just freed into has room on the freed row and
- * all rows below it. The cursors belong to one arena (by serial) and one
- * process (by fork generation: a child must not start where its parent does).
+ * all rows below it. The cursors belong to one arena (by serial, 0 for
+ * none). A forked child starts afresh: the fork handler forgets the
+ * cursors of the one thread a child has, so that it does not start where
+ * its parent does.
  */
 struct cursors {
     uint64_t arena_serial;
-    uint64_t fork_generation;
     uint64_t word[SHMI_MAX_TIERS];
 };
 
 static _Thread_local struct cursors thread_cursors
     __attribute__((tls_model("initial-exec")));
-static _Atomic(uint64_t) fork_generation = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_in_child(void)
 {
-    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+    thread_cursors.arena_serial = 0;
 }
 
 static void register_atfork(void)
@@ -136,24 +136,22 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 33);
 }
 
+static __attribute__((noinline)) void cursors_reset(struct cursors *c,
+                                                    const shm_arena *arena)
+{
+    pthread_once(&atfork_once, register_atfork);
+    uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed());
+    for (unsigned t = 0; t < arena->layout.tiers; t++)
+        c->word[t] = mix(seed + t) % arena->tier[t].count;
+    c->arena_serial = arena->serial;
+}
+
 static inline __attribute__((always_inline)) struct cursors *
 cursors_for(const shm_arena *arena)
 {
     struct cursors *c = &thread_cursors;
-    /* relaxed: the generation only has to differ after a fork, and the
-     * child's own increment happens before any of its threads run. */
-    uint64_t generation =
-        atomic_load_explicit(&fork_generation, memory_order_relaxed);
-    if (c->arena_serial != arena->serial || c->fork_generation != generation) {
-        pthread_once(&atfork_once, register_atfork);
-        /* rarely taken: once per thread, arena and fork */
-        uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed() ^
-                            generation * UINT64_C(0x9e3779b97f4a7c15));
-        for (unsigned t = 0; t < arena->layout.tiers; t++)
-            c->word[t] = mix(seed + t) % arena->tier[t].count;
-        c->arena_serial = arena->serial;
-        c->fork_generation = generation;
-    }
+    if (c->arena_serial != arena->serial) /* once per thread, arena, fork */
+        cursors_reset(c, arena);
     return c;
 }
 
@@ -202,12 +200,15 @@ static uint64_t node_size(const shm_arena *arena, const struct claim *c)
 /* After `word` of (tier, index) went from `before` to `after` by clearing
  * bits: mark the rows on which it gained a free node, and the word as
  * empty when only ACTIVE is left. */
-static void publish_free(shm_arena *arena, unsigned tier, uint64_t index,
-                         uint64_t before, uint64_t after)
+static inline __attribute__((always_inline)) void
+publish_free(shm_arena *arena, unsigned tier, uint64_t index, uint64_t before,
+             uint64_t after)
 {
     unsigned first = first_row(arena, tier);
-    unsigned had_from = shmi_word_top_free_row(before);
-    if (had_from > first) {
+    /* Usually the word already had room on its top row, so on every row:
+     * nothing to publish. */
+    if (shmi_word_free_starts(before, first) == 0) {
+        unsigned had_from = shmi_word_top_free_row(before);
         unsigned gained_from = shmi_word_top_free_row(after);
         if (gained_from < first)
             gained_from = first;
