@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite and writes docs/benchmarks.md with its plots.
+#
+#   bench/run.sh            the full run (about 3 to 5 minutes on 2 cores)
+#   bench/run.sh --quick    a smoke run: fewer operations and repetitions
+#
+# Installs what it needs with apt-get when missing (Debian 12), builds the
+# `bench` preset (Release), runs shm_bench for the in-process figures and
+# hyperfine for whole-process runs, and writes:
+#   docs/benchmarks.md, docs/bench-processes.png, docs/bench-fill.png
+# Raw results stay in build-bench/bench-results/.
+#
+# Environment (defaults in brackets):
+#   SHM_BENCH_OPS        timed operations, shm_alloc and glibc [1000000]
+#   SHM_BENCH_OPS_BOOST  the same for Boost.Interprocess [100000]
+#   SHM_BENCH_OPS_MM     the same for OSSP mm [20000]
+#   SHM_BENCH_REPS       repetitions; medians are reported [7]
+#   SHM_BENCH_HF_OPS     operations of each hyperfine run [100000]
+#   SHM_BENCH_DIR        where heap files go [/dev/shm, else /tmp]
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$(date +%s)
+# Before anything of ours runs: how busy the machine is with other work.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+ops=${SHM_BENCH_OPS:-1000000}
+ops_boost=${SHM_BENCH_OPS_BOOST:-100000}
+ops_mm=${SHM_BENCH_OPS_MM:-20000}
+reps=${SHM_BENCH_REPS:-7}
+hf_ops=${SHM_BENCH_HF_OPS:-100000}
+hf_runs=5
+if [ "${1:-}" = "--quick" ]; then
+    ops=200000 ops_boost=20000 ops_mm=5000 reps=3 hf_ops=20000 hf_runs=3
+elif [ $# -gt 0 ]; then
+    sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    case $1 in -h | --help) exit 0 ;; *) exit 2 ;; esac
+fi
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# ---- packages ---------------------------------------------------------------
+have() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+have hyperfine || missing+=(hyperfine)
+have gnuplot || missing+=(gnuplot-nox)
+have cmake || missing+=(cmake)
+{ have cc && have c++ && have make; } || missing+=(build-essential)
+dpkg -s libmm-dev >/dev/null 2>&1 || missing+=(libmm-dev)
+dpkg -s libboost-dev >/dev/null 2>&1 || missing+=(libboost-dev)
+have lscpu || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    sudo=
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# ---- build ------------------------------------------------------------------
+say "building (preset bench, Release)"
+configure_cmd=(cmake --preset bench)
+build_cmd=(cmake --build --preset bench -j2 --target shm_bench)
+"${configure_cmd[@]}" >/dev/null
+"${build_cmd[@]}" >/dev/null
+
+bin=build-bench/bench/shm_bench
+out=build-bench/bench-results
+mkdir -p "$out" docs
+heap_dir=${SHM_BENCH_DIR:-}
+if [ -z "$heap_dir" ]; then
+    heap_dir=/tmp
+    [ -d /dev/shm ] && [ -w /dev/shm ] && heap_dir=/dev/shm
+fi
+
+# ---- in-process figures -----------------------------------------------------
+bench_cmd=("$bin" -n "$ops" -n "boost=$ops_boost" -n "mm=$ops_mm" -r "$reps"
+           -d "$heap_dir")
+say "in-process figures: ${bench_cmd[*]}"
+"${bench_cmd[@]}" >"$out/results.tsv"
+
+# ---- whole-process runs -----------------------------------------------------
+# The same work for every heap, from exec to exit: creating the heap, the
+# two processes of the handoff, tearing down.
+hf_cmd=(hyperfine -N -w 1 -r "$hf_runs" --export-json "$out/hyperfine.json"
+        --export-markdown "$out/hyperfine.md")
+for h in shm glibc mm boost; do
+    hf_cmd+=(-n "$h" "$bin -q -r 1 -a $h -n $hf_ops -d $heap_dir handoff")
+done
+say "whole-process runs: hyperfine"
+"${hf_cmd[@]}" >&2
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- report -----------------------------------------------------------------
+say "writing docs/benchmarks.md"
+tables=$(awk -v cpus="$(nproc)" -v procdat="$out/processes.dat" -v filldat="$out/fill.dat" \
+             -f bench/report.awk "$out/results.tsv")
+
+# Whole-process medians from hyperfine, as ratios to glibc malloc's.
+whole=$(awk '
+    /"command":/ { gsub(/[",]/, "", $2); name = $2 }
+    /"median":/  { gsub(/,/, "", $2); med[name] = $2; order[++n] = name }
+    END {
+        title["shm"] = "shm_alloc"; title["glibc"] = "glibc malloc"
+        title["mm"] = "OSSP mm"; title["boost"] = "Boost.Interprocess"
+        print "| heap | median wall time | ratio to glibc malloc |"
+        print "|---|---|---|"
+        for (i = 1; i <= n; i++) {
+            h = order[i]
+            ratio = (med["glibc"] > 0) ? med[h] / med["glibc"] : 0
+            printf "| %s | %.1f ms | %.2fx |\n", title[h], med[h] * 1000, ratio
+        }
+    }' "$out/hyperfine.json")
+
+gnuplot <<EOF
+set terminal pngcairo size 820,480 font ',10' noenhanced
+set key outside right top autotitle columnheader
+set logscale y
+set grid ytics
+set ylabel 'million operations per second (log scale)'
+
+set output 'docs/bench-processes.png'
+set title 'churn at 60%: aggregate throughput against processes (2 cores)'
+set xlabel 'processes on one heap'
+set xtics (1, 2, 4)
+plot for [i=2:5] '$out/processes.dat' using 1:i with linespoints lw 2 pt 7
+
+set output 'docs/bench-fill.png'
+set title 'churn, 1 process: throughput against fill'
+set xlabel 'fill (% of what the heap received in its own fill run)'
+set xtics (30, 60, 90)
+plot for [i=2:5] '$out/fill.dat' using 1:i with linespoints lw 2 pt 7
+EOF
+
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p)
+cpus=$(nproc)
+cores=$(lscpu | sed -n 's/^Core(s) per socket: *//p' | sed -n 1p)
+sockets=$(lscpu | sed -n 's/^Socket(s): *//p' | sed -n 1p)
+min_pow2=$(sed -n 's/^SHM_MIN_ALLOC_POW2:[A-Z]*=//p' build-bench/CMakeCache.txt)
+max_pow2=$(sed -n 's/^SHM_MAX_ALLOC_POW2:[A-Z]*=//p' build-bench/CMakeCache.txt)
+compiler=$(cc --version | sed -n 1p)
+libc=$(ldd --version 2>&1 | sed -n 1p)
+boost=$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' \
+            /usr/include/boost/version.hpp)
+mm=$(mm-config --version 2>/dev/null || echo unknown)
+elapsed=$(($(date +%s) - started))
+busy=
+if awk -v n="$cpus" -v l="${load_before%% *}" 'BEGIN { exit !(l > n / 2) }'; then
+    busy="**The machine was busy** (load average above half its $cpus CPUs
+when the script started): other processes took cores and caches, so the times are
+inflated and the scaling with processes understates what an idle machine
+shows. The ratios within a round are fairer than the absolute figures."
+fi
+# Arguments as a shell would need them typed.
+quote() {
+    local a sep=
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./=:,+-]+$ ]]; then
+            printf '%s%s' "$sep" "$a"
+        else
+            printf "%s'%s'" "$sep" "$a"
+        fi
+        sep=' '
+    done
+}
+
+cat >docs/benchmarks.md <<EOF
+# Benchmarks
+
+Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); run it
+again to measure your machine. shm_alloc against glibc malloc (private
+memory: the speed to get close to), OSSP mm and Boost.Interprocess, on
+the same workloads, in the same run.
+
+## Machine
+
+- CPU: $cpu; $cpus CPUs ($sockets socket(s) of $cores core(s))
+- Linux $(uname -r), $compiler, $libc
+- Boost $boost, OSSP mm $mm
+- shm_alloc built with MIN = $min_pow2, MAX = $max_pow2 (chunks of
+  $((1 << min_pow2)) to $((1 << max_pow2)) bytes), Release
+- load average (1, 5, 15 min) when the script started / ended:
+  $load_before / $load_after. Other work on the machine shows up as
+  noise; the heaps are measured in interleaved rounds so that it falls on
+  all of them alike.
+- the whole script took ${elapsed} s
+
+$busy
+
+## What is measured
+
+Every heap has a capacity of 32 MiB (shm_alloc: the bytes available to
+allocations, its metadata comes on top; OSSP mm: \`mm_create(32 MiB)\`;
+Boost: a 32 MiB \`managed_mapped_file\`). Heap files live in
+\`$heap_dir\`; OSSP mm uses System V shared memory and fcntl locks, as
+Debian builds it. Requests are 16 to 1000 bytes, log-uniform, drawn from
+a seeded generator before the timed loops; each process has its own
+sequence. Every chunk gets its first and last byte written.
+
+- **pair**: malloc, touch, free at once; time per pair.
+- **churn**: the heap holds live chunks at a fill fraction and each
+  operation frees a random one and allocates the next request in its
+  place; time per operation, after a warm-up of a quarter as many.
+- **processes**: churn in 1, 2 and 4 forked processes on one heap, the
+  live set (at 60%) split between them; they set up, then start together,
+  and the throughput is all their operations over the span from the
+  common start to the last finisher. shm_alloc and Boost processes open
+  the file themselves, as unrelated processes would; OSSP mm's pool can
+  only be inherited. glibc's processes each have a private heap.
+- **handoff**: one process allocates and passes references through a
+  shared ring of 1024 slots, another reads each chunk's first byte and
+  frees it (the cache pattern); time per chunk. glibc, whose memory cannot
+  cross processes, hands off between two threads of one process.
+- **fill**: allocate until the first failure; the requested bytes received
+  as a share of the capacity.
+- **metadata**: what shm_alloc's file holds beyond the capacity, as a share
+  of the capacity.
+
+**Fill fraction.** A fraction of the raw capacity would not mean the same
+for every heap: a power-of-two allocator cannot hold requests worth 90% of
+its capacity at all, and each heap spends a different overhead per chunk.
+So the fill fraction f is measured against what the same heap received in
+its own fill run (same capacity, same request sequence): at f, the live
+chunks' requested bytes are f times that. At 90% every heap is equally
+close to full, and every fraction is reachable by construction. glibc
+malloc has no capacity; it holds exactly the live set shm_alloc holds at
+the same f, so the ratio between the two compares the same work.
+
+**Ratios** are a heap's time per operation divided by glibc malloc's on
+the same workload in the same run (lower is better; throughputs are turned
+into time per operation). Each figure is the median of $reps repetitions
+(min and max are in \`build-bench/bench-results/results.tsv\`). Timed
+operations per repetition and process: $ops for shm_alloc and glibc,
+$ops_boost for Boost, $ops_mm for OSSP mm (the slow heaps do fewer; their
+time per operation is the figure).
+
+$tables
+
+### Whole-process runs (hyperfine)
+
+Each command runs the handoff workload with $hf_ops chunks in a new
+process: creating the heap, starting the two processes, tearing down.
+Median of $hf_runs runs after a warm-up run.
+
+$whole
+
+$(cat bench/profile.md 2>/dev/null)
+
+## Plots
+
+![throughput against processes](bench-processes.png)
+
+![throughput against fill](bench-fill.png)
+
+## Commands
+
+\`\`\`sh
+$(quote "${configure_cmd[@]}")
+$(quote "${build_cmd[@]}")
+$(quote "${bench_cmd[@]}") > $out/results.tsv
+$(quote "${hf_cmd[@]}")
+\`\`\`
+
+\`$bin -h\` lists the options (heaps, workloads, sizes, capacity, seed,
+fills, process counts).
+EOF
+
+say "done in ${elapsed} s: docs/benchmarks.md, docs/bench-processes.png, docs/bench-fill.png"
