@@ -26,9 +26,9 @@
  *       has its bit set in the tier's empty index.
  *
  * Claim (malloc) of a node on row r of tier t:
- *   1. try the word this thread last used in tier t (its cursor), then
+ *   1. try the word this thread last used for (t, r) (its cursor), then
  *      the words the (t, r) index names, starting from the cursor: load it,
- *      pick a free node (word.h W2), CAS in its subtree mask (acquire).
+ *      pick a free node, best fit (word.h), CAS in its subtree mask.
  *      A word found without a free node on row r has its hint cleared and
  *      is then loaded again: a free that raced with the clear re-sets it.
  *   2. no word has one: activate a new word W of tier t: claim a
@@ -98,19 +98,20 @@
 
 /* ---- per-thread cursors ------------------------------------------------ */
 
-/* Each thread starts its searches in each tier at the word it last claimed
- * from or freed into, so processes work in different words instead of
- * colliding on the first free one, and a free is followed by claims from
- * the same, cached word. One cursor serves every size of a tier: sizes
- * share words, and a word just freed into has room on the freed row and
- * all rows below it. The cursors belong to one arena (by serial, 0 for
+/* Each thread starts its search for a size at the word it last claimed
+ * that size from or freed that size into, so processes work in different
+ * words instead of colliding on the first free one, and a freed hole is
+ * the first place the next request of its size looks (a cached word, and
+ * a snug fit: with one cursor per tier instead, small requests went into
+ * the holes large frees left and split them, and 5% of requests failed
+ * in churn at 90% full). The cursors belong to one arena (by serial, 0 for
  * none). A forked child starts afresh: the fork handler forgets the
  * cursors of the one thread a child has, so that it does not start where
  * its parent does.
  */
 struct cursors {
     uint64_t arena_serial;
-    uint64_t word[SHMI_MAX_TIERS];
+    uint64_t word[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
 };
 
 static _Thread_local struct cursors thread_cursors
@@ -142,7 +143,8 @@ static __attribute__((noinline)) void cursors_reset(struct cursors *c,
     pthread_once(&atfork_once, register_atfork);
     uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed());
     for (unsigned t = 0; t < arena->layout.tiers; t++)
-        c->word[t] = mix(seed + t) % arena->tier[t].count;
+        for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
+            c->word[t][r] = mix(seed + t) % arena->tier[t].count;
     c->arena_serial = arena->serial;
 }
 
@@ -307,7 +309,7 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
                           struct claim *out)
 {
     const struct shmi_index *hints = &arena->hints[tier][row];
-    uint64_t *cursor = &cursors_for(arena)->word[tier];
+    uint64_t *cursor = &cursors_for(arena)->word[tier][row];
     uint64_t index, start = *cursor;
     while (shmi_index_find(hints, start, &index)) {
         if (try_claim_in_word(arena, tier, index, row, out)) {
@@ -376,8 +378,8 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
     unsigned tier = arena->layout.class_tier[class_index];
     unsigned row = arena->layout.class_row[class_index];
     struct claim c;
-    /* Fast path: the word this thread last used in this tier. */
-    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier], row,
+    /* Fast path: the word this thread last used for this size. */
+    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
                           &c) ||
         claim_in_tier(arena, tier, row, &c) ||
         (retire_empty_below(arena, tier) &&
@@ -450,9 +452,9 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
             return EINVAL;
     }
     publish_free(arena, c.tier, c.word, value, value & ~mask);
-    /* The word has room now: this thread's next claim in the tier looks
-     * here first (the word is in cache; it spares an index search). */
-    cursors_for(arena)->word[c.tier] = c.word;
+    /* The word has a hole of this size now: this thread's next claim of
+     * the size looks here first (a cached word, and a snug fit). */
+    cursors_for(arena)->word[c.tier][shmi_word_row_of(c.node)] = c.word;
     return 0;
 }
 
@@ -531,7 +533,7 @@ static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
                                   uint64_t index, uint64_t w)
 {
     uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
-    if (tier + 1 >= arena->layout.tiers)
+    if (tier + 1 >= arena->layout.tiers || tier + 1 >= SHMI_MAX_TIERS)
         return occupied;
     uint64_t eligible = arena->tier[tier].eligible;
     for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
@@ -580,7 +582,7 @@ static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
     /* Words still occupied after that hold partial free space: count it
      * there (a free top-row node of such a word is maximal, since both
      * would make the word empty). */
-    if (tier + 1 < arena->layout.tiers) {
+    if (tier + 1 < arena->layout.tiers && tier + 1 < SHMI_MAX_TIERS) {
         for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
             uint64_t child = index * SHMI_WORD_SLOTS + slot;
             if ((occupied >> slot & 1) && child < arena->tier[tier + 1].count)

@@ -48,6 +48,15 @@ static inline uint64_t shmi_word_subtree(unsigned node)
  * set iff node i of `row` is free, i.e. all g bottom-row slots below it
  * are clear (W2). Each step up keeps a start bit only when its right-hand
  * neighbour group is free too; the steps stop at the row asked for. */
+/* Bits at the first slot of every node of `row`. */
+static inline uint32_t shmi_word_row_starts_of(unsigned row)
+{
+    static const uint32_t starts[SHMI_WORD_ROWS] = {0x00000001u, 0x00010001u,
+                                                    0x01010101u, 0x11111111u,
+                                                    0x55555555u, 0xffffffffu};
+    return starts[row];
+}
+
 static inline uint32_t shmi_word_free_starts(uint64_t word, unsigned row)
 {
     uint32_t z = ~(uint32_t)(word >> SHMI_WORD_FIRST_SLOT);
@@ -64,12 +73,26 @@ static inline uint32_t shmi_word_free_starts(uint64_t word, unsigned row)
     return z;
 }
 
-/* The leftmost free node on `row`, or 0 when the row has none. */
+/* A free node on `row`, or 0 when the row has none. Best fit within the
+ * word: a node whose buddy is in use comes first (leftmost of those), so
+ * a request fills an existing hole before it splits a larger free node;
+ * only when every free node's buddy is free too is a larger one split. */
 static inline unsigned shmi_word_find_free(uint64_t word, unsigned row)
 {
     uint32_t free_starts = shmi_word_free_starts(word, row);
     if (free_starts == 0)
         return 0;
+    if (row > 0) {
+        unsigned g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+        /* parents (row - 1) that are free: both children free */
+        uint32_t free_parents = free_starts & (free_starts >> g);
+        free_parents &= shmi_word_row_starts_of(row - 1);
+        uint32_t snug =
+            free_starts &
+            ~(free_parents | (uint32_t)((uint64_t)free_parents << g));
+        if (snug)
+            free_starts = snug;
+    }
     unsigned slot = (unsigned)__builtin_ctz(free_starts);
     return (1u << row) + (slot >> (SHMI_WORD_BOTTOM_ROW - row));
 }

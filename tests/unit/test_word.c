@@ -84,10 +84,18 @@ static void find_free_agrees_with_definition(void **state)
         uint64_t w = random_closed_word(&seed);
         unsigned top = SHMI_WORD_ROWS;
         for (unsigned row = 0; row < SHMI_WORD_ROWS; row++) {
-            unsigned expect = 0;
-            for (unsigned n = 1u << row; n < 2u << row && !expect; n++)
-                if (node_is_free(w, n))
-                    expect = n;
+            /* best fit: the leftmost free node whose buddy is in use,
+             * else the leftmost free node */
+            unsigned any = 0, snug = 0;
+            for (unsigned n = 1u << row; n < 2u << row; n++) {
+                if (!node_is_free(w, n))
+                    continue;
+                if (!any)
+                    any = n;
+                if (!snug && row > 0 && !node_is_free(w, n ^ 1))
+                    snug = n;
+            }
+            unsigned expect = snug ? snug : any;
             assert_int_equal(shmi_word_find_free(w, row), expect);
             if (expect && top == SHMI_WORD_ROWS)
                 top = row;
