@@ -36,9 +36,10 @@
  *      CAS W from 0 to ACTIVE | the chosen node's mask, and set W's hints.
  *   3. still nothing: retire the empty words of deeper tiers (below) and
  *      try once more; then the arena has no free chunk that large.
- * Release (free) of the chunk at offset x: walk down from tier 0 along x's
- * path; in each word the highest set node on the path (W3) is either the
- * chunk, or a delegated bottom-row node, then continue in the child word.
+ * Release (free) of the chunk at offset x: walk up x's path from the
+ * deepest tier to the first ACTIVE word; the highest set node on the path
+ * in it (W3) is the chunk (see find_owner for why no other word can hold
+ * it).
  * CAS the chunk's mask away (seq_cst), then set the hints of the rows on
  * which the word just gained a free node, and the empty hint if the word
  * is now exactly ACTIVE.
@@ -391,34 +392,33 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 /* ---- release and lookup ------------------------------------------------ */
 
 /* Finds the allocation covering x: its word and node, and the word's
- * value as read. Returns false when x is not covered by one. */
+ * value as read. Returns false when x is not covered by one.
+ *
+ * The walk goes up from the deepest tier: the first ACTIVE word on x's
+ * path holds the allocation, if any. Below it the words are inactive
+ * (nothing there); above it no node on the path can be allocated, since
+ * an ACTIVE word's parent node is set as a delegation (T2) and a claim of
+ * an ancestor would have needed that bit clear (W1). Small chunks, the
+ * common ones, are found with one load. */
 static inline __attribute__((always_inline)) bool
 find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
 {
-    const struct shmi_tier *tier = arena->tier;
-    const struct shmi_tier *last = arena->tier + arena->layout.tiers - 1;
-    uint64_t index = x >> tier->span_log2;
-    for (;;) {
-        unsigned slot =
-            (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
-            (SHMI_WORD_SLOTS - 1);
+    for (unsigned t = arena->layout.tiers - 1;; t--) {
+        const struct shmi_tier *tier = &arena->tier[t];
+        uint64_t index = x >> tier->span_log2;
         /* relaxed: the caller owns the chunk (or is mistaken, which the
          * final CAS catches); the words on its path are stable. */
         uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+        if (t > 0 && !(w & ACTIVE))
+            continue;
+        unsigned slot =
+            (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+            (SHMI_WORD_SLOTS - 1);
         unsigned node = shmi_word_owner(w, slot, tier->eligible);
-        if (node == 0)
-            return false;
-        if (node >= SHMI_WORD_FIRST_SLOT && tier != last) {
-            uint64_t child = index * SHMI_WORD_SLOTS + slot;
-            if (shmi_atomic_load_relaxed(tier[1].words + child) & ACTIVE) {
-                tier++;
-                index = child;
-                continue;
-            }
-        }
-        if ((w & shmi_word_subtree(node)) != shmi_word_subtree(node))
-            return false; /* damaged word: W1 broken */
-        out->tier = (unsigned)(tier - arena->tier);
+        if (node == 0 ||
+            (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return false; /* not allocated, or a damaged word (W1) */
+        out->tier = t;
         out->word = index;
         out->node = node;
         *value = w;
