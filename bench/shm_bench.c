@@ -130,7 +130,7 @@ static void sequence_draw(struct sequence *s, uint64_t seed, uint32_t lo,
                           uint32_t hi)
 {
     uint64_t state = seed;
-    double llo = log((double)lo), lhi = log((double)hi + 1.0);
+    double llo = log((double)lo), lhi = log1p((double)hi);
     for (size_t i = 0; i < SIZE_TABLE; i++) {
         double u = (double)(splitmix64(&state) >> 11) * 0x1.0p-53;
         double v = floor(exp(llo + u * (lhi - llo)));
@@ -400,7 +400,7 @@ BENCH_INLINE uint64_t consume_loop(const struct heap_ops *ops, struct heap *h,
         atomic_store_explicit(&ctl->tail, ++tail, memory_order_release);
         if (ref == 0)
             continue;
-        volatile unsigned char *p = ops->addr(h, ref);
+        const volatile unsigned char *p = ops->addr(h, ref);
         if (p[0] != (unsigned char)i)
             errors++;
         ops->release(h, ref);
@@ -826,7 +826,7 @@ static void print_row(const char *workload, const struct figure *f,
                       const char *metric, const double *samples)
 {
     struct stats st = f->st;
-    double v[64];
+    double v[64] = {0};
     memcpy(v, samples, f->nsamples * sizeof *v);
     stats_from(&st, v, f->nsamples);
     char param[16] = "-";
@@ -1094,7 +1094,7 @@ int main(int argc, char **argv)
 
     b.mark_ns = now_ns();
     for (unsigned i = 0; i < nfill; i++) {
-        double bytes[64];
+        double bytes[64] = {0};
         for (unsigned r = 0; r < cfg->reps; r++) {
             uint64_t got = 0;
             figs[i].samples[r] =
