@@ -21,6 +21,7 @@ set(SHM_DEBUG 0 CACHE STRING
 set(SHM_SANITIZE "" CACHE STRING
     "sanitizers to build with: empty, 'address,undefined' or 'thread'")
 option(SHM_WERROR "treat compiler warnings as errors" OFF)
+option(SHM_TEST_YIELD "test builds only: yield at random between a bitmap load and its CAS, to widen race windows" OFF)
 option(SHM_BUILD_TESTS "build the cmocka test suite" ON)
 option(SHM_BUILD_BENCH "build the benchmark programs" OFF)
 option(SHM_BUILD_EXAMPLES "build the example programs" ON)

@@ -24,6 +24,9 @@
 #ifndef SHM_DEBUG
 #define SHM_DEBUG 0
 #endif
+#ifndef SHM_TEST_YIELD
+#define SHM_TEST_YIELD 0
+#endif
 
 #if SHM_MIN_ALLOC_POW2 < 3 || SHM_MAX_ALLOC_POW2 > 30 ||                       \
     SHM_MIN_ALLOC_POW2 > SHM_MAX_ALLOC_POW2
@@ -45,6 +48,16 @@
 #define SHMI_ASSERT_INTERNAL(cond) assert(cond)
 #else
 #define SHMI_ASSERT_INTERNAL(cond) ((void)0)
+#endif
+
+/* Test builds (SHM_TEST_YIELD) give up the processor at random between a
+ * load of a shared word and the CAS that acts on it, so that stress tests
+ * meet the interleavings a preempted process would cause. */
+#if SHM_TEST_YIELD
+void shmi_test_yield(void);
+#define SHMI_TEST_YIELD() shmi_test_yield()
+#else
+#define SHMI_TEST_YIELD() ((void)0)
 #endif
 
 #endif /* SHM_CONFIG_H */

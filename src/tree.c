@@ -97,6 +97,20 @@
 
 #define ACTIVE (UINT64_C(1) << 1)
 
+#if SHM_TEST_YIELD
+#include <sched.h>
+
+void shmi_test_yield(void)
+{
+    static _Thread_local uint64_t state = 0x9e3779b97f4a7c15u;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    if ((state & 7) == 0)
+        sched_yield();
+}
+#endif
+
 /* ---- per-thread cursors ------------------------------------------------ */
 
 /* Each thread starts its search for a size at the word it last claimed
@@ -255,6 +269,7 @@ try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
         unsigned node = shmi_word_find_free(value, row);
         if (node == 0)
             return false;
+        SHMI_TEST_YIELD();
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
          * are visible to its new owner. The release half is free on x86
@@ -293,6 +308,7 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
     uint64_t expected = 0;
+    SHMI_TEST_YIELD(); /* between the two steps of an activation */
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
      * the parent release after it; release as in try_claim_in_word. */
     if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
@@ -367,6 +383,7 @@ static bool retire_empty_below(shm_arena *arena, unsigned tier)
             if (!shmi_atomic_cas_acq_rel(word_at(arena, t, index), &expected,
                                          0))
                 continue;
+            SHMI_TEST_YIELD(); /* between the two steps of a retire */
             release_parent(arena, t, index);
             retired = true;
         }
@@ -437,6 +454,7 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
         return EINVAL;
     shmi_atomic_word *word = word_at(arena, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
+    SHMI_TEST_YIELD();
     /* seq_cst: release pairs with the acquire CAS of the next claimer of
      * these nodes; seq_cst orders it before publish_free's hint loads
      * (store-buffer pair with claim_in_tier). */
