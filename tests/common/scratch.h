@@ -31,4 +31,43 @@ static inline shm_arena *scratch_arena(const char *name, size_t capacity)
     return arena;
 }
 
+/* A cmocka fixture: a fresh arena file in the scratch directory. */
+struct fixture {
+    char path[512];
+    shm_arena *arena;
+};
+
+/* Setup for a group state: opens prefix-N.shm (N counts the calls) with
+ * `capacity` bytes. Returns 0, or -1 when the open fails. */
+static inline int fixture_setup(void **state, const char *prefix,
+                                size_t capacity)
+{
+    static int counter;
+    struct fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    char name[64];
+    snprintf(name, sizeof name, "%s-%d.shm", prefix, counter++);
+    scratch_path(f->path, sizeof f->path, name);
+    unlink(f->path);
+    struct shm_arena_options opts = {.capacity = capacity};
+    f->arena = shm_arena_open(f->path, &opts);
+    if (f->arena == NULL) {
+        fprintf(stderr, "open %s failed\n", f->path);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static inline int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    shm_arena_close(f->arena);
+    unlink(f->path);
+    free(f);
+    return 0;
+}
+
 #endif /* SHM_TEST_SCRATCH_H */

@@ -33,41 +33,20 @@
 #define REMOVAL_COMMITTED ((uint64_t)2 << 62)
 #define REMOVAL_REMOVED ((uint64_t)3 << 62)
 
-struct fixture {
-    char path[512];
-    shm_arena *arena;
-};
+static int setup(void **state)
+{
+    return fixture_setup(state, "table", (size_t)1 << 20);
+}
+
+static int teardown(void **state)
+{
+    return fixture_teardown(state);
+}
 
 static shm_arena *arena_open(const char *path)
 {
     struct shm_arena_options opts = {.capacity = (size_t)1 << 20};
     return shm_arena_open(path, &opts);
-}
-
-static int setup(void **state)
-{
-    static int counter;
-    struct fixture *f = calloc(1, sizeof *f);
-    char name[64];
-    snprintf(name, sizeof name, "table-%d.shm", counter++);
-    scratch_path(f->path, sizeof f->path, name);
-    unlink(f->path);
-    f->arena = arena_open(f->path);
-    if (f->arena == NULL) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    shm_arena_close(f->arena);
-    unlink(f->path);
-    free(f);
-    return 0;
 }
 
 static shmi_atomic_word *table_words(shm_arena *arena)

@@ -30,42 +30,20 @@
 #define PUBLISHED "published.structure"
 #define FILL_PATTERN 0x9e3779b97f4a7c15ull
 
-struct fixture {
-    char path[512];
-    shm_arena *arena;
-};
+static int setup(void **state)
+{
+    return fixture_setup(state, "roots", CAPACITY);
+}
+
+static int teardown(void **state)
+{
+    return fixture_teardown(state);
+}
 
 static shm_arena *arena_open(const char *path)
 {
     struct shm_arena_options opts = {.capacity = CAPACITY};
     return shm_arena_open(path, &opts);
-}
-
-static int setup(void **state)
-{
-    static int counter;
-    struct fixture *f = calloc(1, sizeof *f);
-    char name[64];
-    snprintf(name, sizeof name, "roots-%d.shm", counter++);
-    scratch_path(f->path, sizeof f->path, name);
-    unlink(f->path);
-    f->arena = arena_open(f->path);
-    if (f->arena == NULL) {
-        fprintf(stderr, "open %s: %s\n", f->path, strerror(errno));
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    shm_arena_close(f->arena);
-    unlink(f->path);
-    free(f);
-    return 0;
 }
 
 /* A chunk stamped with who allocated it and why. */

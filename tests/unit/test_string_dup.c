@@ -20,39 +20,21 @@
 
 #include "shm_alloc.h"
 
-struct fixture {
-    char path[512];
-    shm_arena *arena;
-};
+/* Room for a few of the largest chunks, whatever the build's range. */
+static size_t dup_capacity(void)
+{
+    size_t capacity = 4 * get_shm_max_allocatable_size();
+    return capacity > ((size_t)1 << 20) ? capacity : (size_t)1 << 20;
+}
 
 static int setup(void **state)
 {
-    static int counter;
-    struct fixture *f = calloc(1, sizeof *f);
-    char name[64];
-    snprintf(name, sizeof name, "dup-%d.shm", counter++);
-    scratch_path(f->path, sizeof f->path, name);
-    unlink(f->path);
-    /* Room for a few of the largest chunks, whatever the build's range. */
-    size_t capacity = 4 * get_shm_max_allocatable_size();
-    struct shm_arena_options opts = {
-        .capacity = capacity > ((size_t)1 << 20) ? capacity : (size_t)1 << 20};
-    f->arena = shm_arena_open(f->path, &opts);
-    if (f->arena == NULL) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return fixture_setup(state, "dup", dup_capacity());
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    shm_arena_close(f->arena);
-    unlink(f->path);
-    free(f);
-    return 0;
+    return fixture_teardown(state);
 }
 
 static char *at(shm_arena *arena, shm_offt off)
