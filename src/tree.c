@@ -72,8 +72,10 @@
  *     allocated chunk of u's size that nobody owns. That leaks one node of
  *     the tier's root size (1 KiB with the default 32 B..4 KiB range).
  *   - killed between a free's CAS and its hint updates: the hint is lost
- *     until the next free in that word sets it again; the memory is free
- *     but a search may not find it (T4 weakened, not T1).
+ *     until the next free in that word sets it again, or until a process
+ *     that clears the dead one's process-table entry runs
+ *     shmi_tree_repair_hints; meanwhile the memory is free but a search
+ *     may not find it (T4 weakened, not T1).
  *   - killed inside malloc after its CAS, or inside free before its CAS:
  *     the chunk in flight stays allocated.
  *
