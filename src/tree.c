@@ -395,6 +395,7 @@ static bool retire_empty_below(shm_arena *arena, unsigned tier)
 
 uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
 {
+    SHMI_ASSERT(class_index < SHMI_CLASSES);
     unsigned tier = arena->layout.class_tier[class_index];
     unsigned row = arena->layout.class_row[class_index];
     struct claim c;
@@ -447,6 +448,8 @@ find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
 
 int shmi_tree_free(shm_arena *arena, uint64_t x)
 {
+    SHMI_ASSERT_INTERNAL(x < arena->capacity &&
+                         x % ((uint64_t)1 << SHM_MIN_ALLOC_POW2) == 0);
     struct claim c;
     uint64_t value;
     /* The chunk must start at x: x is on the node's path, so that holds

@@ -99,17 +99,26 @@ static void hints_stay_complete_after_random_work(void **state)
     shm_arena_close(a);
 }
 
+/* Takes every smallest chunk, then frees them all: every lower-tier word
+ * is left active and empty. */
+static void fill_with_smallest_then_free(shm_arena *a)
+{
+    uint64_t n = a->capacity / MIN_CHUNK;
+    uint64_t *xs = malloc(n * sizeof *xs);
+    assert_non_null(xs);
+    for (uint64_t i = 0; i < n; i++)
+        assert_true((xs[i] = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(shmi_tree_free(a, xs[i]), 0);
+    free(xs);
+}
+
 static void emptied_words_are_retired_for_large_chunks(void **state)
 {
     (void)state;
     shm_arena *a = scratch_arena("retire.shm", 1 << 20);
     assert_non_null(a);
-    uint64_t n = a->capacity / MIN_CHUNK;
-    uint64_t *xs = malloc(n * sizeof *xs);
-    for (uint64_t i = 0; i < n; i++)
-        assert_true((xs[i] = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK);
-    for (uint64_t i = 0; i < n; i++)
-        assert_int_equal(shmi_tree_free(a, xs[i]), 0);
+    fill_with_smallest_then_free(a);
     /* the words stay active but count as free space */
     assert_int_equal(shmi_tree_free_bytes(a), a->capacity);
     uint64_t big = 0;
@@ -117,7 +126,6 @@ static void emptied_words_are_retired_for_large_chunks(void **state)
         big++;
     assert_int_equal(big, a->capacity / MAX_CHUNK);
     assert_int_equal(shmi_tree_check(a), 0);
-    free(xs);
     shm_arena_close(a);
 }
 
@@ -155,12 +163,7 @@ static void lost_hints_are_repaired(void **state)
     (void)state;
     shm_arena *a = scratch_arena("repair.shm", 1 << 20);
     assert_non_null(a);
-    uint64_t n = a->capacity / MIN_CHUNK;
-    uint64_t *xs = malloc(n * sizeof *xs);
-    for (uint64_t i = 0; i < n; i++)
-        assert_true((xs[i] = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK);
-    for (uint64_t i = 0; i < n; i++)
-        assert_int_equal(shmi_tree_free(a, xs[i]), 0);
+    fill_with_smallest_then_free(a);
     /* As if every freeing process died before its hint updates: wipe all
      * hints. The space is free, but searches cannot see it. */
     memset(a->base + a->layout.index_offset, 0, 8 * a->layout.index_words);
@@ -174,7 +177,6 @@ static void lost_hints_are_repaired(void **state)
     while (shmi_tree_alloc(a, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
         big++;
     assert_int_equal(big, a->capacity / MAX_CHUNK);
-    free(xs);
     shm_arena_close(a);
 }
 
