@@ -1,6 +1,16 @@
 /*
- * The process-local handle of an open arena. Everything in it was derived
- * from a validated superblock (layout.c), never read back from the file.
+ * The process-local handle of an open arena, and the internal entry
+ * points of the arena layer. Everything in the handle was derived from a
+ * validated superblock (layout.c), never read back from the file.
+ *
+ *   arena_open.c    opening (attach or create), closing, reset, unlink
+ *   arena_alloc.c   malloc, calloc, free, usable size, realloc
+ *   arena_stats.c   statistics, block usage, the process list, check
+ *   global.c        the default arena and the old API over it
+ *
+ * The public shm_arena_* functions and the global ones call the hidden
+ * shmi_arena_* functions below, so that calls inside the library bind
+ * directly, without a PLT hop.
  */
 #ifndef SHM_ARENA_H
 #define SHM_ARENA_H
@@ -10,50 +20,37 @@
 
 #include "shm_alloc.h"
 
-#include "atomics.h"
-#include "hint_index.h"
-#include "layout.h"
+#include "geometry.h"
+#include "process_table.h"
 
-/* One tier of bitmap words, as the fast paths use it. */
-struct shmi_tier {
-    shmi_atomic_word *words;
-    uint64_t count;     /* words in the tier */
-    uint64_t eligible;  /* nodes a word of this tier may allocate */
-    unsigned span_log2; /* bytes covered by one word */
-    unsigned first_row; /* first allocatable row */
-};
-
+/* The fields malloc and free read (read_only, then geo from base through
+ * the tiers) share the handle's first two cache lines: the handle is
+ * allocated 64-byte aligned. */
 struct shm_arena {
-    uint8_t *base;
-    uint64_t map_size;
-    uint64_t data_offset; /* copies of layout fields the fast path reads */
-    uint64_t capacity;
-    struct shmi_layout layout;
-    shmi_atomic_word *words;
-    struct shmi_tier tier[SHMI_MAX_TIERS];
-    struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
-    struct shmi_index empty[SHMI_MAX_TIERS];
-    uint64_t serial; /* unique in this process, names the arena for caches */
-    unsigned process_entries; /* entries this handle holds in the process
-                                 table (process_table.c) */
     bool read_only;
+    struct shmi_geometry geo;
+    uint64_t map_size;
+    struct shmi_process_table processes;
     char *remove_path; /* SHM_ARENA_REMOVE_ON_LAST_CLOSE: the file's path */
 };
-
-/* The shared header: SHMI_SHARED_HEADER_SIZE bytes, page aligned, zero in
- * a new file; named roots in the first 4096 bytes, the process table in
- * the rest. */
-static inline void *shmi_arena_shared_header(shm_arena *arena)
-{
-    return arena->base + arena->layout.header_offset;
-}
-
-/* Live processes attached to the arena's file (process_table.c). */
-size_t shmi_arena_live_processes(shm_arena *arena);
 
 /* The default arena, or NULL with errno saying why there is none (the
  * errno of the failed automatic attach, or ENXIO): for the global forms
  * of the shm_arena_* functions defined outside global.c. */
 shm_arena *shmi_current_arena(void);
+
+/* The allocation API (arena_alloc.c): the public functions of the same
+ * names without the i are aliases of these. The _as and `call` forms name
+ * the public function in the error handler's message. */
+shm_offt shmi_arena_malloc(shm_arena *arena, size_t size);
+shm_offt shmi_arena_malloc_as(shm_arena *arena, size_t size, const char *call);
+shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size);
+void shmi_arena_free(shm_arena *arena, shm_offt off);
+shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
+size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
+void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);
+
+/* Live processes attached to the arena's file; writes nothing. */
+size_t shmi_arena_live_processes(const shm_arena *arena);
 
 #endif /* SHM_ARENA_H */

@@ -139,36 +139,34 @@ shm_arena *shmi_current_arena(void)
 void *get_shm_user_base(void)
 {
     shm_arena *arena = shm_default_arena();
-    return arena ? arena->base : NULL;
+    return arena ? arena->geo.base : NULL;
 }
 
 shm_offt shm_malloc(size_t size)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_malloc(arena, size) : SHM_NULL;
+    return arena ? shmi_arena_malloc(arena, size) : SHM_NULL;
 }
 
 shm_offt shm_calloc(size_t count, size_t size)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_calloc(arena, count, size) : SHM_NULL;
+    return arena ? shmi_arena_calloc(arena, count, size) : SHM_NULL;
 }
 
 void shm_free(shm_offt off)
 {
     if (off == SHM_NULL)
         return;
-    shm_arena *arena = current();
+    shm_arena *arena = current(); /* or errno says why there is none */
     if (arena)
-        shm_arena_free(arena, off);
-    else
-        errno = EINVAL;
+        shmi_arena_free(arena, off);
 }
 
 size_t shm_usable_size(shm_offt off)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_usable_size(arena, off) : 0;
+    return arena ? shmi_arena_usable_size(arena, off) : 0;
 }
 
 size_t shm_available(void)
@@ -186,30 +184,30 @@ int shm_check(void)
 void *ptr_malloc(size_t size)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_ptr_malloc(arena, size) : NULL;
+    shm_offt off = arena ? shmi_arena_malloc_as(arena, size, "ptr_malloc") : 0;
+    return off == SHM_NULL ? NULL : arena->geo.base + off;
 }
 
 void *ptr_calloc(size_t count, size_t size)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_ptr_calloc(arena, count, size) : NULL;
+    shm_offt off = arena ? shmi_arena_calloc(arena, count, size) : SHM_NULL;
+    return off == SHM_NULL ? NULL : arena->geo.base + off;
 }
 
 void ptr_free(void *ptr)
 {
     if (!ptr)
         return;
-    shm_arena *arena = current();
+    shm_arena *arena = current(); /* or errno says why there is none */
     if (arena)
-        shm_arena_ptr_free(arena, ptr);
-    else
-        errno = EINVAL;
+        shmi_arena_ptr_free(arena, ptr, "ptr_free");
 }
 
 shm_offt shm_realloc(shm_offt off, size_t size)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_realloc(arena, off, size) : SHM_NULL;
+    return arena ? shmi_arena_realloc(arena, off, size) : SHM_NULL;
 }
 
 void *ptr_realloc(void *ptr, size_t size)
@@ -221,7 +219,7 @@ void *ptr_realloc(void *ptr, size_t size)
 int shm_stats(struct shm_stats *stats)
 {
     shm_arena *arena = current();
-    return arena ? shm_arena_stats(arena, stats) : ENXIO;
+    return arena ? shm_arena_stats(arena, stats) : errno;
 }
 
 size_t shm_maxsize(void)

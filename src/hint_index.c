@@ -36,41 +36,6 @@
 
 #define WORD_BITS 64
 
-static uint64_t words_on_level(uint64_t bits)
-{
-    return (bits + WORD_BITS - 1) / WORD_BITS;
-}
-
-uint64_t shmi_index_words(uint64_t bits)
-{
-    uint64_t total = 0;
-    if (bits == 0)
-        return 0;
-    for (;;) {
-        uint64_t words = words_on_level(bits);
-        total += words;
-        if (words == 1)
-            return total;
-        bits = words;
-    }
-}
-
-void shmi_index_bind(struct shmi_index *index, shmi_atomic_word *storage,
-                     uint64_t bits)
-{
-    index->bits = bits;
-    index->levels = 0;
-    uint64_t level_bits = bits;
-    while (level_bits > 0 && index->levels < SHMI_INDEX_MAX_LEVELS) {
-        uint64_t words = words_on_level(level_bits);
-        index->level[index->levels++] = storage;
-        storage += words;
-        if (words == 1)
-            break;
-        level_bits = words;
-    }
-}
-
 static uint64_t bit_of(uint64_t i)
 {
     return UINT64_C(1) << (i % WORD_BITS);
@@ -136,7 +101,7 @@ bool shmi_index_find_from(const struct shmi_index *index, uint64_t start,
          * position covering `start`. */
         unsigned level = 0;
         uint64_t pos = start;
-        uint64_t words = words_on_level(index->bits);
+        uint64_t words = shmi_layout_index_level_words(index->bits);
         uint64_t marked;
         for (;;) {
             uint64_t w = pos / WORD_BITS;
@@ -150,7 +115,7 @@ bool shmi_index_find_from(const struct shmi_index *index, uint64_t start,
             if (level + 1 == index->levels)
                 return false;
             pos = w + 1;
-            words = words_on_level(words);
+            words = shmi_layout_index_level_words(words);
             level++;
         }
         /* Descend along first marked bits. */

@@ -10,22 +10,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
-
-#define SHMI_INDEX_MAX_LEVELS 8
-
-/* Process-local view of one index stored in the file. */
-struct shmi_index {
-    shmi_atomic_word *level[SHMI_INDEX_MAX_LEVELS]; /* [0]: one bit a word */
-    uint64_t bits;                                  /* valid bits on [0] */
-    unsigned levels;
-};
-
-/* Words of storage an index over `bits` bits needs (0 for 0 bits). */
-uint64_t shmi_index_words(uint64_t bits);
-
-/* Binds `index` to `storage`, which holds shmi_index_words(bits) words. */
-void shmi_index_bind(struct shmi_index *index, shmi_atomic_word *storage,
-                     uint64_t bits);
+#include "geometry.h"
 
 /* Marks bit i, and makes sure every summary above it is marked too. */
 void shmi_index_mark(const struct shmi_index *index, uint64_t i);

@@ -26,14 +26,31 @@
  */
 #include "layout.h"
 
-#include "hint_index.h"
-
 #include <errno.h>
 #include <string.h>
 
 static uint64_t align_up(uint64_t value, uint64_t alignment)
 {
     return (value + alignment - 1) / alignment * alignment;
+}
+
+uint64_t shmi_layout_index_words(uint64_t bits)
+{
+    uint64_t total = 0;
+    while (bits > 0) {
+        uint64_t words = shmi_layout_index_level_words(bits);
+        total += words;
+        if (words == 1)
+            break;
+        bits = words;
+    }
+    return total;
+}
+
+uint64_t shmi_layout_data_alignment(uint64_t page_size)
+{
+    uint64_t block = UINT64_C(1) << SHM_MAX_ALLOC_POW2;
+    return block > page_size ? block : page_size;
 }
 
 uint64_t shmi_layout_granule(uint64_t page_size)
@@ -100,7 +117,7 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
     uint64_t index_word = 0;
     for (unsigned t = 0; t < l.tiers; t++) {
         unsigned first_row = t == 0 ? l.top_first_row : 1;
-        uint64_t words = shmi_index_words(l.tier_words[t]);
+        uint64_t words = shmi_layout_index_words(l.tier_words[t]);
         for (unsigned row = first_row; row < SHMI_WORD_ROWS; row++) {
             l.hint_index_at[t][row] = index_word;
             index_word += words;
@@ -117,10 +134,8 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
         align_up(l.header_offset + SHMI_SHARED_HEADER_SIZE, page_size);
     l.words_offset = align_up(l.index_offset + 8 * l.index_words, 64);
     l.metadata_end = l.words_offset + 8 * l.total_words;
-    uint64_t data_alignment = UINT64_C(1) << SHM_MAX_ALLOC_POW2;
-    if (data_alignment < page_size)
-        data_alignment = page_size;
-    l.data_offset = align_up(l.metadata_end, data_alignment);
+    l.data_offset =
+        align_up(l.metadata_end, shmi_layout_data_alignment(page_size));
     l.file_size = l.data_offset + capacity;
     *out = l;
     return 0;

@@ -68,6 +68,22 @@ struct shmi_superblock {
     uint64_t created_ns;   /* CLOCK_REALTIME at creation */
 };
 
+/* Words on one level of a hint index (hint_index.c) whose level below
+ * has `bits` bits: one bit per word of that level. */
+static inline uint64_t shmi_layout_index_level_words(uint64_t bits)
+{
+    return (bits + 63) / 64;
+}
+
+/* Words of storage a hint index over `bits` bits needs, all its levels
+ * together (0 for 0 bits). */
+uint64_t shmi_layout_index_words(uint64_t bits);
+
+/* Alignment of the data region in the file and of every mapping of it:
+ * 2^MAX or the page, whichever is larger, so that every chunk's address
+ * is aligned to its size. */
+uint64_t shmi_layout_data_alignment(uint64_t page_size);
+
 /* Smallest unit of capacity: the page or the smallest chunk. */
 uint64_t shmi_layout_granule(uint64_t page_size);
 

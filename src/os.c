@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -272,4 +274,62 @@ void shmi_os_close(int fd)
 int shmi_os_remove(const char *path)
 {
     return unlink(path) == 0 ? 0 : errno;
+}
+
+/* ---- processes --------------------------------------------------------- */
+
+uint32_t shmi_os_pid(void)
+{
+    return (uint32_t)getpid();
+}
+
+int shmi_os_process_signal_probe(uint32_t pid)
+{
+    return kill((pid_t)pid, 0) == 0 ? 0 : errno;
+}
+
+int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time)
+{
+    char path[32];
+    /* Fits: "/proc/", at most 10 digits, "/stat". */
+    (void)snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    char buf[1024];
+    size_t len = 0;
+    while (len < sizeof buf - 1) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            close(fd);
+            return err;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    /* Field 2 is the command name in parentheses and may itself hold
+     * spaces and parentheses: the fields after it follow the last ')'. */
+    const char *p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+        return EPROTO;
+    p += 2;
+    *state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (p == NULL)
+            return EPROTO;
+        p++;
+    }
+    char *end;
+    unsigned long long value = strtoull(p, &end, 10);
+    if (end == p)
+        return EPROTO;
+    *start_time = value;
+    return 0;
 }

@@ -70,4 +70,17 @@ void shmi_os_close(int fd);
 /* unlink(2): 0 or errno. */
 int shmi_os_remove(const char *path);
 
+/* ---- processes ---- */
+
+uint32_t shmi_os_pid(void);
+
+/* kill(pid, 0): 0 when the process exists and may be signalled, else the
+ * errno (ESRCH: no such process; EPERM: it exists, another user's). */
+int shmi_os_process_signal_probe(uint32_t pid);
+
+/* The state (field 3) and start time (field 22, clock ticks after boot)
+ * of a process, from /proc/PID/stat: 0, or an errno value (ENOENT: no
+ * such process; EPROTO: a line it cannot parse). */
+int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time);
+
 #endif /* SHM_OS_H */

@@ -27,8 +27,10 @@
  *
  * An entry is dead when kill(pid, 0) fails with ESRCH, when the process is
  * a zombie, or when its start time differs from the recorded one. A dead
- * entry is cleared with CAS identity -> 0 by whoever finds it (when a new
- * process finds the table full, and when counting). The CAS clears only
+ * entry is cleared with CAS identity -> 0 by whoever finds it (a new
+ * process that finds the table full, the arena layer when a process
+ * attaches, a last process leaving). Counting and listing never clear
+ * anything. The CAS clears only
  * that exact value, which no live process holds, so clearing never
  * removes a live entry.
  *
@@ -85,20 +87,12 @@
  * forked child shares its parent's mapping but not its entry.
  * /proc must be mounted for pid reuse to be recognised.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/types.h>
-#include <unistd.h>
-
 #include "process_table.h"
 
-#include "atomics.h"
+#include <errno.h>
+
+#include "os.h"
 #include "shared_header.h"
-#include "tree.h"
 
 #define HEADER_WORDS 8
 #define SLOT_COUNT (SHMI_PROCESS_TABLE_SIZE / 8 - HEADER_WORDS)
@@ -123,68 +117,19 @@ struct process_table {
 _Static_assert(sizeof(struct process_table) == SHMI_PROCESS_TABLE_SIZE,
                "the table fills its part of the shared header");
 
-static struct process_table *table_of(shm_arena *arena)
+static struct process_table *table_of(const struct shmi_process_table *t)
 {
-    uint8_t *header = shmi_arena_shared_header(arena);
-    return (struct process_table *)(header + SHMI_PROCESS_TABLE_OFFSET);
-}
-
-/* Reads the state (field 3) and start time (field 22) of a process from
- * /proc/PID/stat. Returns 0 or an errno value (ENOENT: no such process). */
-static int proc_stat_read(pid_t pid, char *state, uint64_t *start)
-{
-    char path[32];
-    /* Fits: "/proc/", at most 11 characters of an int, "/stat". */
-    (void)snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    char buf[1024];
-    size_t len = 0;
-    while (len < sizeof buf - 1) {
-        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int err = errno;
-            close(fd);
-            return err;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    /* Field 2 is the command name in parentheses and may itself hold
-     * spaces and parentheses: the fields after it follow the last ')'. */
-    const char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ' || p[2] == '\0')
-        return EPROTO;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (p == NULL)
-            return EPROTO;
-        p++;
-    }
-    char *end;
-    unsigned long long value = strtoull(p, &end, 10);
-    if (end == p)
-        return EPROTO;
-    *start = value;
-    return 0;
+    return (struct process_table *)t->words;
 }
 
 static int self_identity(uint64_t *id)
 {
-    pid_t pid = getpid();
+    uint32_t pid = shmi_os_pid();
     if ((uint64_t)pid > PID_MASK)
         return EOVERFLOW;
     char state;
     uint64_t start = 0;
-    if (proc_stat_read(pid, &state, &start) != 0)
+    if (shmi_os_process_stat(pid, &state, &start) != 0)
         start = 0;
     *id = (uint64_t)pid | (start & START_MASK) << PID_BITS;
     return 0;
@@ -192,16 +137,17 @@ static int self_identity(uint64_t *id)
 
 static bool identity_live(uint64_t id)
 {
-    pid_t pid = (pid_t)(id & PID_MASK);
+    uint32_t pid = (uint32_t)(id & PID_MASK);
     uint64_t start = (id >> PID_BITS) & START_MASK;
     if (pid == 0)
         return false; /* not an identity we write: clear it */
-    bool signalable = kill(pid, 0) == 0;
-    if (!signalable && errno == ESRCH)
+    int probe = shmi_os_process_signal_probe(pid);
+    bool signalable = probe == 0;
+    if (probe == ESRCH)
         return false;
     char state = '\0';
     uint64_t now = 0;
-    int err = proc_stat_read(pid, &state, &now);
+    int err = shmi_os_process_stat(pid, &state, &now);
     if (err == ENOENT && signalable)
         return false; /* exited since kill() */
     if (err != 0)
@@ -322,16 +268,16 @@ static int removal_check(struct process_table *table)
     }
 }
 
-int shmi_process_table_attach(shm_arena *arena)
+int shmi_process_table_attach(struct shmi_process_table *t)
 {
-    if (arena == NULL)
+    if (t == NULL)
         return EINVAL;
-    if (arena->read_only)
+    if (t->read_only)
         return EROFS;
     int saved = errno;
     uint64_t id;
     int err = self_identity(&id);
-    struct process_table *table = table_of(arena);
+    struct process_table *table = table_of(t);
     if (err == 0)
         err = slot_take(table, id);
     if (err == 0) {
@@ -339,59 +285,58 @@ int shmi_process_table_attach(shm_arena *arena)
         if (err != 0)
             slot_give_back(table, id);
         else
-            arena->process_entries++;
+            t->entries++;
     }
     errno = saved;
     return err;
 }
 
-void shmi_process_table_detach(shm_arena *arena)
+void shmi_process_table_detach(struct shmi_process_table *t)
 {
-    if (arena == NULL || arena->process_entries == 0)
+    if (t == NULL || t->entries == 0)
         return;
-    arena->process_entries--;
+    t->entries--;
     int saved = errno;
     uint64_t id;
     if (self_identity(&id) == 0)
-        slot_give_back(table_of(arena), id);
+        slot_give_back(table_of(t), id);
     errno = saved;
 }
 
 /* Unlinks path if it still names the arena's file: the file at path must
  * hold `expected` in its removal word (a value only this process wrote,
- * in the file it has mapped; file offsets are mapping offsets). */
-static int path_unlink_if_ours(shm_arena *arena, struct process_table *table,
+ * in the file it has mapped). */
+static int path_unlink_if_ours(const struct shmi_process_table *t,
                                const char *path, uint64_t expected)
 {
-    off_t where = (off_t)((uint8_t *)&table->removal - arena->base);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    uint64_t word = 0;
-    ssize_t n = pread(fd, &word, sizeof word, where);
-    int err = n < 0 ? errno : 0;
-    close(fd);
+    int fd;
+    struct shmi_file_info info;
+    int err = shmi_os_open_existing(path, true, &fd, &info);
     if (err != 0)
         return err;
-    if (n != (ssize_t)sizeof word || word != expected)
-        return ESTALE;
-    return unlink(path) == 0 ? 0 : errno;
+    uint64_t word = 0;
+    err = shmi_os_read_at(fd, &word, sizeof word, t->file_offset);
+    shmi_os_close(fd);
+    if (err == EBADMSG || (err == 0 && word != expected))
+        return ESTALE; /* shorter, or another file */
+    return err != 0 ? err : shmi_os_remove(path);
 }
 
-int shmi_process_table_detach_last(shm_arena *arena, const char *path)
+int shmi_process_table_detach_last(struct shmi_process_table *t,
+                                   const char *path)
 {
-    if (arena == NULL || path == NULL)
+    if (t == NULL || path == NULL)
         return EINVAL;
-    if (arena->read_only)
+    if (t->read_only)
         return EROFS;
     int saved = errno;
-    struct process_table *table = table_of(arena);
+    struct process_table *table = table_of(t);
     uint64_t id;
     int err = self_identity(&id);
     if (err != 0)
         goto out;
-    if (arena->process_entries > 0) { /* d1 */
-        arena->process_entries--;
+    if (t->entries > 0) { /* d1 */
+        t->entries--;
         slot_give_back(table, id);
     }
     if (live_count(table, true, true, NULL) > 0) /* d2 */
@@ -415,7 +360,7 @@ int shmi_process_table_detach_last(shm_arena *arena, const char *path)
     /* Seq_cst: d5, ordered against the cancelling CAS of a2. */
     if (!shmi_atomic_cas_seq_cst(&table->removal, &expected, committed))
         goto out; /* an attacher cancelled the removal */
-    err = path_unlink_if_ours(arena, table, path, committed); /* d6 */
+    err = path_unlink_if_ours(t, path, committed); /* d6 */
     /* Seq_cst, as every access to the removal word (invariant 3). Only
      * this process changes COMMITTED|id while it lives. A path that no
      * longer names this file (ESTALE) leaves the file usable. */
@@ -429,30 +374,45 @@ out:
     return err;
 }
 
-size_t shmi_process_table_live(shm_arena *arena)
+size_t shmi_process_table_live(const struct shmi_process_table *t)
 {
-    if (arena == NULL)
+    if (t == NULL)
         return 0;
     int saved = errno;
-    size_t cleared = 0;
-    size_t live =
-        live_count(table_of(arena), false, !arena->read_only, &cleared);
-    /* A process that died may have been killed between a free and its
-     * hint updates: whoever notices the death restores the hints. */
-    if (cleared)
-        shmi_tree_repair_hints(arena);
+    size_t live = live_count(table_of(t), false, false, NULL);
     errno = saved;
     return live;
 }
 
-int shmi_process_table_foreach(shm_arena *arena,
+size_t shmi_process_table_clear_dead(struct shmi_process_table *t)
+{
+    if (t == NULL || t->read_only)
+        return 0;
+    int saved = errno;
+    size_t cleared = 0;
+    live_count(table_of(t), false, true, &cleared);
+    errno = saved;
+    return cleared;
+}
+
+void shmi_process_table_bind(struct shmi_process_table *t,
+                             shmi_atomic_word *words, uint64_t file_offset,
+                             bool read_only)
+{
+    t->words = words;
+    t->file_offset = file_offset;
+    t->entries = 0;
+    t->read_only = read_only;
+}
+
+int shmi_process_table_foreach(const struct shmi_process_table *t,
                                int (*visit)(const struct shmi_process_info *,
                                             void *),
                                void *ctx)
 {
-    if (arena == NULL || visit == NULL)
+    if (t == NULL || visit == NULL)
         return EINVAL;
-    struct process_table *table = table_of(arena);
+    struct process_table *table = table_of(t);
     int saved = errno;
     int ret = 0;
     for (size_t i = 0; i < SLOT_COUNT && ret == 0; i++) {

@@ -67,6 +67,7 @@
 
 #include "shm_alloc.h"
 
+#include "arena.h"
 #include "atomics.h"
 #include "shared_header.h"
 
@@ -93,7 +94,7 @@ enum slot_visit {
 
 static struct root_slot *roots_of(shm_arena *arena)
 {
-    uint8_t *header = shmi_arena_shared_header(arena);
+    uint8_t *header = shmi_shared_header(&arena->geo);
     return (struct root_slot *)(header + SHMI_ROOTS_OFFSET);
 }
 
@@ -170,7 +171,7 @@ static int value_check(shm_arena *arena, shm_offt off)
 {
     if (arena->read_only)
         return EROFS;
-    return off >= shm_arena_mapping_size(arena) ? EINVAL : 0;
+    return off >= arena->map_size ? EINVAL : 0;
 }
 
 shm_offt shm_arena_root_get(shm_arena *arena, const char *name)

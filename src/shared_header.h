@@ -1,6 +1,7 @@
 /*
- * How the shared header (shmi_arena_shared_header(), SHMI_SHARED_HEADER_SIZE
- * bytes, page aligned, zeroed when the file is created) is divided:
+ * How the shared header (SHMI_SHARED_HEADER_SIZE bytes at the layout's
+ * header_offset, page aligned, zeroed when the file is created) is
+ * divided:
  *
  *   offset 0      4096 bytes   named roots          (roots.c)
  *   offset 4096   the rest     attached processes   (process_table.c)
@@ -12,8 +13,9 @@
 #ifndef SHM_SHARED_HEADER_H
 #define SHM_SHARED_HEADER_H
 
-#include "arena.h"
-#include "atomics.h"
+#include <stdint.h>
+
+#include "geometry.h"
 
 #define SHMI_ROOTS_OFFSET 0
 #define SHMI_ROOTS_SIZE 4096
@@ -22,5 +24,11 @@
 
 _Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
                "the process table needs at least one page");
+
+/* The shared header in this process's mapping. */
+static inline uint8_t *shmi_shared_header(const struct shmi_geometry *g)
+{
+    return g->base + g->layout.header_offset;
+}
 
 #endif /* SHM_SHARED_HEADER_H */

@@ -16,7 +16,7 @@ shm_offt shm_arena_memdup(shm_arena *arena, const void *p, size_t n)
         errno = EINVAL;
         return SHM_NULL;
     }
-    shm_offt off = shm_arena_malloc(arena, n);
+    shm_offt off = shmi_arena_malloc_as(arena, n, "shm_memdup");
     if (off != SHM_NULL && n > 0)
         memcpy((uint8_t *)shm_arena_base(arena) + off, p, n);
     return off;
@@ -29,7 +29,7 @@ shm_offt shm_arena_strndup(shm_arena *arena, const char *s, size_t n)
         return SHM_NULL;
     }
     size_t len = strnlen(s, n);
-    shm_offt off = shm_arena_malloc(arena, len + 1);
+    shm_offt off = shmi_arena_malloc_as(arena, len + 1, "shm_strndup");
     if (off != SHM_NULL) {
         char *copy = (char *)shm_arena_base(arena) + off;
         memcpy(copy, s, len);

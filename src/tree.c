@@ -94,24 +94,11 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "hint_index.h"
 #include "os.h"
 #include "word.h"
 
-#define ACTIVE (UINT64_C(1) << 1)
-
-#if SHM_TEST_YIELD
-#include <sched.h>
-
-void shmi_test_yield(void)
-{
-    static _Thread_local uint64_t state = 0x9e3779b97f4a7c15u;
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    if ((state & 7) == 0)
-        sched_yield();
-}
-#endif
+#define ACTIVE SHMI_TREE_ACTIVE
 
 /* ---- per-thread cursors ------------------------------------------------ */
 
@@ -154,37 +141,66 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 33);
 }
 
-static __attribute__((noinline)) void cursors_reset(struct cursors *c,
-                                                    const shm_arena *arena)
+static __attribute__((noinline)) void
+cursors_reset(struct cursors *c, const struct shmi_geometry *g)
 {
     pthread_once(&atfork_once, register_atfork);
     uint64_t seed = mix((uint64_t)(uintptr_t)c ^ shmi_os_seed());
-    for (unsigned t = 0; t < arena->layout.tiers; t++)
+    for (unsigned t = 0; t < g->tiers; t++)
         for (unsigned r = 0; r < SHMI_WORD_ROWS; r++)
-            c->word[t][r] = mix(seed + t) % arena->tier[t].count;
-    c->arena_serial = arena->serial;
+            c->word[t][r] = mix(seed + t) % g->tier[t].count;
+    c->arena_serial = g->serial;
 }
 
 static inline __attribute__((always_inline)) struct cursors *
-cursors_for(const shm_arena *arena)
+cursors_for(const struct shmi_geometry *g)
 {
     struct cursors *c = &thread_cursors;
-    if (c->arena_serial != arena->serial) /* once per thread, arena, fork */
-        cursors_reset(c, arena);
+    if (c->arena_serial != g->serial) /* once per thread, arena, fork */
+        cursors_reset(c, g);
     return c;
 }
 
 /* ---- geometry helpers -------------------------------------------------- */
 
-static shmi_atomic_word *word_at(const shm_arena *arena, unsigned tier,
+static shmi_atomic_word *word_at(const struct shmi_geometry *g, unsigned tier,
                                  uint64_t index)
 {
-    return arena->tier[tier].words + index;
+    return shmi_tree_word(g, tier, index);
 }
 
-static unsigned first_row(const shm_arena *arena, unsigned tier)
+static unsigned first_row(const struct shmi_geometry *g, unsigned tier)
 {
-    return arena->tier[tier].first_row;
+    return g->tier[tier].first_row;
+}
+
+/*
+ * SHM_DEBUG >= 2: every CAS of the tree keeps what held before it. A word
+ * that satisfied W1 still does after the CAS, and a lower-tier word that
+ * was ACTIVE before a claim or a free still is (T2). Only transitions are
+ * checked, never the words as read: a damaged file may break W1 by
+ * itself, and that must not stop the library.
+ */
+static inline void check_transition(const struct shmi_geometry *g,
+                                    unsigned tier, uint64_t before,
+                                    uint64_t after)
+{
+    unsigned first = 1u << first_row(g, tier);
+    SHMI_ASSERT_INTERNAL(!shmi_word_is_closed(before, first) ||
+                         shmi_word_is_closed(after, first));
+    SHMI_ASSERT_INTERNAL(tier == 0 || !(before & ACTIVE) || (after & ACTIVE));
+    (void)g;
+    (void)tier;
+    (void)before;
+    (void)after;
+    (void)first;
+}
+
+/* Bottom-row slot (0..31) of x's path in a word of `tier`. */
+static unsigned slot_of(const struct shmi_tier *tier, uint64_t x)
+{
+    return (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+           (SHMI_WORD_SLOTS - 1);
 }
 
 /* Whether `word` of `tier` can hand out a node on `row` right now. */
@@ -200,17 +216,17 @@ struct claim {
     unsigned node;
 };
 
-static uint64_t offset_of(const shm_arena *arena, const struct claim *c)
+static uint64_t offset_of(const struct shmi_geometry *g, const struct claim *c)
 {
-    unsigned span = arena->tier[c->tier].span_log2;
+    unsigned span = g->tier[c->tier].span_log2;
     unsigned row = shmi_word_row_of(c->node);
     uint64_t in_row = c->node - (1u << row);
     return (c->word << span) + (in_row << (span - row));
 }
 
-static uint64_t node_size(const shm_arena *arena, const struct claim *c)
+static uint64_t node_size(const struct shmi_geometry *g, const struct claim *c)
 {
-    return UINT64_C(1) << (arena->tier[c->tier].span_log2 -
+    return UINT64_C(1) << (g->tier[c->tier].span_log2 -
                            shmi_word_row_of(c->node));
 }
 
@@ -220,10 +236,10 @@ static uint64_t node_size(const shm_arena *arena, const struct claim *c)
  * bits: mark the rows on which it gained a free node, and the word as
  * empty when only ACTIVE is left. */
 static inline __attribute__((always_inline)) void
-publish_free(shm_arena *arena, unsigned tier, uint64_t index, uint64_t before,
-             uint64_t after)
+publish_free(struct shmi_geometry *g, unsigned tier, uint64_t index,
+             uint64_t before, uint64_t after)
 {
-    unsigned first = first_row(arena, tier);
+    unsigned first = first_row(g, tier);
     /* Usually the word already had room on its top row, so on every row:
      * nothing to publish. */
     if (shmi_word_free_starts(before, first) == 0) {
@@ -232,10 +248,10 @@ publish_free(shm_arena *arena, unsigned tier, uint64_t index, uint64_t before,
         if (gained_from < first)
             gained_from = first;
         for (unsigned row = gained_from; row < had_from; row++)
-            shmi_index_set(&arena->hints[tier][row], index);
+            shmi_index_set(&g->hints[tier][row], index);
     }
     if (tier > 0 && after == ACTIVE)
-        shmi_index_set(&arena->empty[tier], index);
+        shmi_index_set(&g->empty[tier], index);
 }
 
 /* ---- claim ------------------------------------------------------------- */
@@ -243,14 +259,14 @@ publish_free(shm_arena *arena, unsigned tier, uint64_t index, uint64_t before,
 /* Clears the (tier, row) hint of a word found without a free node on that
  * row, then loads the word again: a free that raced with the clear is not
  * lost, its hint is set back. Returns whether it was. */
-static bool drop_hint(shm_arena *arena, unsigned tier, unsigned row,
+static bool drop_hint(struct shmi_geometry *g, unsigned tier, unsigned row,
                       uint64_t index)
 {
-    const struct shmi_index *hints = &arena->hints[tier][row];
+    const struct shmi_index *hints = &g->hints[tier][row];
     shmi_index_clear(hints, index);
     /* seq_cst: the claim half of the store-buffer pair with publish_free
      * (CAS word, then load hint). */
-    uint64_t value = shmi_atomic_load_seq_cst(word_at(arena, tier, index));
+    uint64_t value = shmi_atomic_load_seq_cst(word_at(g, tier, index));
     if (!has_free(tier, value, row))
         return false;
     shmi_index_set(hints, index);
@@ -259,10 +275,10 @@ static bool drop_hint(shm_arena *arena, unsigned tier, unsigned row,
 
 /* One word: claims a free node on `row` or reports that it has none. */
 static inline __attribute__((always_inline)) bool
-try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
-                  struct claim *out)
+try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
+                  unsigned row, struct claim *out)
 {
-    shmi_atomic_word *word = word_at(arena, tier, index);
+    shmi_atomic_word *word = word_at(g, tier, index);
     /* relaxed: the CAS below re-validates the value it acts on. */
     uint64_t value = shmi_atomic_load_relaxed(word);
     for (;;) {
@@ -277,15 +293,16 @@ try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
          * are visible to its new owner. The release half is free on x86
          * and keeps the chain explicit for ThreadSanitizer, which does not
          * follow release sequences through acquire-only RMWs. */
+        SHMI_ASSERT_INTERNAL((value & shmi_word_subtree(node)) == 0);
         if (shmi_atomic_cas_acq_rel(word, &value,
                                     value | shmi_word_subtree(node))) {
+            check_transition(g, tier, value, value | shmi_word_subtree(node));
             out->tier = tier;
             out->word = index;
             out->node = node;
             /* Only a tier's last word reaches past the capacity. */
-            if (index + 1 < arena->tier[tier].count ||
-                offset_of(arena, out) + node_size(arena, out) <=
-                    arena->capacity)
+            if (index + 1 < g->tier[tier].count ||
+                offset_of(g, out) + node_size(g, out) <= g->capacity)
                 return true;
             /* A damaged file lost a pin (T3): the node lies past the
              * capacity. Keeping it claimed restores the pin; look on. */
@@ -294,29 +311,31 @@ try_claim_in_word(shm_arena *arena, unsigned tier, uint64_t index, unsigned row,
     }
 }
 
-static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
+static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
                           struct claim *out);
 
 /* Step 2: a new word of `tier` under a freshly claimed parent node. */
-static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
+static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
                           struct claim *out)
 {
     struct claim parent;
-    if (!claim_in_tier(arena, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent))
+    if (!claim_in_tier(g, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent))
         return false;
     uint64_t index =
         parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
-    if (index >= arena->tier[tier].count)
+    if (index >= g->tier[tier].count)
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
     uint64_t expected = 0;
     SHMI_TEST_YIELD(); /* between the two steps of an activation */
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
      * the parent release after it; release as in try_claim_in_word. */
-    if (!shmi_atomic_cas_acq_rel(word_at(arena, tier, index), &expected,
+    if (!shmi_atomic_cas_acq_rel(word_at(g, tier, index), &expected,
                                  ACTIVE | shmi_word_subtree(node)))
         return false; /* damaged file: T2 broken; u stays claimed */
-    publish_free(arena, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
+    SHMI_ASSERT_INTERNAL(
+        shmi_word_is_closed(ACTIVE | shmi_word_subtree(node), 2));
+    publish_free(g, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
                  ACTIVE | shmi_word_subtree(node));
     out->tier = tier;
     out->word = index;
@@ -324,24 +343,24 @@ static bool activate_word(shm_arena *arena, unsigned tier, unsigned row,
     return true;
 }
 
-static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
+static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
                           struct claim *out)
 {
-    const struct shmi_index *hints = &arena->hints[tier][row];
-    uint64_t *cursor = &cursors_for(arena)->word[tier][row];
+    const struct shmi_index *hints = &g->hints[tier][row];
+    uint64_t *cursor = &cursors_for(g)->word[tier][row];
     uint64_t index, start = *cursor;
     while (shmi_index_find(hints, start, &index)) {
-        if (try_claim_in_word(arena, tier, index, row, out)) {
+        if (try_claim_in_word(g, tier, index, row, out)) {
             *cursor = index;
             return true;
         }
-        if (drop_hint(arena, tier, row, index)) {
+        if (drop_hint(g, tier, row, index)) {
             start = index;
         } else {
             start = index + 1;
         }
     }
-    if (tier == 0 || !activate_word(arena, tier, row, out))
+    if (tier == 0 || !activate_word(g, tier, row, out))
         return false;
     *cursor = out->word;
     return true;
@@ -351,12 +370,13 @@ static bool claim_in_tier(shm_arena *arena, unsigned tier, unsigned row,
 
 /* Clears the parent node of word `index` of `tier` after the word was
  * retired, and publishes the space it frees. */
-static void release_parent(shm_arena *arena, unsigned tier, uint64_t index)
+static void release_parent(struct shmi_geometry *g, unsigned tier,
+                           uint64_t index)
 {
     uint64_t parent_index = index / SHMI_WORD_SLOTS;
     uint64_t bit = UINT64_C(1)
                    << (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS);
-    shmi_atomic_word *parent = word_at(arena, tier - 1, parent_index);
+    shmi_atomic_word *parent = word_at(g, tier - 1, parent_index);
     /* relaxed: the CAS re-validates. */
     uint64_t value = shmi_atomic_load_relaxed(parent);
     do {
@@ -365,16 +385,17 @@ static void release_parent(shm_arena *arena, unsigned tier, uint64_t index)
         /* seq_cst: as a free (release to the next claimer of the node;
          * ordered before publish_free's hint loads). */
     } while (!shmi_atomic_cas_seq_cst(parent, &value, value & ~bit));
-    publish_free(arena, tier - 1, parent_index, value, value & ~bit);
+    check_transition(g, tier - 1, value, value & ~bit);
+    publish_free(g, tier - 1, parent_index, value, value & ~bit);
 }
 
 /* Step 3: retires every empty word of the tiers below `tier`, deepest
  * first so that coalescing carries upward. Returns whether any was. */
-static bool retire_empty_below(shm_arena *arena, unsigned tier)
+static bool retire_empty_below(struct shmi_geometry *g, unsigned tier)
 {
     bool retired = false;
-    for (unsigned t = arena->layout.tiers - 1; t > tier; t--) {
-        const struct shmi_index *empty = &arena->empty[t];
+    for (unsigned t = g->tiers - 1; t > tier; t--) {
+        const struct shmi_index *empty = &g->empty[t];
         uint64_t start = 0, index;
         while (shmi_index_find_from(empty, start, &index)) {
             shmi_index_clear(empty, index);
@@ -382,30 +403,27 @@ static bool retire_empty_below(shm_arena *arena, unsigned tier)
             uint64_t expected = ACTIVE;
             /* acq_rel: acquire pairs with the frees that emptied the word;
              * release hands their writes on through the parent. */
-            if (!shmi_atomic_cas_acq_rel(word_at(arena, t, index), &expected,
-                                         0))
+            if (!shmi_atomic_cas_acq_rel(word_at(g, t, index), &expected, 0))
                 continue;
             SHMI_TEST_YIELD(); /* between the two steps of a retire */
-            release_parent(arena, t, index);
+            release_parent(g, t, index);
             retired = true;
         }
     }
     return retired;
 }
 
-uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
+uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
 {
     SHMI_ASSERT(class_index < SHMI_CLASSES);
-    unsigned tier = arena->layout.class_tier[class_index];
-    unsigned row = arena->layout.class_row[class_index];
+    unsigned tier = g->layout.class_tier[class_index];
+    unsigned row = g->layout.class_row[class_index];
     struct claim c;
     /* Fast path: the word this thread last used for this size. */
-    if (try_claim_in_word(arena, tier, cursors_for(arena)->word[tier][row], row,
-                          &c) ||
-        claim_in_tier(arena, tier, row, &c) ||
-        (retire_empty_below(arena, tier) &&
-         claim_in_tier(arena, tier, row, &c)))
-        return offset_of(arena, &c);
+    if (try_claim_in_word(g, tier, cursors_for(g)->word[tier][row], row, &c) ||
+        claim_in_tier(g, tier, row, &c) ||
+        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c)))
+        return offset_of(g, &c);
     return SHMI_NO_CHUNK;
 }
 
@@ -421,20 +439,18 @@ uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index)
  * an ancestor would have needed that bit clear (W1). Small chunks, the
  * common ones, are found with one load. */
 static inline __attribute__((always_inline)) bool
-find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
+find_owner(struct shmi_geometry *g, uint64_t x, struct claim *out,
+           uint64_t *value)
 {
-    for (unsigned t = arena->layout.tiers - 1;; t--) {
-        const struct shmi_tier *tier = &arena->tier[t];
+    for (unsigned t = g->tiers - 1;; t--) {
+        const struct shmi_tier *tier = &g->tier[t];
         uint64_t index = x >> tier->span_log2;
         /* relaxed: the caller owns the chunk (or is mistaken, which the
          * final CAS catches); the words on its path are stable. */
         uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
         if (t > 0 && !(w & ACTIVE))
             continue;
-        unsigned slot =
-            (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
-            (SHMI_WORD_SLOTS - 1);
-        unsigned node = shmi_word_owner(w, slot, tier->eligible);
+        unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
         if (node == 0 ||
             (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
             return false; /* not allocated, or a damaged word (W1) */
@@ -446,18 +462,17 @@ find_owner(shm_arena *arena, uint64_t x, struct claim *out, uint64_t *value)
     }
 }
 
-int shmi_tree_free(shm_arena *arena, uint64_t x)
+int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
 {
-    SHMI_ASSERT_INTERNAL(x < arena->capacity &&
+    SHMI_ASSERT_INTERNAL(x < g->capacity &&
                          x % ((uint64_t)1 << SHM_MIN_ALLOC_POW2) == 0);
     struct claim c;
     uint64_t value;
     /* The chunk must start at x: x is on the node's path, so that holds
      * iff x is aligned to the node's size. */
-    if (!find_owner(arena, x, &c, &value) ||
-        (x & (node_size(arena, &c) - 1)) != 0)
+    if (!find_owner(g, x, &c, &value) || (x & (node_size(g, &c) - 1)) != 0)
         return EINVAL;
-    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    shmi_atomic_word *word = word_at(g, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
     SHMI_TEST_YIELD();
     /* seq_cst: release pairs with the acquire CAS of the next claimer of
@@ -466,28 +481,26 @@ int shmi_tree_free(shm_arena *arena, uint64_t x)
     while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
         /* The word changed since it was read: the chunk must still be the
          * allocation here, with its whole subtree set. */
-        unsigned slot = (unsigned)(x >> (arena->tier[c.tier].span_log2 -
-                                         SHMI_WORD_BOTTOM_ROW)) &
-                        (SHMI_WORD_SLOTS - 1);
+        const struct shmi_tier *tier = &g->tier[c.tier];
         if ((value & mask) != mask ||
-            shmi_word_owner(value, slot, arena->tier[c.tier].eligible) !=
-                c.node)
+            shmi_word_owner(value, slot_of(tier, x), tier->eligible) != c.node)
             return EINVAL;
     }
-    publish_free(arena, c.tier, c.word, value, value & ~mask);
+    check_transition(g, c.tier, value, value & ~mask);
+    publish_free(g, c.tier, c.word, value, value & ~mask);
     /* The word has a hole of this size now: this thread's next claim of
      * the size looks here first (a cached word, and a snug fit). */
-    cursors_for(arena)->word[c.tier][shmi_word_row_of(c.node)] = c.word;
+    cursors_for(g)->word[c.tier][shmi_word_row_of(c.node)] = c.word;
     return 0;
 }
 
-uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x)
+uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+    if (!find_owner(g, x, &c, &value) || offset_of(g, &c) != x)
         return 0;
-    return node_size(arena, &c);
+    return node_size(g, &c);
 }
 
 /* ---- resizing in place ------------------------------------------------ */
@@ -501,22 +514,22 @@ uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x)
  * the rest of a's subtree is free: one CAS sets mask(a). Both stay inside
  * one word; across a tier boundary the caller falls back to a copy.
  */
-int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
+int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(arena, x, &c, &value) || offset_of(arena, &c) != x)
+    if (!find_owner(g, x, &c, &value) || offset_of(g, &c) != x)
         return EINVAL;
-    unsigned span = arena->tier[c.tier].span_log2;
+    unsigned span = g->tier[c.tier].span_log2;
     unsigned row = shmi_word_row_of(c.node);
     unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
-    if (want_log2 > span || span - want_log2 < first_row(arena, c.tier) ||
+    if (want_log2 > span || span - want_log2 < first_row(g, c.tier) ||
         span - want_log2 > SHMI_WORD_BOTTOM_ROW)
         return ENOMEM; /* the new size lives in another tier */
     unsigned want_row = span - want_log2;
     if (want_row == row)
         return 0;
-    shmi_atomic_word *word = word_at(arena, c.tier, c.word);
+    shmi_atomic_word *word = word_at(g, c.tier, c.word);
     uint64_t old_mask = shmi_word_subtree(c.node);
     if (want_row > row) {
         unsigned keep = c.node << (want_row - row);
@@ -526,7 +539,8 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
                 return EINVAL;
             /* seq_cst: a free of the released part (see shmi_tree_free). */
         } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
-        publish_free(arena, c.tier, c.word, value, value & ~released);
+        check_transition(g, c.tier, value, value & ~released);
+        publish_free(g, c.tier, c.word, value, value & ~released);
         return 0;
     }
     unsigned grown = c.node >> (row - want_row);
@@ -536,7 +550,7 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
     uint64_t taken = new_mask & ~old_mask;
     uint64_t ancestors =
         shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
-        ~new_mask & arena->tier[c.tier].eligible;
+        ~new_mask & g->tier[c.tier].eligible;
     do {
         if ((value & old_mask) != old_mask)
             return EINVAL;
@@ -544,257 +558,51 @@ int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index)
             return ENOMEM; /* a buddy is in use */
         /* acq_rel: a claim of the buddies (see try_claim_in_word). */
     } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
+    check_transition(g, c.tier, value, value | taken);
     return 0;
-}
-
-/* ---- census ------------------------------------------------------------ */
-
-/* Bottom-row occupancy of a word with every delegated slot whose child
- * word is logically empty (nothing allocated in it or below) counted as
- * free, recursively. */
-static uint32_t logical_occupancy(shm_arena *arena, unsigned tier,
-                                  uint64_t index, uint64_t w)
-{
-    uint32_t occupied = (uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
-    if (tier + 1 >= arena->layout.tiers || tier + 1 >= SHMI_MAX_TIERS)
-        return occupied;
-    uint64_t eligible = arena->tier[tier].eligible;
-    for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
-        if (!(occupied >> slot & 1))
-            continue;
-        uint64_t above = shmi_word_path_masks[slot] & eligible &
-                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot));
-        if (w & above)
-            continue; /* inside a larger allocation of this word */
-        uint64_t child = index * SHMI_WORD_SLOTS + slot;
-        if (child >= arena->tier[tier + 1].count)
-            continue; /* pinned: past the capacity */
-        /* relaxed: a snapshot. */
-        uint64_t cw = shmi_atomic_load_relaxed(word_at(arena, tier + 1, child));
-        if ((cw & ACTIVE) && logical_occupancy(arena, tier + 1, child, cw) == 0)
-            occupied &= ~(UINT32_C(1) << slot);
-    }
-    return occupied;
-}
-
-/* Counts the maximal free nodes of one word (and of the active words
- * below it) into free_chunks, by size class. */
-static void census_word(shm_arena *arena, unsigned tier, uint64_t index,
-                        uint64_t free_chunks[SHMI_CLASSES])
-{
-    /* relaxed: a snapshot. */
-    uint64_t w = shmi_atomic_load_relaxed(word_at(arena, tier, index));
-    if (tier > 0 && !(w & ACTIVE))
-        return;
-    uint32_t occupied = logical_occupancy(arena, tier, index, w);
-    uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
-    unsigned first = first_row(arena, tier);
-    unsigned span = arena->tier[tier].span_log2;
-    uint32_t parent_free = 0;
-    for (unsigned row = first; row < SHMI_WORD_ROWS; row++) {
-        uint32_t free_here = shmi_word_free_starts(logical, row);
-        /* maximal: the parent (same first slot, or the one g slots left)
-         * is not free */
-        unsigned g = 1u << (SHMI_WORD_BOTTOM_ROW - row);
-        uint32_t covered = (uint32_t)(parent_free | (uint64_t)parent_free << g);
-        uint32_t maximal = free_here & ~covered;
-        free_chunks[span - row - SHM_MIN_ALLOC_POW2] +=
-            (uint64_t)__builtin_popcount(maximal);
-        parent_free = free_here;
-    }
-    /* Words still occupied after that hold partial free space: count it
-     * there (a free top-row node of such a word is maximal, since both
-     * would make the word empty). */
-    if (tier + 1 < arena->layout.tiers && tier + 1 < SHMI_MAX_TIERS) {
-        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
-            uint64_t child = index * SHMI_WORD_SLOTS + slot;
-            if ((occupied >> slot & 1) && child < arena->tier[tier + 1].count)
-                census_word(arena, tier + 1, child, free_chunks);
-        }
-    }
-}
-
-void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES])
-{
-    for (unsigned c = 0; c < SHMI_CLASSES; c++)
-        free_chunks[c] = 0;
-    for (uint64_t i = 0; i < arena->tier[0].count; i++)
-        census_word(arena, 0, i, free_chunks);
 }
 
 /* ---- formatting -------------------------------------------------------- */
 
-static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
+static void format_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                         uint64_t value);
 
 /* Pins the part of `node` (in word `index` of `tier`) past the capacity
  * into *value, delegating a straddling bottom-row node to its child. */
-static void pin_node(shm_arena *arena, unsigned tier, uint64_t index,
+static void pin_node(struct shmi_geometry *g, unsigned tier, uint64_t index,
                      unsigned node, uint64_t *value)
 {
     struct claim c = {tier, index, node};
-    uint64_t start = offset_of(arena, &c), size = node_size(arena, &c);
-    if (start >= arena->capacity) {
+    uint64_t start = offset_of(g, &c), size = node_size(g, &c);
+    if (start >= g->capacity) {
         *value |= shmi_word_subtree(node);
-    } else if (start + size > arena->capacity) {
+    } else if (start + size > g->capacity) {
         if (shmi_word_row_of(node) < SHMI_WORD_BOTTOM_ROW) {
-            pin_node(arena, tier, index, 2 * node, value);
-            pin_node(arena, tier, index, 2 * node + 1, value);
+            pin_node(g, tier, index, 2 * node, value);
+            pin_node(g, tier, index, 2 * node + 1, value);
         } else {
             /* The capacity is a multiple of 2^MIN, so only a node with a
              * child word can straddle it. */
             *value |= UINT64_C(1) << node;
-            format_word(arena, tier + 1,
+            format_word(g, tier + 1,
                         index * SHMI_WORD_SLOTS + node - SHMI_WORD_FIRST_SLOT,
                         ACTIVE);
         }
     }
 }
 
-static void format_word(shm_arena *arena, unsigned tier, uint64_t index,
+static void format_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                         uint64_t value)
 {
-    unsigned row = first_row(arena, tier);
+    unsigned row = first_row(g, tier);
     for (unsigned node = 1u << row; node < 2u << row; node++)
-        pin_node(arena, tier, index, node, &value);
-    shmi_atomic_store_relaxed(word_at(arena, tier, index), value);
-    publish_free(arena, tier, index, ~UINT64_C(1), value);
+        pin_node(g, tier, index, node, &value);
+    shmi_atomic_store_relaxed(word_at(g, tier, index), value);
+    publish_free(g, tier, index, ~UINT64_C(1), value);
 }
 
-void shmi_tree_format(shm_arena *arena)
+void shmi_tree_format(struct shmi_geometry *g)
 {
-    for (uint64_t i = 0; i < arena->tier[0].count; i++)
-        format_word(arena, 0, i, 0);
-}
-
-/* ---- repair ------------------------------------------------------------ */
-
-/*
- * A process killed between a free's CAS and its hint updates leaves a word
- * with free space that no hint names (T4 weakened): the space is free but
- * searches may not find it. Walking every word and setting the hints its
- * current value calls for restores T4. It only ever sets hints, so it is
- * safe while others run (an extra hint costs one look); callers run it
- * when they learn that an attached process died.
- */
-void shmi_tree_repair_hints(shm_arena *arena)
-{
-    for (unsigned t = 0; t < arena->layout.tiers; t++) {
-        for (uint64_t i = 0; i < arena->tier[t].count; i++) {
-            /* seq_cst: as publish_free's, after the CAS it stands for. */
-            uint64_t w = shmi_atomic_load_seq_cst(word_at(arena, t, i));
-            if (t > 0 && !(w & ACTIVE))
-                continue;
-            unsigned row = shmi_word_top_free_row(w);
-            if (row < first_row(arena, t))
-                row = first_row(arena, t);
-            for (; row < SHMI_WORD_ROWS; row++)
-                shmi_index_set(&arena->hints[t][row], i);
-            if (t > 0 && w == ACTIVE)
-                shmi_index_set(&arena->empty[t], i);
-        }
-    }
-}
-
-/* ---- inspection -------------------------------------------------------- */
-
-uint64_t shmi_tree_free_bytes(shm_arena *arena)
-{
-    const struct shmi_layout *l = &arena->layout;
-    uint64_t free_bytes = 0;
-    for (unsigned t = 0; t < l->tiers; t++) {
-        uint64_t slot_size = UINT64_C(1)
-                             << (l->span_log2[t] - SHMI_WORD_BOTTOM_ROW);
-        for (uint64_t i = 0; i < l->tier_words[t]; i++) {
-            /* relaxed: a snapshot; each word is read once. */
-            uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
-            if (t > 0 && !(w & ACTIVE))
-                continue;
-            /* Only slots below the capacity count, whatever a damaged
-             * file says about the pinned ones. */
-            uint64_t start = i << l->span_log2[t];
-            uint64_t slots =
-                (arena->capacity - start + slot_size - 1) / slot_size;
-            uint32_t real = slots >= SHMI_WORD_SLOTS
-                                ? UINT32_MAX
-                                : (UINT32_C(1) << slots) - 1;
-            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT) & real;
-            free_bytes += (uint64_t)__builtin_popcount(free_slots) * slot_size;
-        }
-    }
-    return free_bytes < arena->capacity ? free_bytes : arena->capacity;
-}
-
-/* The same count as shmi_tree_free_bytes, split by block of 2^MAX bytes:
- * every free bottom-row slot lies inside one block, since a slot is at
- * most 2^MAX bytes. Slots past the capacity never count. */
-void shmi_tree_block_free_bytes(shm_arena *arena, uint64_t first,
-                                uint64_t count, uint32_t *free_bytes)
-{
-    const struct shmi_layout *l = &arena->layout;
-    for (uint64_t b = 0; b < count; b++)
-        free_bytes[b] = 0;
-    uint64_t start = first << SHM_MAX_ALLOC_POW2;
-    uint64_t end = (first + count) << SHM_MAX_ALLOC_POW2;
-    for (unsigned t = 0; t < l->tiers; t++) {
-        unsigned span = l->span_log2[t];
-        unsigned slot_log2 = span - SHMI_WORD_BOTTOM_ROW;
-        uint64_t last = (end - 1) >> span;
-        if (last >= l->tier_words[t])
-            last = l->tier_words[t] - 1;
-        for (uint64_t i = start >> span; i <= last; i++) {
-            /* relaxed: a snapshot; each word is read once. */
-            uint64_t w = shmi_atomic_load_relaxed(word_at(arena, t, i));
-            if (t > 0 && !(w & ACTIVE))
-                continue;
-            uint32_t free_slots = ~(uint32_t)(w >> SHMI_WORD_FIRST_SLOT);
-            for (; free_slots; free_slots &= free_slots - 1) {
-                unsigned s = (unsigned)__builtin_ctz(free_slots);
-                uint64_t at = (i << span) + ((uint64_t)s << slot_log2);
-                if (at >= start && at < end && at < arena->capacity)
-                    free_bytes[(at - start) >> SHM_MAX_ALLOC_POW2] +=
-                        UINT32_C(1) << slot_log2;
-            }
-        }
-    }
-}
-
-static bool word_is_consistent(shm_arena *arena, unsigned tier, uint64_t index,
-                               uint64_t w)
-{
-    const struct shmi_layout *l = &arena->layout;
-    unsigned row = first_row(arena, tier);
-    if (tier > 0) {
-        if (!(w & ACTIVE))
-            return w == 0;
-        uint64_t parent = shmi_atomic_load_relaxed(
-            word_at(arena, tier - 1, index / SHMI_WORD_SLOTS));
-        if (!(parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1))
-            return false;
-    } else if (w & ~shmi_word_rows_from(row)) {
-        return false;
-    }
-    if (!shmi_word_is_closed(w, 1u << row))
-        return false;
-    /* T3: bottom-row slots past the capacity are set. */
-    uint64_t slot_size = UINT64_C(1)
-                         << (l->span_log2[tier] - SHMI_WORD_BOTTOM_ROW);
-    uint64_t start = index << l->span_log2[tier];
-    for (unsigned s = 0; s < SHMI_WORD_SLOTS; s++)
-        if (start + s * slot_size >= arena->capacity &&
-            !(w >> (SHMI_WORD_FIRST_SLOT + s) & 1))
-            return false;
-    return true;
-}
-
-uint64_t shmi_tree_check(shm_arena *arena)
-{
-    uint64_t bad = 0;
-    for (unsigned t = 0; t < arena->layout.tiers; t++)
-        for (uint64_t i = 0; i < arena->tier[t].count; i++)
-            if (!word_is_consistent(
-                    arena, t, i,
-                    shmi_atomic_load_relaxed(word_at(arena, t, i))))
-                bad++;
-    return bad;
+    for (uint64_t i = 0; i < g->tier[0].count; i++)
+        format_word(g, 0, i, 0);
 }

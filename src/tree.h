@@ -1,56 +1,47 @@
 /*
- * The buddy trees of an arena: allocation, release and inspection of
- * chunks, all lock-free. See tree.c for the protocol.
+ * The buddy trees of an arena: claiming and releasing chunks, lock-free.
+ * See tree.c for the protocol; tree_inspect.h reads the same words.
  */
 #ifndef SHM_TREE_H
 #define SHM_TREE_H
 
 #include <stdint.h>
 
-#include "arena.h"
+#include "atomics.h"
+#include "geometry.h"
 
 #define SHMI_NO_CHUNK UINT64_MAX
+
+/* Node 1 of a lower-tier word: the word manages its parent node's
+ * subtree (tree.c). */
+#define SHMI_TREE_ACTIVE (UINT64_C(1) << 1)
+
+/* Word `index` of `tier`. */
+static inline shmi_atomic_word *shmi_tree_word(const struct shmi_geometry *g,
+                                               unsigned tier, uint64_t index)
+{
+    return g->tier[tier].words + index;
+}
 
 /* Builds the trees of a new, zeroed file: pins what lies past the
  * capacity and marks every word's hints. Single-threaded, before the file
  * is published. */
-void shmi_tree_format(shm_arena *arena);
+void shmi_tree_format(struct shmi_geometry *g);
 
 /* A chunk of 2^(MIN + class_index) bytes: its offset from the data
  * region's start, or SHMI_NO_CHUNK when none is free. */
-uint64_t shmi_tree_alloc(shm_arena *arena, unsigned class_index);
+uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index);
 
 /* Frees the chunk starting at data offset x (< capacity, a multiple of
  * 2^MIN); 0, or EINVAL when no live allocation starts there. */
-int shmi_tree_free(shm_arena *arena, uint64_t x);
+int shmi_tree_free(struct shmi_geometry *g, uint64_t x);
 
 /* Size of the live allocation starting at x, 0 when there is none. */
-uint64_t shmi_tree_usable(shm_arena *arena, uint64_t x);
+uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);
 
 /* Resizes the live allocation starting at x to class `class_index` without
  * moving it: 0, ENOMEM when that cannot be done in place (buddy in use,
  * or the size lives in another tier), EINVAL when x is not one. */
-int shmi_tree_resize(shm_arena *arena, uint64_t x, unsigned class_index);
-
-/* Maximal free chunks by class, counting empty active words as free (a
- * snapshot while others run). */
-void shmi_tree_census(shm_arena *arena, uint64_t free_chunks[SHMI_CLASSES]);
-
-/* Sets every hint the words' current values call for (restores T4 after
- * a process died between a free and its hint updates). Safe while others
- * run; O(words). */
-void shmi_tree_repair_hints(shm_arena *arena);
-
-/* Bytes in free chunks (words retired or not). */
-uint64_t shmi_tree_free_bytes(shm_arena *arena);
-
-/* Bytes in free chunks of each block of 2^MAX bytes from `first` on:
- * free_bytes[i] for block first + i, count blocks, all below the capacity
- * rounded up to a block (a snapshot while others run). */
-void shmi_tree_block_free_bytes(shm_arena *arena, uint64_t first,
-                                uint64_t count, uint32_t *free_bytes);
-
-/* Number of bitmap words that break an invariant (exact when quiescent). */
-uint64_t shmi_tree_check(shm_arena *arena);
+int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 
 #endif /* SHM_TREE_H */

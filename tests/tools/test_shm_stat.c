@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "arena.h"
+#include "tree.h"
 
 #define BLOCK ((size_t)1 << SHM_MAX_ALLOC_POW2)
 #define MIN_CHUNK ((size_t)1 << SHM_MIN_ALLOC_POW2)
@@ -562,8 +563,8 @@ static void check_reports_a_damaged_word(void **state)
 
     /* Node 1 of the first tier-0 word set without its subtree (or on a
      * row that word does not use): one word breaks an invariant. */
-    uint64_t before = shmi_atomic_load_relaxed(&a->words[0]);
-    shmi_atomic_store_relaxed(&a->words[0], before | 2u);
+    uint64_t before = shmi_atomic_load_relaxed(shmi_tree_word(&a->geo, 0, 0));
+    shmi_atomic_store_relaxed(shmi_tree_word(&a->geo, 0, 0), before | 2u);
     assert_int_equal(shm_arena_check(a), 1);
     r = run_tool(args);
     assert_int_equal(r.status, 3);
@@ -582,7 +583,7 @@ static void check_reports_a_damaged_word(void **state)
     assert_int_equal(r.status, 0);
     run_free(&r);
 
-    shmi_atomic_store_relaxed(&a->words[0], before);
+    shmi_atomic_store_relaxed(shmi_tree_word(&a->geo, 0, 0), before);
     r = run_tool(json_args);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "\"consistent\": true"));

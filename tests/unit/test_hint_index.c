@@ -27,7 +27,7 @@ static struct fixture make(uint64_t bits)
 {
     struct fixture f;
     f.bits = bits;
-    uint64_t words = shmi_index_words(bits);
+    uint64_t words = shmi_layout_index_words(bits);
     f.storage = calloc(words ? words : 1, sizeof *f.storage);
     assert_non_null(f.storage);
     shmi_index_bind(&f.index, f.storage, bits);
@@ -53,12 +53,12 @@ static void assert_summaries_exact(const struct fixture *f)
 static void sizes_of_levels(void **state)
 {
     (void)state;
-    assert_int_equal(shmi_index_words(0), 0);
-    assert_int_equal(shmi_index_words(1), 1);
-    assert_int_equal(shmi_index_words(64), 1);
-    assert_int_equal(shmi_index_words(65), 3);
-    assert_int_equal(shmi_index_words(4096), 65);
-    assert_int_equal(shmi_index_words(4097), 65 + 2 + 1);
+    assert_int_equal(shmi_layout_index_words(0), 0);
+    assert_int_equal(shmi_layout_index_words(1), 1);
+    assert_int_equal(shmi_layout_index_words(64), 1);
+    assert_int_equal(shmi_layout_index_words(65), 3);
+    assert_int_equal(shmi_layout_index_words(4096), 65);
+    assert_int_equal(shmi_layout_index_words(4097), 65 + 2 + 1);
     struct fixture f = make(300000);
     assert_int_equal(f.index.levels, 4);
     free(f.storage);

@@ -59,7 +59,7 @@ static void parts_are_ordered_and_aligned(void **state)
         for (unsigned t = 0; t < l.tiers; t++)
             for (unsigned r = (t ? 1 : l.top_first_row); r < 6; r++)
                 assert_true(l.hint_index_at[t][r] +
-                                shmi_index_words(l.tier_words[t]) <=
+                                shmi_layout_index_words(l.tier_words[t]) <=
                             l.index_words);
     }
 }

@@ -22,6 +22,7 @@
 
 #include "common/scratch.h"
 
+#include "arena.h"
 #include "process_table.h"
 #include "shared_header.h"
 
@@ -51,8 +52,7 @@ static shm_arena *arena_open(const char *path)
 
 static shmi_atomic_word *table_words(shm_arena *arena)
 {
-    return (shmi_atomic_word *)((uint8_t *)shmi_arena_shared_header(arena) +
-                                SHMI_PROCESS_TABLE_OFFSET);
+    return arena->processes.words;
 }
 
 static shmi_atomic_word *removal_word(shm_arena *arena)
@@ -87,7 +87,7 @@ static int count_entry(const struct shmi_process_info *info, void *ctx)
 static struct census census_of(shm_arena *arena)
 {
     struct census c = {0};
-    assert_int_equal(shmi_process_table_foreach(arena, count_entry, &c), 0);
+    assert_int_equal(shmi_process_table_foreach(&arena->processes, count_entry, &c), 0);
     return c;
 }
 
@@ -124,7 +124,7 @@ static bool file_exists(const char *path)
 static void test_entries_follow_open_and_close(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
     struct census c = census_of(f->arena);
     assert_int_equal(c.entries, 1);
     assert_int_equal(c.mine, 1);
@@ -132,21 +132,21 @@ static void test_entries_follow_open_and_close(void **state)
 
     shm_arena *second = arena_open(f->path);
     assert_non_null(second);
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
     assert_int_equal(census_of(second).mine, 2);
 
     /* A read-only attachment writes nothing, so it is not entered. */
     struct shm_arena_options ro = {.flags = SHM_ARENA_READ_ONLY};
     shm_arena *reader = shm_arena_open(f->path, &ro);
     assert_non_null(reader);
-    assert_int_equal(shmi_process_table_live(reader), 2);
-    assert_int_equal(shmi_process_table_attach(reader), EROFS);
-    assert_int_equal(shmi_process_table_detach_last(reader, f->path), EROFS);
+    assert_int_equal(shmi_process_table_live(&reader->processes), 2);
+    assert_int_equal(shmi_process_table_attach(&reader->processes), EROFS);
+    assert_int_equal(shmi_process_table_detach_last(&reader->processes, f->path), EROFS);
     shm_arena_close(reader);
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
 
     shm_arena_close(second);
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
     assert_int_equal(census_of(f->arena).entries, 1);
 }
 
@@ -179,7 +179,7 @@ static void test_dead_children_cleared(void **state)
         assert_int_equal(read(ready[0], &byte, 1), 1);
         assert_int_equal(byte, 'r');
     }
-    assert_int_equal(shmi_process_table_live(f->arena), 1 + CHILDREN);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1 + CHILDREN);
 
     /* Killed and not yet reaped: a zombie, no longer attached. */
     assert_int_equal(kill(pids[0], SIGKILL), 0);
@@ -192,12 +192,14 @@ static void test_dead_children_cleared(void **state)
     struct census c = census_of(f->arena);
     assert_int_equal(c.entries, 1 + CHILDREN); /* foreach changes nothing */
     assert_int_equal(c.live, CHILDREN);
-    assert_int_equal(shmi_process_table_live(f->arena), CHILDREN);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), CHILDREN);
+    assert_int_equal(census_of(f->arena).entries, 1 + CHILDREN); /* a query */
+    assert_int_equal(shmi_process_table_clear_dead(&f->arena->processes), 1);
     assert_int_equal(census_of(f->arena).entries, CHILDREN); /* cleared */
     int status;
     assert_int_equal(waitpid(pids[0], &status, 0), pids[0]);
     assert_true(WIFSIGNALED(status));
-    assert_int_equal(shmi_process_table_live(f->arena), CHILDREN);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), CHILDREN);
 
     close(go[1]); /* the others close their arenas and exit */
     for (int i = 1; i < CHILDREN; i++) {
@@ -205,7 +207,8 @@ static void test_dead_children_cleared(void **state)
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     close(ready[0]);
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
+    shmi_process_table_clear_dead(&f->arena->processes);
     assert_int_equal(census_of(f->arena).entries, 1);
 }
 
@@ -233,7 +236,9 @@ static void test_pid_reuse_and_garbage(void **state)
     struct census c = census_of(f->arena);
     assert_int_equal(c.entries, 5);
     assert_int_equal(c.live, 2);
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
+    assert_int_equal(census_of(f->arena).entries, 5); /* a query */
+    assert_int_equal(shmi_process_table_clear_dead(&f->arena->processes), 3);
     assert_int_equal(census_of(f->arena).entries, 2);
     assert_int_equal(atomic_load(slot_word(f->arena, at[1])), me);
     atomic_store(slot_word(f->arena, at[1]), 0);
@@ -252,21 +257,22 @@ static void test_full_table(void **state)
         }
     }
     assert_int_equal(filled, SLOT_COUNT - 1);
-    assert_int_equal(shmi_process_table_attach(f->arena), ENOSPC);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ENOSPC);
     /* Opening still works; the process just is not entered. */
     shm_arena *extra = arena_open(f->path);
     assert_non_null(extra);
     assert_int_equal(shm_arena_close(extra), 0);
-    assert_int_equal(shmi_process_table_live(f->arena), SLOT_COUNT);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), SLOT_COUNT);
 
     /* Entries of dead processes are reused when no slot is free. */
     for (size_t i = 0; i < SLOT_COUNT; i++)
         if (atomic_load(slot_word(f->arena, i)) == me)
             atomic_store(slot_word(f->arena, i), dead);
     assert_int_equal(census_of(f->arena).live, 0);
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
     assert_int_equal(census_of(f->arena).live, 1);
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
+    shmi_process_table_clear_dead(&f->arena->processes);
     assert_int_equal(census_of(f->arena).entries, 1);
 }
 
@@ -279,56 +285,56 @@ static void test_removal_word_states(void **state)
 
     /* A removal only claimed is cancelled by an attacher. */
     atomic_store(removal, REMOVAL_CLAIMED | me);
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
     assert_int_equal(atomic_load(removal), 0);
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
 
     /* Committed by a live process: the attacher backs out. */
     atomic_store(removal, REMOVAL_COMMITTED | me);
-    assert_int_equal(shmi_process_table_attach(f->arena), ESTALE);
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ESTALE);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
     assert_int_equal(atomic_load(removal), REMOVAL_COMMITTED | me);
 
     /* Committed by a process that died before unlinking: cleared. */
     atomic_store(removal, REMOVAL_COMMITTED | dead);
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
     assert_int_equal(atomic_load(removal), 0);
-    assert_int_equal(shmi_process_table_live(f->arena), 3);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
 
     atomic_store(removal, REMOVAL_REMOVED);
-    assert_int_equal(shmi_process_table_attach(f->arena), ESTALE);
-    assert_int_equal(shmi_process_table_live(f->arena), 3);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ESTALE);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
 
     /* Values no process writes (a damaged file) are cleared. */
     uint64_t damaged[] = {UINT64_MAX, REMOVAL_REMOVED | 1, 12345};
     for (size_t i = 0; i < 3; i++) {
         atomic_store(removal, damaged[i]);
-        assert_int_equal(shmi_process_table_attach(f->arena), 0);
+        assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
         assert_int_equal(atomic_load(removal), 0);
-        shmi_process_table_detach(f->arena);
+        shmi_process_table_detach(&f->arena->processes);
     }
-    assert_int_equal(shmi_process_table_live(f->arena), 3);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
 
     /* While other processes are attached, detaching leaves the file. */
     atomic_store(removal, 0);
-    assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_true(file_exists(f->path));
-    assert_int_equal(shmi_process_table_live(f->arena), 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
     assert_int_equal(atomic_load(removal), 0);
 
     /* Nobody attached, but another process is removing the file: it is
      * left to that one. */
-    shmi_process_table_detach(f->arena);
-    shmi_process_table_detach(f->arena);
-    assert_int_equal(shmi_process_table_live(f->arena), 0);
+    shmi_process_table_detach(&f->arena->processes);
+    shmi_process_table_detach(&f->arena->processes);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 0);
     atomic_store(removal, REMOVAL_CLAIMED | me);
-    assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_true(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_CLAIMED | me);
 
     /* A removal abandoned by a killed process is taken over. */
     atomic_store(removal, REMOVAL_CLAIMED | dead);
-    assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_false(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_REMOVED);
 }
@@ -343,22 +349,22 @@ static void test_last_process_removes_file(void **state)
         if (mine == NULL)
             _exit(1);
         /* The parent is still attached: the file stays. */
-        int err = shmi_process_table_detach_last(mine, f->path);
+        int err = shmi_process_table_detach_last(&mine->processes, f->path);
         _exit(err == 0 && file_exists(f->path) ? 0 : 2);
     }
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_true(file_exists(f->path));
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
 
-    assert_int_equal(shmi_process_table_detach_last(f->arena, f->path), 0);
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_false(file_exists(f->path));
     assert_int_equal(atomic_load(removal_word(f->arena)), REMOVAL_REMOVED);
     /* The next open makes a new file. */
     shm_arena *fresh = arena_open(f->path);
     assert_non_null(fresh);
-    assert_int_equal(shmi_process_table_live(fresh), 1);
+    assert_int_equal(shmi_process_table_live(&fresh->processes), 1);
     assert_int_equal(atomic_load(removal_word(fresh)), 0);
     shm_arena_close(fresh);
 }
@@ -375,18 +381,18 @@ static void test_removal_checks_the_path(void **state)
 
     /* A path naming another arena file is left alone, and the file of
      * this arena stays usable. */
-    assert_int_equal(shmi_process_table_detach_last(f->arena, other_path), 0);
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, other_path), 0);
     assert_true(file_exists(other_path));
     assert_true(file_exists(f->path));
     assert_int_equal(atomic_load(removal_word(f->arena)), 0);
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
-    assert_int_equal(shmi_process_table_live(f->arena), 1);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
 
-    assert_int_equal(shmi_process_table_detach_last(f->arena, "/nonexistent"),
+    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, "/nonexistent"),
                      ENOENT);
     assert_int_equal(atomic_load(removal_word(f->arena)), 0);
     assert_true(file_exists(f->path));
-    assert_int_equal(shmi_process_table_attach(f->arena), 0);
+    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
     unlink(other_path);
 }
 
@@ -418,7 +424,7 @@ static void test_concurrent_last_detach(void **state)
                     _exit(1);
                 if (read(go[0], &byte, 1) != 0)
                     _exit(2);
-                _exit(shmi_process_table_detach_last(mine, path) == 0 ? 0 : 3);
+                _exit(shmi_process_table_detach_last(&mine->processes, path) == 0 ? 0 : 3);
             }
         }
         close(ready[1]);
@@ -461,7 +467,7 @@ static void test_attach_races_removal(void **state)
         unlink(path);
         shm_arena *arena = arena_open(path);
         assert_non_null(arena);
-        shmi_process_table_detach(arena); /* mapped, not entered */
+        shmi_process_table_detach(&arena->processes); /* mapped, not entered */
         int ready[2], go[2];
         assert_int_equal(pipe(ready), 0);
         assert_int_equal(pipe(go), 0);
@@ -470,11 +476,11 @@ static void test_attach_races_removal(void **state)
         if (child == 0) {
             close(go[1]);
             char byte = 'r';
-            if (shmi_process_table_attach(arena) != 0 ||
+            if (shmi_process_table_attach(&arena->processes) != 0 ||
                 write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 0)
                 _exit(1);
             spin(child_spin);
-            _exit(shmi_process_table_detach_last(arena, path) == 0 ? 0 : 2);
+            _exit(shmi_process_table_detach_last(&arena->processes, path) == 0 ? 0 : 2);
         }
         close(ready[1]);
         close(go[0]);
@@ -482,7 +488,7 @@ static void test_attach_races_removal(void **state)
         assert_int_equal(read(ready[0], &byte, 1), 1);
         close(go[1]);
         spin(parent_spin);
-        int err = shmi_process_table_attach(arena);
+        int err = shmi_process_table_attach(&arena->processes);
         int status;
         assert_int_equal(waitpid(child, &status, 0), child);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -24,6 +24,7 @@
 #include "common/scratch.h"
 
 #include "shm_alloc.h"
+#include "arena.h"
 #include "shared_header.h"
 
 #define CAPACITY ((size_t)1 << 20)
@@ -491,7 +492,7 @@ static void test_half_written_slot(void **state)
 
     /* A process killed after writing two of the seven words of slot 0. */
     shmi_atomic_word *slot0 =
-        (shmi_atomic_word *)((uint8_t *)shmi_arena_shared_header(f->arena) +
+        (shmi_atomic_word *)(shmi_shared_header(&f->arena->geo) +
                              SHMI_ROOTS_OFFSET);
     atomic_store(&slot0[0], name_word(victim, 0));
     atomic_store(&slot0[1], name_word(victim, 1));

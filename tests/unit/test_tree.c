@@ -19,7 +19,9 @@
 #include "common/scratch.h"
 
 #include "arena.h"
+#include "hint_index.h"
 #include "tree.h"
+#include "tree_inspect.h"
 
 #define ACTIVE (UINT64_C(1) << 1)
 #define MIN_CHUNK ((uint64_t)1 << SHM_MIN_ALLOC_POW2)
@@ -27,22 +29,22 @@
 
 static shmi_atomic_word *word_of(shm_arena *a, unsigned t, uint64_t j)
 {
-    return a->words + a->layout.tier_first_word[t] + j;
+    return shmi_tree_word(&a->geo, t, j);
 }
 
 /* T4 in a quiescent arena. */
 static void assert_hints_complete(shm_arena *a)
 {
-    for (unsigned t = 0; t < a->layout.tiers; t++) {
-        for (uint64_t j = 0; j < a->layout.tier_words[t]; j++) {
+    for (unsigned t = 0; t < a->geo.layout.tiers; t++) {
+        for (uint64_t j = 0; j < a->geo.layout.tier_words[t]; j++) {
             uint64_t w = shmi_atomic_load_relaxed(word_of(a, t, j));
             if (t > 0 && !(w & ACTIVE))
                 continue;
-            for (unsigned r = t ? 1 : a->layout.top_first_row; r < 6; r++)
+            for (unsigned r = t ? 1 : a->geo.layout.top_first_row; r < 6; r++)
                 if (shmi_word_find_free(w, r))
-                    assert_true(shmi_index_test(&a->hints[t][r], j));
+                    assert_true(shmi_index_test(&a->geo.hints[t][r], j));
             if (t > 0 && w == ACTIVE)
-                assert_true(shmi_index_test(&a->empty[t], j));
+                assert_true(shmi_index_test(&a->geo.empty[t], j));
         }
     }
 }
@@ -54,17 +56,17 @@ static void capacity_not_a_whole_block_is_pinned(void **state)
     size_t capacity = 3 * MAX_CHUNK + 4096;
     shm_arena *a = scratch_arena("pins.shm", capacity);
     assert_non_null(a);
-    uint64_t cap = a->capacity;
-    assert_int_equal(shmi_tree_check(a), 0);
-    assert_int_equal(shmi_tree_free_bytes(a), cap);
+    uint64_t cap = a->geo.capacity;
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), cap);
     uint64_t count = 0, x;
-    while ((x = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK) {
+    while ((x = shmi_tree_alloc(&a->geo, 0)) != SHMI_NO_CHUNK) {
         assert_true(x < cap);
         count++;
     }
     assert_int_equal(count, cap / MIN_CHUNK);
-    assert_int_equal(shmi_tree_free_bytes(a), 0);
-    assert_int_equal(shmi_tree_check(a), 0);
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), 0);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
     shm_arena_close(a);
 }
 
@@ -81,21 +83,21 @@ static void hints_stay_complete_after_random_work(void **state)
     for (int op = 0; op < 100000; op++) {
         int i = rand_r(&seed) % LIVE;
         if (live[i] != SHMI_NO_CHUNK) {
-            assert_int_equal(shmi_tree_free(a, live[i]), 0);
+            assert_int_equal(shmi_tree_free(&a->geo, live[i]), 0);
             live[i] = SHMI_NO_CHUNK;
         } else {
             live[i] =
-                shmi_tree_alloc(a, (unsigned)rand_r(&seed) % SHMI_CLASSES);
+                shmi_tree_alloc(&a->geo, (unsigned)rand_r(&seed) % SHMI_CLASSES);
         }
         if (op % 10000 == 0)
             assert_hints_complete(a);
     }
     assert_hints_complete(a);
-    assert_int_equal(shmi_tree_check(a), 0);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
     for (int i = 0; i < LIVE; i++)
         if (live[i] != SHMI_NO_CHUNK)
-            assert_int_equal(shmi_tree_free(a, live[i]), 0);
-    assert_int_equal(shmi_tree_free_bytes(a), a->capacity);
+            assert_int_equal(shmi_tree_free(&a->geo, live[i]), 0);
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), a->geo.capacity);
     shm_arena_close(a);
 }
 
@@ -103,13 +105,13 @@ static void hints_stay_complete_after_random_work(void **state)
  * is left active and empty. */
 static void fill_with_smallest_then_free(shm_arena *a)
 {
-    uint64_t n = a->capacity / MIN_CHUNK;
+    uint64_t n = a->geo.capacity / MIN_CHUNK;
     uint64_t *xs = malloc(n * sizeof *xs);
     assert_non_null(xs);
     for (uint64_t i = 0; i < n; i++)
-        assert_true((xs[i] = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK);
+        assert_true((xs[i] = shmi_tree_alloc(&a->geo, 0)) != SHMI_NO_CHUNK);
     for (uint64_t i = 0; i < n; i++)
-        assert_int_equal(shmi_tree_free(a, xs[i]), 0);
+        assert_int_equal(shmi_tree_free(&a->geo, xs[i]), 0);
     free(xs);
 }
 
@@ -120,12 +122,12 @@ static void emptied_words_are_retired_for_large_chunks(void **state)
     assert_non_null(a);
     fill_with_smallest_then_free(a);
     /* the words stay active but count as free space */
-    assert_int_equal(shmi_tree_free_bytes(a), a->capacity);
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), a->geo.capacity);
     uint64_t big = 0;
-    while (shmi_tree_alloc(a, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
+    while (shmi_tree_alloc(&a->geo, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
         big++;
-    assert_int_equal(big, a->capacity / MAX_CHUNK);
-    assert_int_equal(shmi_tree_check(a), 0);
+    assert_int_equal(big, a->geo.capacity / MAX_CHUNK);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
     shm_arena_close(a);
 }
 
@@ -138,23 +140,23 @@ static void killed_activation_leaks_one_node_and_stays_consistent(void **state)
     }
     shm_arena *a = scratch_arena("orphan.shm", 1 << 20);
     assert_non_null(a);
-    uint64_t before = shmi_tree_free_bytes(a);
+    uint64_t before = shmi_tree_free_bytes(&a->geo);
     /* The first step of an activation, as a killed process leaves it:
      * the parent node claimed in tier 0, the child word still 0. */
     shmi_atomic_word *top = word_of(a, 0, 0);
     uint64_t slot_bit = UINT64_C(1) << SHMI_WORD_FIRST_SLOT;
     shmi_atomic_store_relaxed(top, shmi_atomic_load_relaxed(top) | slot_bit);
-    assert_int_equal(shmi_tree_check(a), 0);
-    uint64_t node_bytes = UINT64_C(1) << a->layout.span_log2[1];
-    assert_int_equal(shmi_tree_free_bytes(a), before - node_bytes);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
+    uint64_t node_bytes = UINT64_C(1) << a->geo.layout.span_log2[1];
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), before - node_bytes);
     /* Everything else keeps working and never hands out that node. */
     uint64_t x, count = 0;
-    while ((x = shmi_tree_alloc(a, 0)) != SHMI_NO_CHUNK) {
+    while ((x = shmi_tree_alloc(&a->geo, 0)) != SHMI_NO_CHUNK) {
         assert_true(x >= node_bytes);
         count++;
     }
-    assert_int_equal(count, (a->capacity - node_bytes) / MIN_CHUNK);
-    assert_int_equal(shmi_tree_check(a), 0);
+    assert_int_equal(count, (a->geo.capacity - node_bytes) / MIN_CHUNK);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
     shm_arena_close(a);
 }
 
@@ -166,17 +168,17 @@ static void lost_hints_are_repaired(void **state)
     fill_with_smallest_then_free(a);
     /* As if every freeing process died before its hint updates: wipe all
      * hints. The space is free, but searches cannot see it. */
-    memset(a->base + a->layout.index_offset, 0, 8 * a->layout.index_words);
-    unsigned top_tier = a->layout.class_tier[SHMI_CLASSES - 1];
-    unsigned top_row = a->layout.class_row[SHMI_CLASSES - 1];
+    memset(a->geo.base + a->geo.layout.index_offset, 0, 8 * a->geo.layout.index_words);
+    unsigned top_tier = a->geo.layout.class_tier[SHMI_CLASSES - 1];
+    unsigned top_row = a->geo.layout.class_row[SHMI_CLASSES - 1];
     uint64_t found;
-    assert_false(shmi_index_find(&a->hints[top_tier][top_row], 0, &found));
-    shmi_tree_repair_hints(a);
+    assert_false(shmi_index_find(&a->geo.hints[top_tier][top_row], 0, &found));
+    shmi_tree_repair_hints(&a->geo);
     assert_hints_complete(a);
     uint64_t big = 0;
-    while (shmi_tree_alloc(a, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
+    while (shmi_tree_alloc(&a->geo, SHMI_CLASSES - 1) != SHMI_NO_CHUNK)
         big++;
-    assert_int_equal(big, a->capacity / MAX_CHUNK);
+    assert_int_equal(big, a->geo.capacity / MAX_CHUNK);
     shm_arena_close(a);
 }
 
@@ -194,20 +196,20 @@ static void *churn(void *arg)
     unsigned char stamp[LIVE];
     for (int i = 0; i < LIVE; i++)
         live[i] = SHMI_NO_CHUNK;
-    uint8_t *data = w->arena->base + w->arena->data_offset;
+    uint8_t *data = w->arena->geo.base + w->arena->geo.data_offset;
     for (int op = 0; op < 100000; op++) {
         int i = rand_r(&w->seed) % LIVE;
         if (live[i] != SHMI_NO_CHUNK) {
-            uint64_t size = shmi_tree_usable(w->arena, live[i]);
+            uint64_t size = shmi_tree_usable(&w->arena->geo, live[i]);
             if (size == 0 || data[live[i]] != stamp[i] ||
                 data[live[i] + size - 1] != stamp[i])
                 w->failures++;
-            if (shmi_tree_free(w->arena, live[i]) != 0)
+            if (shmi_tree_free(&w->arena->geo, live[i]) != 0)
                 w->failures++;
             live[i] = SHMI_NO_CHUNK;
         } else {
             unsigned c = (unsigned)rand_r(&w->seed) % SHMI_CLASSES;
-            live[i] = shmi_tree_alloc(w->arena, c);
+            live[i] = shmi_tree_alloc(&w->arena->geo, c);
             if (live[i] != SHMI_NO_CHUNK) {
                 stamp[i] = (unsigned char)rand_r(&w->seed);
                 memset(data + live[i], stamp[i], MIN_CHUNK << c);
@@ -215,7 +217,7 @@ static void *churn(void *arg)
         }
     }
     for (int i = 0; i < LIVE; i++)
-        if (live[i] != SHMI_NO_CHUNK && shmi_tree_free(w->arena, live[i]))
+        if (live[i] != SHMI_NO_CHUNK && shmi_tree_free(&w->arena->geo, live[i]))
             w->failures++;
     return NULL;
 }
@@ -235,8 +237,8 @@ static void threads_race_on_one_arena(void **state)
         pthread_join(threads[t], NULL);
         assert_int_equal(workers[t].failures, 0);
     }
-    assert_int_equal(shmi_tree_check(a), 0);
-    assert_int_equal(shmi_tree_free_bytes(a), a->capacity);
+    assert_int_equal(shmi_tree_check(&a->geo), 0);
+    assert_int_equal(shmi_tree_free_bytes(&a->geo), a->geo.capacity);
     assert_hints_complete(a);
     shm_arena_close(a);
 }

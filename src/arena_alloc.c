@@ -1,0 +1,247 @@
+/*
+ * The allocation API of an arena: malloc, calloc, free, usable size and
+ * realloc, as offsets and as pointers. Each public function is a thin
+ * wrapper over a hidden shmi_arena_* one, which global.c's functions call
+ * too, so that no call inside the library goes through the PLT.
+ *
+ * What is checked here, before the tree (tree.c) sees a request: the
+ * handle (NULL: EINVAL; read-only: EROFS), the size (over 2^MAX: ENOMEM,
+ * reported), and that an offset handed back lies in the data region on a
+ * 2^MIN boundary (otherwise EINVAL, reported). The tree checks the rest:
+ * whether a live allocation starts there.
+ */
+#include "arena.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "report.h"
+#include "tree.h"
+
+/* Index of the size class serving `size` (which is <= 2^MAX). */
+static inline unsigned class_of(size_t size)
+{
+    if (size <= (size_t)1 << SHM_MIN_ALLOC_POW2)
+        return 0;
+    unsigned log2 = 64u - (unsigned)__builtin_clzll((uint64_t)size - 1);
+    return log2 - SHM_MIN_ALLOC_POW2;
+}
+
+/* Arena usable for writing, or errno set. */
+static inline bool writable(const shm_arena *arena)
+{
+    if (__builtin_expect(arena && !arena->read_only, 1))
+        return true;
+    errno = arena ? EROFS : EINVAL;
+    return false;
+}
+
+/* Whether size exceeds the largest chunk; if so reports it and sets
+ * ENOMEM. */
+static bool too_large(const char *call, size_t size)
+{
+    if (__builtin_expect(size <= (size_t)1 << SHM_MAX_ALLOC_POW2, 1))
+        return false;
+    shmi_report("%s: %zu bytes is more than the largest chunk (%zu)", call,
+                size, (size_t)1 << SHM_MAX_ALLOC_POW2);
+    errno = ENOMEM;
+    return true;
+}
+
+/* Reports an offset that is not the start of a live allocation. */
+static void not_live(const char *call, shm_offt off)
+{
+    shmi_report("%s: %" PRIu64 " is not the start of a live allocation", call,
+                off);
+    errno = EINVAL;
+}
+
+/* Data offset of `off` when it can start a chunk; SHMI_NO_CHUNK when it
+ * lies outside the data region or is misaligned. */
+static inline uint64_t data_position(const shm_arena *arena, shm_offt off)
+{
+    uint64_t x = off - arena->geo.data_offset; /* wraps below the region */
+    if (x >= arena->geo.capacity ||
+        (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)))
+        return SHMI_NO_CHUNK;
+    return x;
+}
+
+/* Data offset and size of the live allocation starting at off; reports
+ * and sets EINVAL (returning false) when there is none. */
+static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
+                       uint64_t *x, uint64_t *size)
+{
+    *x = data_position(arena, off);
+    *size = *x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(&arena->geo, *x);
+    if (*size == 0) {
+        not_live(call, off);
+        return false;
+    }
+    return true;
+}
+
+static inline __attribute__((always_inline)) shm_offt
+alloc_named(shm_arena *arena, size_t size, const char *call)
+{
+    if (!writable(arena) || too_large(call, size))
+        return SHM_NULL;
+    uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
+    if (__builtin_expect(x == SHMI_NO_CHUNK, 0)) {
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    return arena->geo.data_offset + x;
+}
+
+shm_offt shmi_arena_malloc(shm_arena *arena, size_t size)
+{
+    return alloc_named(arena, size, "shm_malloc");
+}
+
+shm_offt shmi_arena_malloc_as(shm_arena *arena, size_t size, const char *call)
+{
+    return alloc_named(arena, size, call);
+}
+
+shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        if (writable(arena)) {
+            shmi_report("shm_calloc: %zu * %zu overflows", count, size);
+            errno = ENOMEM;
+        }
+        return SHM_NULL;
+    }
+    shm_offt off = shmi_arena_malloc_as(arena, total, "shm_calloc");
+    if (off != SHM_NULL)
+        memset(arena->geo.base + off, 0, total);
+    return off;
+}
+
+void shmi_arena_free(shm_arena *arena, shm_offt off)
+{
+    if (off == SHM_NULL || !writable(arena))
+        return;
+    uint64_t x = data_position(arena, off);
+    if (x == SHMI_NO_CHUNK || shmi_tree_free(&arena->geo, x) != 0)
+        not_live("shm_free", off);
+}
+
+size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off)
+{
+    if (!arena) {
+        errno = EINVAL;
+        return 0;
+    }
+    uint64_t x, size;
+    return live_chunk(arena, off, "shm_usable_size", &x, &size) ? (size_t)size
+                                                                : 0;
+}
+
+shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
+{
+    if (off == SHM_NULL)
+        return shmi_arena_malloc_as(arena, size, "shm_realloc");
+    if (!writable(arena))
+        return SHM_NULL;
+    uint64_t x, old_size;
+    if (!live_chunk(arena, off, "shm_realloc", &x, &old_size) ||
+        too_large("shm_realloc", size))
+        return SHM_NULL;
+    unsigned wanted = class_of(size);
+    int err = shmi_tree_resize(&arena->geo, x, wanted);
+    if (err == EINVAL) {
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    /* Done in place, or a shrink that must cross a tier: the chunk it has
+     * is large enough, so it stays. */
+    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+        return off;
+    shm_offt moved = shmi_arena_malloc_as(arena, size, "shm_realloc");
+    if (moved == SHM_NULL)
+        return SHM_NULL;
+    memcpy(arena->geo.base + moved, arena->geo.base + off, (size_t)old_size);
+    shmi_arena_free(arena, off);
+    return moved;
+}
+
+/* Offset of ptr in the arena's mapping; SHM_NULL (reported, EINVAL) when
+ * it lies outside. */
+static shm_offt offset_of_pointer(const shm_arena *arena, const void *ptr,
+                                  const char *call)
+{
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)arena->geo.base;
+    if (p < base || p - base >= arena->map_size) {
+        shmi_report("%s: %p is outside the arena's mapping", call, ptr);
+        errno = EINVAL;
+        return SHM_NULL;
+    }
+    return (shm_offt)(p - base);
+}
+
+void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call)
+{
+    if (!ptr)
+        return;
+    if (!arena) {
+        errno = EINVAL;
+        return;
+    }
+    shm_offt off = offset_of_pointer(arena, ptr, call);
+    if (off != SHM_NULL)
+        shmi_arena_free(arena, off);
+}
+
+static void *pointer_of(const shm_arena *arena, shm_offt off)
+{
+    return off == SHM_NULL ? NULL : arena->geo.base + off;
+}
+
+/* ---- the public shm_arena_* forms ------------------------------------- */
+
+/* The public names of the functions above: the same code (an alias, so
+ * neither a call nor a jump is added), exported. */
+#define SHM_EXPORT_AS(internal)                                                \
+    __attribute__((alias(#internal), visibility("default")))
+extern __typeof__(shmi_arena_malloc)
+    shm_arena_malloc SHM_EXPORT_AS(shmi_arena_malloc);
+extern __typeof__(shmi_arena_calloc)
+    shm_arena_calloc SHM_EXPORT_AS(shmi_arena_calloc);
+extern __typeof__(shmi_arena_free)
+    shm_arena_free SHM_EXPORT_AS(shmi_arena_free);
+extern __typeof__(shmi_arena_usable_size)
+    shm_arena_usable_size SHM_EXPORT_AS(shmi_arena_usable_size);
+extern __typeof__(shmi_arena_realloc)
+    shm_arena_realloc SHM_EXPORT_AS(shmi_arena_realloc);
+
+void *shm_arena_ptr_malloc(shm_arena *arena, size_t size)
+{
+    return pointer_of(arena, shmi_arena_malloc_as(arena, size, "ptr_malloc"));
+}
+
+void *shm_arena_ptr_calloc(shm_arena *arena, size_t count, size_t size)
+{
+    return pointer_of(arena, shmi_arena_calloc(arena, count, size));
+}
+
+void shm_arena_ptr_free(shm_arena *arena, void *ptr)
+{
+    shmi_arena_ptr_free(arena, ptr, "ptr_free");
+}
+
+void *shm_arena_ptr_realloc(shm_arena *arena, void *ptr, size_t size)
+{
+    if (!ptr)
+        return shm_arena_ptr_malloc(arena, size);
+    if (!arena) {
+        errno = EINVAL;
+        return NULL;
+    }
+    shm_offt off = offset_of_pointer(arena, ptr, "ptr_realloc");
+    return off == SHM_NULL
+               ? NULL
+               : pointer_of(arena, shmi_arena_realloc(arena, off, size));
+}

@@ -1,0 +1,344 @@
+/*
+ * Arenas: opening (attach or create), closing, reset and removal of the
+ * file, and the handle's plain accessors.
+ *
+ * Creating a file, so that racing creators and attachers never see a
+ * half-made one and exactly one creator wins:
+ *   1. a file with no name (O_TMPFILE) in the target directory, mode as
+ *      asked (0600 by default);
+ *   2. sized, with disk space reserved (posix_fallocate) unless sparse;
+ *   3. mapped, trees formatted, superblock written last;
+ *   4. published with link(): EEXIST means another creator won, and this
+ *      one attaches to the winner's file instead.
+ * A creator killed before step 4 leaves nothing behind: an unnamed file
+ * disappears with its last descriptor.
+ *
+ * Attaching to an existing file: opened with O_NOFOLLOW (no symlinks), must
+ * be a regular file owned by the caller (or its group, when allowed); the
+ * superblock is read with pread and validated (layout.c) against this
+ * build and the file's real size before anything is mapped. A refused file
+ * is never written.
+ */
+#include "arena.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "os.h"
+#include "process_table.h"
+#include "report.h"
+#include "shared_header.h"
+#include "tree.h"
+#include "tree_inspect.h"
+
+#define KNOWN_FLAGS                                                            \
+    (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
+     SHM_ARENA_SHARED_GROUP | SHM_ARENA_READ_ONLY | SHM_ARENA_SAME_ADDRESS |   \
+     SHM_ARENA_REMOVE_ON_LAST_CLOSE)
+#define DEFAULT_MODE 0600u
+
+/* A handle for the file of layout l mapped at base; NULL when out of
+ * memory. Aligned to a cache line: see struct shm_arena. */
+static shm_arena *handle_new(void *base, const struct shmi_layout *l,
+                             bool read_only)
+{
+    size_t size = (sizeof(shm_arena) + 63) / 64 * 64;
+    shm_arena *arena = aligned_alloc(64, size);
+    if (!arena)
+        return NULL;
+    memset(arena, 0, size);
+    arena->read_only = read_only;
+    shmi_geometry_bind(&arena->geo, base, l);
+    arena->map_size = l->file_size;
+    uint64_t table_at = l->header_offset + SHMI_PROCESS_TABLE_OFFSET;
+    shmi_process_table_bind(&arena->processes,
+                            (shmi_atomic_word *)(arena->geo.base + table_at),
+                            table_at, read_only);
+    return arena;
+}
+
+static void handle_free(shm_arena *arena)
+{
+    if (!arena)
+        return;
+    shmi_os_unmap(arena->geo.base, arena->map_size);
+    free(arena->remove_path);
+    free(arena);
+}
+
+static int attach(int fd, const struct shmi_file_info *info,
+                  const struct shm_arena_options *opts, shm_arena **out)
+{
+    if (!shmi_os_may_adopt(info, opts->flags & SHM_ARENA_SHARED_GROUP))
+        return EACCES;
+    uint64_t page = shmi_os_page_size();
+    struct shmi_superblock sb;
+    if (info->size < sizeof sb)
+        return EBADMSG;
+    int err = shmi_os_read_at(fd, &sb, sizeof sb, 0);
+    if (err)
+        return err;
+    struct shmi_layout layout;
+    err = shmi_superblock_validate(&sb, info->size, page, &layout);
+    if (err)
+        return err;
+    bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    void *address = opts->address;
+    if (opts->flags & SHM_ARENA_SAME_ADDRESS) {
+        /* The recorded address is a number from the file: it must be a
+         * plausible, aligned user-space address before mmap sees it. */
+        uint64_t want = sb.creator_base;
+        if (want == 0 || want % shmi_layout_data_alignment(page) != 0 ||
+            want > UINTPTR_MAX - layout.file_size)
+            return EBADMSG;
+        address = (void *)(uintptr_t)want;
+    }
+    void *base;
+    err = shmi_os_map(fd, layout.file_size, !read_only, address,
+                      shmi_layout_data_alignment(page), &base);
+    if (err)
+        return err;
+    if (!read_only) {
+        err = shmi_os_protect_read_only(base, page);
+        if (err) {
+            shmi_os_unmap(base, layout.file_size);
+            return err;
+        }
+    }
+    shm_arena *arena = handle_new(base, &layout, read_only);
+    if (!arena) {
+        shmi_os_unmap(base, layout.file_size);
+        return ENOMEM;
+    }
+    *out = arena;
+    return 0;
+}
+
+/* Creates the file at path and maps it. EEXIST means that another creator
+ * published a file first; *refused is then false, and true for every
+ * other failure (an EEXIST from mapping at a taken address included). */
+static int create(const char *path, const struct shm_arena_options *opts,
+                  shm_arena **out, bool *refused)
+{
+    *refused = true;
+    uint64_t page = shmi_os_page_size();
+    uint64_t capacity = shmi_layout_round_capacity(opts->capacity, page);
+    struct shmi_layout layout;
+    if (capacity == 0 || shmi_layout_compute(capacity, page, &layout) != 0)
+        return EINVAL;
+    int fd;
+    char temp_path[PATH_MAX];
+    unsigned mode = opts->mode ? opts->mode : DEFAULT_MODE;
+    int err = shmi_os_create_unpublished(path, mode, &fd, temp_path,
+                                         sizeof temp_path);
+    if (err)
+        return err;
+    void *base = NULL;
+    shm_arena *arena = NULL;
+    err = shmi_os_reserve(fd, layout.file_size, layout.metadata_end,
+                          layout.data_offset, opts->flags & SHM_ARENA_SPARSE);
+    if (!err)
+        err = shmi_os_map(fd, layout.file_size, true, opts->address,
+                          shmi_layout_data_alignment(page), &base);
+    if (!err && !(arena = handle_new(base, &layout, false)))
+        err = ENOMEM;
+    if (!err) {
+        shmi_tree_format(&arena->geo);
+        struct shmi_superblock sb;
+        shmi_superblock_fill(&sb, &layout, (uint32_t)geteuid(),
+                             (uint64_t)(uintptr_t)base, shmi_os_now_ns());
+        memcpy(base, &sb, sizeof sb);
+        err = shmi_os_protect_read_only(base, page);
+    }
+    if (!err) {
+        err = shmi_os_publish(fd, temp_path, path);
+        *refused = err != EEXIST;
+    } else {
+        shmi_os_discard(temp_path);
+    }
+    shmi_os_close(fd);
+    if (err) {
+        if (arena)
+            handle_free(arena);
+        else
+            shmi_os_unmap(base, layout.file_size);
+        return err;
+    }
+    *out = arena;
+    return 0;
+}
+
+/* The last step of every successful open: enters the process in the
+ * file's process table, and on a file that others used, clears the
+ * entries of dead processes and repairs the hints they may have left
+ * stale. Not being entered (a full table) does not fail the open: only
+ * ESTALE, a file being removed by its last process, does, and ENOMEM; the
+ * handle is then dropped. */
+static int finish_open(shm_arena *arena, const char *path,
+                       const struct shm_arena_options *opts, bool created)
+{
+    if ((opts->flags & SHM_ARENA_REMOVE_ON_LAST_CLOSE) && !arena->read_only &&
+        !(arena->remove_path = strdup(path))) {
+        handle_free(arena);
+        return ENOMEM;
+    }
+    int err = shmi_process_table_attach(&arena->processes);
+    if (err == ESTALE) {
+        handle_free(arena);
+        return ESTALE;
+    }
+    if (!created && shmi_process_table_clear_dead(&arena->processes) > 0)
+        shmi_tree_repair_hints(&arena->geo); /* a death may have lost hints */
+    return 0;
+}
+
+static bool options_valid(const struct shm_arena_options *opts)
+{
+    return !(opts->flags & ~KNOWN_FLAGS) && !(opts->mode & ~07777u) &&
+           !((opts->flags & SHM_ARENA_READ_ONLY) &&
+             (opts->flags & SHM_ARENA_EXCLUSIVE));
+}
+
+static shm_arena *open_failed(const char *what, const char *path, int err)
+{
+    if (what)
+        shmi_report("shm_arena_open: %s %s: %s", what, path, strerror(err));
+    errno = err;
+    return NULL;
+}
+
+shm_arena *shm_arena_open(const char *path,
+                          const struct shm_arena_options *options)
+{
+    static const struct shm_arena_options defaults = {0};
+    const struct shm_arena_options *opts = options ? options : &defaults;
+    if (!path || !*path || !options_valid(opts))
+        return open_failed(NULL, path, EINVAL);
+    bool read_only = opts->flags & SHM_ARENA_READ_ONLY;
+    /* A file can vanish between a failed link and the next open (its owner
+     * removed it), and a file being removed by its last process sends the
+     * opener round again (ESTALE): a few rounds settle that. */
+    for (unsigned round = 0; round < 16; round++) {
+        int fd;
+        struct shmi_file_info info;
+        shm_arena *arena = NULL;
+        bool created = false;
+        int err = shmi_os_open_existing(path, read_only, &fd, &info);
+        if (err == 0) {
+            err = (opts->flags & SHM_ARENA_EXCLUSIVE)
+                      ? EEXIST
+                      : attach(fd, &info, opts, &arena);
+            shmi_os_close(fd);
+            if (err)
+                return open_failed("refusing", path, err);
+        } else if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) ||
+                   read_only) {
+            return open_failed(NULL, path, err);
+        } else {
+            bool refused;
+            err = create(path, opts, &arena, &refused);
+            if (err && (refused || (opts->flags & SHM_ARENA_EXCLUSIVE)))
+                return open_failed("cannot create", path, err);
+            if (err)
+                continue; /* another creator won: attach to its file */
+            created = true;
+        }
+        err = finish_open(arena, path, opts, created);
+        if (err == ESTALE)
+            continue; /* its last process is removing it: open anew */
+        if (err)
+            return open_failed(NULL, path, err);
+        return arena;
+    }
+    return open_failed(NULL, path, EAGAIN);
+}
+
+int shm_arena_close(shm_arena *arena)
+{
+    if (!arena)
+        return 0;
+    int err = 0;
+    if (arena->remove_path)
+        err = shmi_process_table_detach_last(&arena->processes,
+                                             arena->remove_path);
+    else
+        shmi_process_table_detach(&arena->processes);
+    handle_free(arena);
+    if (err)
+        errno = err;
+    return err;
+}
+
+int shm_arena_reset(shm_arena *arena)
+{
+    int err = 0;
+    if (!arena)
+        err = EINVAL;
+    else if (arena->read_only)
+        err = EROFS;
+    if (!err) {
+        shmi_process_table_clear_dead(&arena->processes);
+        if (shmi_arena_live_processes(arena) > 1)
+            err = EBUSY;
+    }
+    if (err) {
+        errno = err;
+        return err;
+    }
+    const struct shmi_layout *l = &arena->geo.layout;
+    memset(shmi_shared_header(&arena->geo), 0, SHMI_ROOTS_SIZE);
+    memset(arena->geo.base + l->index_offset, 0,
+           l->metadata_end - l->index_offset);
+    shmi_tree_format(&arena->geo);
+    return 0;
+}
+
+int shm_arena_unlink(const char *path)
+{
+    int fd;
+    struct shmi_file_info info;
+    int err =
+        path && *path ? shmi_os_open_existing(path, true, &fd, &info) : EINVAL;
+    if (err == 0) {
+        shmi_os_close(fd);
+        err = shmi_os_remove(path);
+    }
+    if (err)
+        errno = err;
+    return err;
+}
+
+void *shm_arena_base(const shm_arena *arena)
+{
+    return arena ? arena->geo.base : NULL;
+}
+
+size_t shm_arena_capacity(const shm_arena *arena)
+{
+    return arena ? (size_t)arena->geo.capacity : 0;
+}
+
+size_t shm_arena_mapping_size(const shm_arena *arena)
+{
+    return arena ? (size_t)arena->map_size : 0;
+}
+
+size_t shm_mapping_size_for_capacity(size_t capacity)
+{
+    uint64_t page = shmi_os_page_size();
+    uint64_t rounded = shmi_layout_round_capacity(capacity, page);
+    struct shmi_layout layout;
+    if (rounded == 0 || shmi_layout_compute(rounded, page, &layout) != 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    return (size_t)layout.file_size;
+}
+
+size_t shmi_arena_live_processes(const shm_arena *arena)
+{
+    return shmi_process_table_live(&arena->processes);
+}
