@@ -17,7 +17,7 @@ set(SHM_PATH_ENV_NAME "SHM_FILE" CACHE STRING
 set(SHM_SIZE_ENV_NAME "SHM_SIZE" CACHE STRING
     "environment variable giving the capacity of a new file (bytes, or with a K/M/G suffix)")
 set(SHM_DEBUG 0 CACHE STRING
-    "assertion level: 0 none, 1 cheap, 2 internal invariants, 3 expensive (whole-arena checks)")
+    "assertion level: 0 none, 1 cheap (arguments the library passed itself), 2 internal invariants (every bitmap transition)")
 set(SHM_SANITIZE "" CACHE STRING
     "sanitizers to build with: empty, 'address,undefined' or 'thread'")
 option(SHM_WERROR "treat compiler warnings as errors" OFF)
@@ -35,4 +35,7 @@ if(SHM_MIN_ALLOC_POW2 LESS 3 OR SHM_MAX_ALLOC_POW2 GREATER 30
    OR SHM_MIN_ALLOC_POW2 GREATER SHM_MAX_ALLOC_POW2)
   message(FATAL_ERROR "need 3 <= SHM_MIN_ALLOC_POW2 <= SHM_MAX_ALLOC_POW2 <= 30, "
                       "got ${SHM_MIN_ALLOC_POW2} and ${SHM_MAX_ALLOC_POW2}")
+endif()
+if(NOT SHM_DEBUG MATCHES "^[0-2]$")
+  message(FATAL_ERROR "SHM_DEBUG must be 0, 1 or 2, got '${SHM_DEBUG}'")
 endif()

@@ -13,14 +13,29 @@
  * the one given to shm_init(). Each has an shm_arena_* twin that takes an
  * explicit arena from shm_arena_open(); several arenas may be open at once.
  *
- * Concurrency: allocation, release and the queries may run at the same time
- * in any number of threads and processes; none of them takes a lock or
- * waits for another. Opening and closing are thread-safe; closing an arena
- * (or shm_deinit) while other threads of the same process still use it is
- * undefined.
+ * Errors, one convention for the whole API:
+ *   - calls that allocate (shm_malloc, ..., shm_strdup) follow malloc:
+ *     SHM_NULL (or NULL) on failure, with errno saying why;
+ *   - every other call that can fail returns 0 or an errno value, and
+ *     also sets errno to that value (LMDB's convention); the old API's
+ *     bool and size_t results (shm_init, shm_usable_size, ...) keep their
+ *     type and set errno when they fail;
+ *   - errno is left alone by calls that succeed.
+ * The library never prints, never exits and never aborts on what a caller
+ * or a file hands it; an optional handler receives a message for every
+ * refused call (shm_set_error_handler).
  *
- * Errors follow malloc: SHM_NULL (or NULL) and errno. The library never
- * prints, never exits and never aborts on bad input.
+ * Concurrency: each prototype says which calls may run at the same time as
+ * it. In short: allocation, release, roots and the queries may run at the
+ * same time in any number of threads and processes, and none of them takes
+ * a lock or waits for another ("any"). Opening is thread-safe. Closing an
+ * arena (or shm_deinit) while other threads of the same process still use
+ * that handle is undefined ("no other call on the handle").
+ *
+ * Source compatibility: programs written for the old shm_alloc API used
+ * printf after including only this header, so it includes <stdio.h>
+ * unless SHM_ALLOC_NO_STDIO is defined before it (new programs may define
+ * it; the library itself is built with it).
  */
 #ifndef SHM_ALLOC_H
 #define SHM_ALLOC_H
@@ -29,7 +44,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h> /* programs written for the old API use printf from here */
+#ifndef SHM_ALLOC_NO_STDIO
+#include <stdio.h> /* for programs written for the old API: see above */
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,17 +74,20 @@ typedef uint64_t shm_offt;
  * (refused with EEXIST rather than replacing another mapping).
  * Returns true on success and when an arena is already attached; false
  * with errno set otherwise (see docs/how_to_use.md for every errno).
- * Thread-safe; may race with the same call in other threads and processes.
+ * Concurrency: any; it may race with itself in other threads and processes.
  */
 SHM_API bool shm_init(void *optional_addr, const char *shm_filename);
 
-/* Unmaps the default arena; the file stays. No other thread may be using
- * the arena. Attaching again afterwards is allowed. */
+/* Unmaps the default arena; the file stays. Attaching again afterwards is
+ * allowed. Concurrency: no other call on the default arena in this
+ * process. */
 SHM_API void shm_deinit(void);
 
 /* Base address of the default arena's mapping (NULL when not attached):
- * address = base + offset. */
-SHM_API void *get_shm_user_base(void);
+ * address = base + offset. Pure: it changes only through shm_init and
+ * shm_deinit, so the compiler may keep one result across the uses of
+ * SHM_OFFT_TO_ADDR between other calls. Concurrency: any. */
+SHM_API void *get_shm_user_base(void) __attribute__((pure));
 
 /*
  * Allocates the smallest power of two >= max(size, the minimum chunk),
@@ -75,40 +95,43 @@ SHM_API void *get_shm_user_base(void);
  * minimum chunk. Returns SHM_NULL with errno = ENOMEM when size exceeds
  * get_shm_max_allocatable_size() or no free chunk is large enough, and
  * errno = ENXIO when no arena is attached (or the errno of the failed
- * automatic attach).
+ * automatic attach), EROFS on a read-only arena. Concurrency: any.
  */
 SHM_API shm_offt shm_malloc(size_t size);
 
 /* As shm_malloc for count * size bytes, and those bytes zeroed (the rest
  * of the chunk, up to shm_usable_size, is not cleared). ENOMEM when the
- * product overflows. */
+ * product overflows. Concurrency: any. */
 SHM_API shm_offt shm_calloc(size_t count, size_t size);
 
 /*
  * Returns a chunk to the arena. SHM_NULL does nothing. An offset that is
  * not the start of a live allocation (out of range, in the metadata,
  * misaligned, inside a chunk, already free) changes nothing and sets
- * errno = EINVAL.
+ * errno = EINVAL; with no arena attached, errno says why (as shm_malloc).
+ * Concurrency: any, except a free of the same chunk.
  */
 SHM_API void shm_free(shm_offt off);
 
 /* Bytes usable in the live allocation starting at off; 0 with
- * errno = EINVAL when off is not the start of one. */
+ * errno = EINVAL when off is not the start of one. Concurrency: any. */
 SHM_API size_t shm_usable_size(shm_offt off);
 
-/* Bytes in free chunks right now (a snapshot while others run). */
+/* Bytes in free chunks right now (a snapshot while others run); 0 with
+ * errno when no arena is attached. Concurrency: any; writes nothing. */
 SHM_API size_t shm_available(void);
 
 /*
  * Walks every bitmap word and checks the invariants of the buddy trees.
  * Returns 0 when they hold, the number of inconsistent words otherwise,
- * -1 with errno when no arena is attached. Exact only while no other
- * thread or process allocates or frees.
+ * -1 with errno when no arena is attached. Concurrency: any, writes
+ * nothing; exact only while no other thread or process allocates or frees.
  */
 SHM_API int shm_check(void);
 
 /* The same as pointers into this process's mapping; NULL on failure.
- * ptr_free of a pointer outside the mapping sets EINVAL. */
+ * ptr_free of a pointer outside the mapping sets EINVAL. Concurrency: as
+ * the offset forms. */
 SHM_API void *ptr_malloc(size_t size);
 SHM_API void *ptr_calloc(size_t count, size_t size);
 SHM_API void ptr_free(void *ptr);
@@ -121,7 +144,8 @@ SHM_API void ptr_free(void *ptr);
  * is allocated, the bytes copied and the old chunk freed. off SHM_NULL acts
  * as shm_malloc(size). Returns the (possibly new) offset, or SHM_NULL with
  * errno ENOMEM (size too large, or no space; the old chunk is intact) or
- * EINVAL (off is not a live allocation; nothing changes).
+ * EINVAL (off is not a live allocation; nothing changes). Concurrency: any,
+ * except another call that frees or resizes the same chunk.
  */
 SHM_API shm_offt shm_realloc(shm_offt off, size_t size);
 SHM_API void *ptr_realloc(void *ptr, size_t size);
@@ -143,11 +167,14 @@ struct shm_stats {
     size_t attached_processes; /* live processes attached to the file */
 };
 
-/* Fills *stats for the default arena; 0, or an errno value (EINVAL for a
- * NULL pointer, ENXIO when no arena is attached). */
+/* Fills *stats for the default arena; 0, or an errno value, also in errno
+ * (EINVAL for a NULL pointer, ENXIO when no arena is attached). A query: it
+ * writes nothing to the file, and costs one pass over the bitmap words
+ * and one look at each process-table entry. Concurrency: any. */
 SHM_API int shm_stats(struct shm_stats *stats);
 
-/* Largest chunk shm_malloc could return right now (0 when full). */
+/* Largest chunk shm_malloc could return right now (0 when full, or with
+ * errno when no arena is attached). Writes nothing. Concurrency: any. */
 SHM_API size_t shm_maxsize(void);
 
 /*
@@ -155,7 +182,8 @@ SHM_API size_t shm_maxsize(void);
  * of its input (an invalid free, an oversized request, a file it will not
  * attach), in addition to the errno. NULL (the default) for none. The
  * handler runs in the calling thread, possibly several at once; it must
- * not call back into the library. Process-wide.
+ * not call back into the library. Process-wide. Concurrency: any; a
+ * handler being replaced may still receive a message already under way.
  */
 typedef void (*shm_error_handler)(const char *message, void *context);
 SHM_API void shm_set_error_handler(shm_error_handler handler, void *context);
@@ -165,11 +193,12 @@ SHM_API void shm_set_error_handler(shm_error_handler handler, void *context);
 #define SHM_ADDR_TO_OFFT(address)                                              \
     ((shm_offt)((uint8_t *)(address) - (uint8_t *)get_shm_user_base()))
 
+/* Constants of the build, and the file size of the default arena (capacity
+ * plus metadata; when nothing is attached, the size a new file with the
+ * default capacity would have). Concurrency: any. */
 SHM_API size_t get_shm_max_allocatable_size(void); /* 2^MAX */
 SHM_API size_t get_shm_min_allocatable_size(void); /* 2^MIN */
 SHM_API size_t get_sizeof_block_header(void);      /* 0: chunks have none */
-/* Size of the default arena's file (capacity plus metadata); when nothing
- * is attached, the size a new file with the default capacity would have. */
 SHM_API size_t get_mapping_size_needed_by_shm(void);
 
 /* ---------------------------------------------------------------------
@@ -219,12 +248,16 @@ struct shm_arena_options {
  * EINVAL (not a regular file, or bad options), EPROTO (wrong magic,
  * version or build fingerprint), EBADMSG (geometry that does not fit the
  * file), ENOSPC, ENOMEM, or any errno of open/mmap. A refused file is
- * never modified. Thread-safe.
+ * never modified. Concurrency: any; it may race with opens, closes and
+ * removals of the same file in other threads and processes.
  */
 SHM_API shm_arena *shm_arena_open(const char *path,
                                   const struct shm_arena_options *opts);
 
-/* Unmaps the arena and frees its handle; 0 or an errno value. NULL: 0. */
+/* Unmaps the arena and frees its handle; 0 or an errno value, also in errno
+ * (the errno of removing the file with SHM_ARENA_REMOVE_ON_LAST_CLOSE; the
+ * handle is freed all the same). NULL: 0. Concurrency: no other call on
+ * this handle; any call on other handles. */
 SHM_API int shm_arena_close(shm_arena *arena);
 
 /*
@@ -233,18 +266,24 @@ SHM_API int shm_arena_close(shm_arena *arena);
  * uses the arena: refused with EBUSY when the process table shows another
  * live attached process (or another open handle in this process), EROFS
  * for a read-only arena. Returns 0 or the errno value (also in errno).
+ * Concurrency: none on this arena, in any process.
  */
 SHM_API int shm_reset(void);
 SHM_API int shm_arena_reset(shm_arena *arena);
 
 /* Removes an arena file (as unlink(2)): processes that have it open keep
- * using it; the next open creates a new one. 0 or an errno value. Refuses
- * (EINVAL) anything that is not a regular file, and follows no symlink. */
+ * using it; the next open creates a new one. 0 or an errno value, also in
+ * errno. Refuses (EINVAL) anything that is not a regular file, and follows
+ * no symlink. Concurrency: any. */
 SHM_API int shm_arena_unlink(const char *path);
 
-/* The default arena (NULL when none is attached). */
+/* The default arena (NULL when none is attached). Concurrency: any. */
 SHM_API shm_arena *shm_default_arena(void);
 
+/* The explicit-arena twins of the calls above: the same results, errors
+ * and concurrency, on `arena` (NULL: EINVAL, or 0 for the accessors that
+ * return a size). shm_arena_base, _capacity and _mapping_size read the
+ * handle only. */
 SHM_API void *shm_arena_base(const shm_arena *arena);
 SHM_API size_t shm_arena_capacity(const shm_arena *arena);
 SHM_API size_t shm_arena_mapping_size(const shm_arena *arena);
@@ -271,8 +310,9 @@ SHM_API size_t shm_arena_maxsize(shm_arena *arena);
  * a process killed mid-call), for count blocks; a last block cut short by
  * the capacity counts only its part below it. Returns 0, or EINVAL (NULL
  * arena, NULL used_bytes with count > 0, blocks past the last). Computed
- * from the bitmaps without stopping anyone: a snapshot. Works on arenas
- * opened with SHM_ARENA_READ_ONLY.
+ * from the bitmaps without stopping anyone: a snapshot that writes
+ * nothing. Works on arenas opened with SHM_ARENA_READ_ONLY. Concurrency:
+ * any.
  */
 SHM_API int shm_arena_block_usage(shm_arena *arena, size_t first_block,
                                   size_t count, uint32_t *used_bytes);
@@ -286,15 +326,17 @@ struct shm_process {
 
 /* Calls visit for every entry of the process table, live or dead, and
  * changes nothing; stops at the first nonzero return of visit and returns
- * it. 0 after the last entry, EINVAL for a NULL arena or visit. Entries may
- * come and go during the walk. */
+ * it (as it is, not in errno). 0 after the last entry, EINVAL (also in
+ * errno) for a NULL arena or visit. Entries may come and go during the
+ * walk. Concurrency: any. */
 SHM_API int shm_arena_processes(shm_arena *arena,
                                 int (*visit)(const struct shm_process *,
                                              void *),
                                 void *context);
 
 /* Size of the file holding an arena of the given capacity (0: default),
- * rounded as shm_arena_open rounds it; 0 with EINVAL when too large. */
+ * rounded as shm_arena_open rounds it; 0 with EINVAL when too large.
+ * Concurrency: any. */
 SHM_API size_t shm_mapping_size_for_capacity(size_t capacity);
 
 /* ---------------------------------------------------------------------
@@ -356,7 +398,8 @@ SHM_API bool shm_arena_root_cas(shm_arena *arena, const char *name,
  * gets a minimum chunk, as shm_malloc(0)). Return the offset of the copy,
  * or SHM_NULL with errno: EINVAL (s or p NULL; arena NULL), the errno of
  * shm_malloc (ENOMEM when the copy exceeds get_shm_max_allocatable_size()).
- * Thread-safe, as shm_malloc; the source must not change during the copy.
+ * Concurrency: any, as shm_malloc; the source must not change during the
+ * copy.
  */
 SHM_API shm_offt shm_strdup(const char *s);
 SHM_API shm_offt shm_strndup(const char *s, size_t n);

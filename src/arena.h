@@ -16,6 +16,7 @@
 #define SHM_ARENA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "shm_alloc.h"
@@ -33,6 +34,12 @@ struct shm_arena {
     struct shmi_process_table processes;
     char *remove_path; /* SHM_ARENA_REMOVE_ON_LAST_CLOSE: the file's path */
 };
+
+_Static_assert(offsetof(struct shm_arena, geo) +
+                       offsetof(struct shmi_geometry, tier) +
+                       2 * sizeof(struct shmi_tier) <=
+                   128,
+               "malloc and free read the first two cache lines of a handle");
 
 /* The default arena, or NULL with errno saying why there is none (the
  * errno of the failed automatic attach, or ENXIO): for the global forms

@@ -48,13 +48,6 @@ static inline void shmi_atomic_store_release(shmi_atomic_word *p, uint64_t v)
 
 /* Compare-and-swap: on failure *expected receives the current value
  * (loaded relaxed; the caller re-validates it before acting on it). */
-static inline bool shmi_atomic_cas_acquire(shmi_atomic_word *p,
-                                           uint64_t *expected, uint64_t desired)
-{
-    return atomic_compare_exchange_strong_explicit(
-        p, expected, desired, memory_order_acquire, memory_order_relaxed);
-}
-
 static inline bool shmi_atomic_cas_acq_rel(shmi_atomic_word *p,
                                            uint64_t *expected, uint64_t desired)
 {
@@ -79,12 +72,6 @@ static inline uint64_t shmi_atomic_fetch_and_seq_cst(shmi_atomic_word *p,
                                                      uint64_t bits)
 {
     return atomic_fetch_and_explicit(p, bits, memory_order_seq_cst);
-}
-
-static inline uint64_t shmi_atomic_fetch_add_relaxed(shmi_atomic_word *p,
-                                                     uint64_t v)
-{
-    return atomic_fetch_add_explicit(p, v, memory_order_relaxed);
 }
 
 #endif /* SHM_ATOMICS_H */

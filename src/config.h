@@ -36,8 +36,9 @@
 /* Number of size classes, 2^MIN .. 2^MAX. */
 #define SHMI_CLASSES (SHM_MAX_ALLOC_POW2 - SHM_MIN_ALLOC_POW2 + 1)
 
-/* Assertions: level 1 cheap, 2 internal invariants, 3 expensive. They
- * check the library's own state, never input from callers or the file. */
+/* Assertions: level 1 cheap, 2 internal invariants. They check the
+ * library's own state, never input from callers or the file (a damaged
+ * file must not stop the library). */
 #if SHM_DEBUG >= 1
 #include <assert.h>
 #define SHMI_ASSERT(cond) assert(cond)
