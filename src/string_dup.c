@@ -18,29 +18,37 @@ shm_offt shm_arena_memdup(shm_arena *arena, const void *p, size_t n)
     }
     shm_offt off = shmi_arena_malloc_as(arena, n, "shm_memdup");
     if (off != SHM_NULL && n > 0)
-        memcpy((uint8_t *)shm_arena_base(arena) + off, p, n);
+        memcpy(arena->geo.base + off, p, n);
     return off;
 }
 
-shm_offt shm_arena_strndup(shm_arena *arena, const char *s, size_t n)
+/* A copy of at most n bytes of s and a NUL; `call` names the caller in
+ * the error handler's message. */
+static shm_offt copy_string(shm_arena *arena, const char *s, size_t n,
+                            const char *call)
 {
     if (arena == NULL || s == NULL) {
         errno = EINVAL;
         return SHM_NULL;
     }
     size_t len = strnlen(s, n);
-    shm_offt off = shmi_arena_malloc_as(arena, len + 1, "shm_strndup");
+    shm_offt off = shmi_arena_malloc_as(arena, len + 1, call);
     if (off != SHM_NULL) {
-        char *copy = (char *)shm_arena_base(arena) + off;
+        char *copy = (char *)arena->geo.base + off;
         memcpy(copy, s, len);
         copy[len] = '\0';
     }
     return off;
 }
 
+shm_offt shm_arena_strndup(shm_arena *arena, const char *s, size_t n)
+{
+    return copy_string(arena, s, n, "shm_strndup");
+}
+
 shm_offt shm_arena_strdup(shm_arena *arena, const char *s)
 {
-    return shm_arena_strndup(arena, s, SIZE_MAX);
+    return copy_string(arena, s, SIZE_MAX, "shm_strdup");
 }
 
 shm_offt shm_memdup(const void *p, size_t n)
