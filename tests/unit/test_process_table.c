@@ -87,7 +87,8 @@ static int count_entry(const struct shmi_process_info *info, void *ctx)
 static struct census census_of(shm_arena *arena)
 {
     struct census c = {0};
-    assert_int_equal(shmi_process_table_foreach(&arena->processes, count_entry, &c), 0);
+    assert_int_equal(
+        shmi_process_table_foreach(&arena->processes, count_entry, &c), 0);
     return c;
 }
 
@@ -141,7 +142,8 @@ static void test_entries_follow_open_and_close(void **state)
     assert_non_null(reader);
     assert_int_equal(shmi_process_table_live(&reader->processes), 2);
     assert_int_equal(shmi_process_table_attach(&reader->processes), EROFS);
-    assert_int_equal(shmi_process_table_detach_last(&reader->processes, f->path), EROFS);
+    assert_int_equal(
+        shmi_process_table_detach_last(&reader->processes, f->path), EROFS);
     shm_arena_close(reader);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
 
@@ -179,7 +181,8 @@ static void test_dead_children_cleared(void **state)
         assert_int_equal(read(ready[0], &byte, 1), 1);
         assert_int_equal(byte, 'r');
     }
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1 + CHILDREN);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes),
+                     1 + CHILDREN);
 
     /* Killed and not yet reaped: a zombie, no longer attached. */
     assert_int_equal(kill(pids[0], SIGKILL), 0);
@@ -317,7 +320,8 @@ static void test_removal_word_states(void **state)
 
     /* While other processes are attached, detaching leaves the file. */
     atomic_store(removal, 0);
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_true(file_exists(f->path));
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
     assert_int_equal(atomic_load(removal), 0);
@@ -328,13 +332,15 @@ static void test_removal_word_states(void **state)
     shmi_process_table_detach(&f->arena->processes);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 0);
     atomic_store(removal, REMOVAL_CLAIMED | me);
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_true(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_CLAIMED | me);
 
     /* A removal abandoned by a killed process is taken over. */
     atomic_store(removal, REMOVAL_CLAIMED | dead);
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_false(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_REMOVED);
 }
@@ -358,7 +364,8 @@ static void test_last_process_removes_file(void **state)
     assert_true(file_exists(f->path));
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
 
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_false(file_exists(f->path));
     assert_int_equal(atomic_load(removal_word(f->arena)), REMOVAL_REMOVED);
     /* The next open makes a new file. */
@@ -381,15 +388,17 @@ static void test_removal_checks_the_path(void **state)
 
     /* A path naming another arena file is left alone, and the file of
      * this arena stays usable. */
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, other_path), 0);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, other_path), 0);
     assert_true(file_exists(other_path));
     assert_true(file_exists(f->path));
     assert_int_equal(atomic_load(removal_word(f->arena)), 0);
     assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
 
-    assert_int_equal(shmi_process_table_detach_last(&f->arena->processes, "/nonexistent"),
-                     ENOENT);
+    assert_int_equal(
+        shmi_process_table_detach_last(&f->arena->processes, "/nonexistent"),
+        ENOENT);
     assert_int_equal(atomic_load(removal_word(f->arena)), 0);
     assert_true(file_exists(f->path));
     assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
@@ -424,7 +433,10 @@ static void test_concurrent_last_detach(void **state)
                     _exit(1);
                 if (read(go[0], &byte, 1) != 0)
                     _exit(2);
-                _exit(shmi_process_table_detach_last(&mine->processes, path) == 0 ? 0 : 3);
+                _exit(shmi_process_table_detach_last(&mine->processes, path) ==
+                              0
+                          ? 0
+                          : 3);
             }
         }
         close(ready[1]);
@@ -480,7 +492,9 @@ static void test_attach_races_removal(void **state)
                 write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 0)
                 _exit(1);
             spin(child_spin);
-            _exit(shmi_process_table_detach_last(&arena->processes, path) == 0 ? 0 : 2);
+            _exit(shmi_process_table_detach_last(&arena->processes, path) == 0
+                      ? 0
+                      : 2);
         }
         close(ready[1]);
         close(go[0]);
