@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <stdio.h> /* programs written for the old API use printf from here */
 
+#include "shm_alloc_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,6 +47,14 @@ extern "C" {
 typedef uint64_t shm_offt;
 #define PRIu_shm_offt PRIu64
 #define SHM_NULL ((shm_offt)0)
+
+/*
+ * The version of the library running, fixed when it was built (the
+ * header's is SHM_ALLOC_VERSION_MAJOR, ... in shm_alloc_version.h): stores
+ * its parts in *major, *minor and *patch, each pointer may be NULL, and
+ * returns it as a string, "MAJOR.MINOR.PATCH". Never fails; thread-safe.
+ */
+SHM_API const char *shm_version(int *major, int *minor, int *patch);
 
 /* ---------------------------------------------------------------------
  * The default arena (source-compatible with the old shm_alloc API)
