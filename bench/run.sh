@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Runs the benchmark suite and writes docs/benchmarks.md with its plots.
+# Runs the benchmark suite and writes a report with its plots.
 #
-#   bench/run.sh            the full run (about 3 to 5 minutes on 2 cores)
-#   bench/run.sh --quick    a smoke run: fewer operations and repetitions
+#   bench/run.sh                 the full run (about 3 to 5 minutes on 2 cores)
+#   bench/run.sh --quick         a smoke run: fewer operations and repetitions
+#   bench/run.sh --update-docs   write the report into docs/ instead (the
+#                                committed files); combines with --quick,
+#                                though a quick run is not worth committing
 #
 # Installs what it needs with apt-get when missing (Debian 12), builds the
 # `bench` preset (Release), runs shm_bench for the in-process figures and
-# hyperfine for whole-process runs, and writes:
-#   docs/benchmarks.md, docs/bench-processes.png, docs/bench-fill.png
-# Raw results stay in build-bench/bench-results/.
+# hyperfine for whole-process runs, and writes benchmarks.md,
+# bench-processes.png and bench-fill.png next to the raw results in
+# build-bench/bench-results/; only --update-docs writes them to docs/,
+# whose files are tracked.
 #
 # Environment (defaults in brackets):
 #   SHM_BENCH_OPS        timed operations, shm_alloc and glibc [1000000]
@@ -31,12 +35,17 @@ ops_mm=${SHM_BENCH_OPS_MM:-20000}
 reps=${SHM_BENCH_REPS:-7}
 hf_ops=${SHM_BENCH_HF_OPS:-100000}
 hf_runs=5
-if [ "${1:-}" = "--quick" ]; then
-    ops=200000 ops_boost=20000 ops_mm=5000 reps=3 hf_ops=20000 hf_runs=3
-elif [ $# -gt 0 ]; then
-    sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    case $1 in -h | --help) exit 0 ;; *) exit 2 ;; esac
-fi
+update_docs=false
+for arg in "$@"; do
+    case $arg in
+    --quick) ops=200000 ops_boost=20000 ops_mm=5000 reps=3 hf_ops=20000 hf_runs=3 ;;
+    --update-docs) update_docs=true ;;
+    *)
+        sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        case $arg in -h | --help) exit 0 ;; *) exit 2 ;; esac
+        ;;
+    esac
+done
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -68,7 +77,11 @@ build_cmd=(cmake --build --preset bench -j2 --target shm_bench)
 
 bin=build-bench/bench/shm_bench
 out=build-bench/bench-results
-mkdir -p "$out" docs
+mkdir -p "$out"
+report=$out invocation=bench/run.sh
+if $update_docs; then
+    report=docs invocation="bench/run.sh --update-docs"
+fi
 heap_dir=${SHM_BENCH_DIR:-}
 if [ -z "$heap_dir" ]; then
     heap_dir=/tmp
@@ -94,7 +107,7 @@ say "whole-process runs: hyperfine"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report -----------------------------------------------------------------
-say "writing docs/benchmarks.md"
+say "writing $report/benchmarks.md"
 tables=$(awk -v cpus="$(nproc)" -v procdat="$out/processes.dat" -v filldat="$out/fill.dat" \
              -f bench/report.awk "$out/results.tsv")
 
@@ -121,13 +134,13 @@ set logscale y
 set grid ytics
 set ylabel 'million operations per second (log scale)'
 
-set output 'docs/bench-processes.png'
+set output '$report/bench-processes.png'
 set title 'churn at 60%: aggregate throughput against processes (2 cores)'
 set xlabel 'processes on one heap'
 set xtics (1, 2, 4)
 plot for [i=2:5] '$out/processes.dat' using 1:i with linespoints lw 2 pt 7
 
-set output 'docs/bench-fill.png'
+set output '$report/bench-fill.png'
 set title 'churn, 1 process: throughput against fill'
 set xlabel 'fill (% of what the heap received in its own fill run)'
 set xtics (30, 60, 90)
@@ -166,11 +179,13 @@ quote() {
     done
 }
 
-cat >docs/benchmarks.md <<EOF
+cat >"$report/benchmarks.md" <<EOF
 # Benchmarks
 
-Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); run it
-again to measure your machine. shm_alloc against glibc malloc (private
+Written by \`$invocation\` on $(date -u '+%Y-%m-%d %H:%M UTC'); run
+\`bash bench/run.sh\` to measure your machine (it writes its report to
+\`$out/benchmarks.md\` and leaves docs/ alone).
+shm_alloc against glibc malloc (private
 memory: the speed to get close to), OSSP mm and Boost.Interprocess, on
 the same workloads, in the same run.
 
@@ -259,6 +274,7 @@ $(cat bench/profile.md 2>/dev/null)
 \`\`\`sh
 $(quote "${configure_cmd[@]}")
 $(quote "${build_cmd[@]}")
+mkdir -p $out
 $(quote "${bench_cmd[@]}") > $out/results.tsv
 $(quote "${hf_cmd[@]}")
 \`\`\`
@@ -267,4 +283,4 @@ $(quote "${hf_cmd[@]}")
 fills, process counts).
 EOF
 
-say "done in ${elapsed} s: docs/benchmarks.md, docs/bench-processes.png, docs/bench-fill.png"
+say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"

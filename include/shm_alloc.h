@@ -48,6 +48,8 @@
 #include <stdio.h> /* for programs written for the old API: see above */
 #endif
 
+#include "shm_alloc_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -62,6 +64,14 @@ extern "C" {
 typedef uint64_t shm_offt;
 #define PRIu_shm_offt PRIu64
 #define SHM_NULL ((shm_offt)0)
+
+/*
+ * The version of the library running, fixed when it was built (the
+ * header's is SHM_ALLOC_VERSION_MAJOR, ... in shm_alloc_version.h): stores
+ * its parts in *major, *minor and *patch, each pointer may be NULL, and
+ * returns it as a string, "MAJOR.MINOR.PATCH". Never fails; thread-safe.
+ */
+SHM_API const char *shm_version(int *major, int *minor, int *patch);
 
 /* ---------------------------------------------------------------------
  * The default arena (source-compatible with the old shm_alloc API)

@@ -1,7 +1,8 @@
 # Sourced by scripts/*.sh and .ci/run: installing what a build needs.
 
-# The packages a build with tests needs on Debian.
-SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev)
+# The packages a build with tests and manual pages needs on Debian (scdoc
+# converts man/*.scd; a build without it skips the pages, see man/).
+SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev scdoc)
 
 shm_say() {
     printf '==> %s\n' "$*"

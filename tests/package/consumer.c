@@ -2,7 +2,8 @@
  * A program built against an installed shm_alloc, as a user builds it:
  * opens an arena, stores a string, lets a forked child read it and answer,
  * then frees everything. SHM_EXPECT_MIN_POW2 / SHM_EXPECT_MAX_POW2 are the
- * size range the package says it was built with.
+ * size range the package says it was built with. The library it runs with
+ * must report the version of the header it was compiled with.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -25,6 +26,19 @@ int main(int argc, char **argv)
 {
     if (argc != 2) {
         fprintf(stderr, "usage: consumer FILE\n");
+        return EXIT_FAILURE;
+    }
+    int major = -1, minor = -1, patch = -1;
+    const char *version = shm_version(&major, &minor, &patch);
+    if (version == NULL || strcmp(version, SHM_ALLOC_VERSION_STRING) != 0 ||
+        major != SHM_ALLOC_VERSION_MAJOR || minor != SHM_ALLOC_VERSION_MINOR ||
+        patch != SHM_ALLOC_VERSION_PATCH ||
+        SHM_ALLOC_VERSION != major * 10000 + minor * 100 + patch) {
+        fprintf(stderr,
+                "consumer: the library is version %s (%d.%d.%d), the "
+                "header %s\n",
+                version ? version : "(null)", major, minor, patch,
+                SHM_ALLOC_VERSION_STRING);
         return EXIT_FAILURE;
     }
     if (get_shm_min_allocatable_size() != (size_t)1 << SHM_EXPECT_MIN_POW2 ||

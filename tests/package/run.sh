@@ -4,6 +4,8 @@
 # files must not depend on where it was installed), then builds and runs a
 # consumer four ways (find_package and pkg-config, shared and static) and
 # compiles a program written for the old API with plain `cc -lshm_alloc`.
+# It also checks the manual pages: one for every exported function, found
+# by `man` through MANPATH.
 #
 #   bash tests/package/run.sh WORK_DIR [CMAKE_OPTION...]
 #
@@ -57,8 +59,11 @@ for f in libshm_alloc.so libshm_alloc.a pkgconfig/shm_alloc-static.pc \
     cmake/shm_alloc/shm_alloc-targets.cmake; do
     [[ -e $libdir/$f ]] || fail "${libdir#"$prefix"/}/$f is not installed"
 done
-headers=$(find "$prefix/include" -type f | wc -l)
-((headers == 1)) || fail "$headers headers installed, only shm_alloc.h is public"
+# Exactly the headers of include/ are public.
+installed_headers=$(cd "$prefix/include" && find . -type f | sort)
+public_headers=$(cd "$root/include" && find . -type f | sort)
+[[ $installed_headers == "$public_headers" ]] ||
+    fail "installed headers: $(echo $installed_headers), include/ has: $(echo $public_headers)"
 soname=$(readelf -d "$libdir/libshm_alloc.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [[ $soname =~ ^libshm_alloc\.so\.[0-9]+$ ]] || fail "SONAME is '$soname'"
 [[ -e $libdir/$soname ]] || fail "$soname is not installed"
@@ -69,51 +74,40 @@ step "installed: header, $soname, libshm_alloc.a, CMake package, pkg-config file
 "$prefix/bin/shm-stat" --version >/dev/null || fail "bin/shm-stat does not run"
 step "installed: bin/shm-stat"
 
-# needs_shared EXE yes|no: whether EXE loads libshm_alloc.so at run time.
-needs_shared() {
-    local needed=no
-    if readelf -d "$1" | grep -q "(NEEDED).*\[libshm_alloc\.so"; then
-        needed=yes
+# Manual pages: one per man/*.scd, and a link for every exported function.
+for f in share/man/man3/shm_alloc.3 share/man/man3/shm_malloc.3 \
+    share/man/man3/shm_arena_open.3 share/man/man3/shm_version.3 \
+    share/man/man1/shm-stat.1; do
+    [[ -e $prefix/$f ]] || fail "$f is not installed"
+done
+for src in "$root"/man/*.scd; do
+    page=$(basename "$src" .scd)
+    [[ -f $prefix/share/man/man${page##*.}/$page ]] ||
+        fail "share/man/man${page##*.}/$page is not installed"
+done
+missing_pages=()
+while read -r _ type name; do
+    if [[ $type == T && ! -e $prefix/share/man/man3/$name.3 ]]; then
+        missing_pages+=("$name")
     fi
-    [[ $needed == "$2" ]] || fail "$1: NEEDED libshm_alloc.so is '$needed', expected '$2'"
-}
-# run NAME EXE: runs EXE on a fresh arena file and checks that it worked.
-run() {
-    local out
-    rm -f "$work/$1.shm"
-    out=$(LD_LIBRARY_PATH=$libdir "$2" "$work/$1.shm") ||
-        fail "$1 failed: $out"
-    [[ $out == "consumer: ok" ]] || fail "$1 printed '$out'"
-    rm -f "$work/$1.shm"
-    step "$1: ok"
-}
+done < <(nm -D --defined-only "$libdir/libshm_alloc.so")
+((${#missing_pages[@]} == 0)) || fail "no manual page for: ${missing_pages[*]}"
+if command -v man >/dev/null 2>&1; then
+    # As a user finds them: by name through MANPATH, no man-db index needed.
+    for name in shm_malloc shm-stat; do
+        page=$(MANPATH=$prefix/share/man man -w "$name") ||
+            fail "MANPATH=$prefix/share/man man -w $name finds nothing"
+        MANPATH=$prefix/share/man MANPAGER=cat man "$name" 2>/dev/null |
+            grep -q "^NAME" || fail "man $name does not render ($page)"
+    done
+    step "man shm_malloc and man shm-stat work with MANPATH=$prefix/share/man"
+else
+    step "installed: the manual pages (man is not installed: not rendered)"
+fi
 
-step "find_package(shm_alloc CONFIG)"
-cmake -S "$here" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DCMAKE_C_FLAGS="-Wall -Wextra -Wpedantic -Werror" >"$work/consumer.log"
-cmake --build "$work/consumer" -j "$jobs" >>"$work/consumer.log"
-needs_shared "$work/consumer/consumer_shared" yes
-needs_shared "$work/consumer/consumer_static" no
-run cmake-shared "$work/consumer/consumer_shared"
-run cmake-static "$work/consumer/consumer_static"
-
-step "pkg-config"
-export PKG_CONFIG_PATH=$libdir/pkgconfig
-[[ $(pkg-config --variable=libdir shm_alloc) -ef $libdir ]] ||
-    fail "pkg-config's libdir is $(pkg-config --variable=libdir shm_alloc)"
-range=(-DSHM_EXPECT_MIN_POW2="$(pkg-config --variable=min_alloc_pow2 shm_alloc)"
-    -DSHM_EXPECT_MAX_POW2="$(pkg-config --variable=max_alloc_pow2 shm_alloc)")
-flags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
-# shellcheck disable=SC2046 # pkg-config's output is a list of words
-$cc "${flags[@]}" "${range[@]}" "$here/consumer.c" -o "$work/pc_shared" \
-    $(pkg-config --cflags --libs shm_alloc)
-# shellcheck disable=SC2046
-$cc "${flags[@]}" "${range[@]}" "$here/consumer.c" -o "$work/pc_static" \
-    $(pkg-config --cflags --libs shm_alloc-static)
-needs_shared "$work/pc_shared" yes
-needs_shared "$work/pc_static" no
-run pkg-config-shared "$work/pc_shared"
-run pkg-config-static "$work/pc_static"
+# shellcheck source=consumers.sh
+source "$here/consumers.sh"
+check_consumers "$prefix" "$libdir" "$work"
 
 step "a program written for the old API: cc old_api_example.c -lshm_alloc"
 mkdir -p "$work/old_api"
