@@ -57,6 +57,14 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);
 
+/* A nonzero token naming this process's entry in the arena's process
+ * table, taken on first use in a forked child; 0 when the process has
+ * none (read-only, or a full table). Bit 63 is clear. For structures in
+ * the file that record their owner; shmi_arena_owner_live tells whether
+ * the owner is still attached and alive. */
+uint64_t shmi_arena_owner_token(shm_arena *arena);
+bool shmi_arena_owner_live(const shm_arena *arena, uint64_t token);
+
 /* Live processes attached to the arena's file; writes nothing. */
 size_t shmi_arena_live_processes(const shm_arena *arena);
 

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -336,6 +337,28 @@ size_t shm_mapping_size_for_capacity(size_t capacity)
         return 0;
     }
     return (size_t)layout.file_size;
+}
+
+static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t shmi_arena_owner_token(shm_arena *arena)
+{
+    uint64_t token = shmi_process_table_token(&arena->processes);
+    if (token != 0 || arena->read_only)
+        return token;
+    /* A forked child inherits the handle, not the entry: it takes one of
+     * its own on first use. */
+    pthread_mutex_lock(&token_lock);
+    token = shmi_process_table_token(&arena->processes);
+    if (token == 0 && shmi_process_table_attach(&arena->processes) == 0)
+        token = shmi_process_table_token(&arena->processes);
+    pthread_mutex_unlock(&token_lock);
+    return token;
+}
+
+bool shmi_arena_owner_live(const shm_arena *arena, uint64_t token)
+{
+    return shmi_process_table_token_live(&arena->processes, token);
 }
 
 size_t shmi_arena_live_processes(const shm_arena *arena)

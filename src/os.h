@@ -19,6 +19,11 @@ struct shmi_file_info {
 
 uint64_t shmi_os_page_size(void);
 uint64_t shmi_os_now_ns(void);
+/* CLOCK_MONOTONIC in milliseconds: one clock for every process of the
+ * machine (of one time namespace). */
+uint64_t shmi_os_monotonic_ms(void);
+/* Gives the processor to another runnable thread, if any. */
+void shmi_os_yield(void);
 /* A value that differs between processes and between calls. */
 uint64_t shmi_os_seed(void);
 

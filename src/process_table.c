@@ -173,7 +173,7 @@ static bool slot_clear_dead(struct process_table *table, size_t i,
 }
 
 /* Takes a slot for id: first a free one, then one of a dead process. */
-static int slot_take(struct process_table *table, uint64_t id)
+static int slot_take(struct process_table *table, uint64_t id, size_t *taken)
 {
     size_t first = slot_first(id);
     for (int pass = 0; pass < 2; pass++) {
@@ -189,8 +189,10 @@ static int slot_take(struct process_table *table, uint64_t id)
             uint64_t expected = 0;
             /* Seq_cst: step a1, ordered against the scans d2/d4 of
              * detaching processes (invariant 3). */
-            if (shmi_atomic_cas_seq_cst(&table->slot[i], &expected, id))
+            if (shmi_atomic_cas_seq_cst(&table->slot[i], &expected, id)) {
+                *taken = i;
                 return 0;
+            }
         }
     }
     return ENOSPC;
@@ -278,14 +280,18 @@ int shmi_process_table_attach(struct shmi_process_table *t)
     uint64_t id;
     int err = self_identity(&id);
     struct process_table *table = table_of(t);
+    size_t slot = 0;
     if (err == 0)
-        err = slot_take(table, id);
+        err = slot_take(table, id, &slot);
     if (err == 0) {
         err = removal_check(table);
-        if (err != 0)
+        if (err != 0) {
             slot_give_back(table, id);
-        else
+        } else {
             t->entries++;
+            t->slot = (unsigned)slot;
+            t->identity = id;
+        }
     }
     errno = saved;
     return err;
@@ -403,6 +409,43 @@ void shmi_process_table_bind(struct shmi_process_table *t,
     t->file_offset = file_offset;
     t->entries = 0;
     t->read_only = read_only;
+}
+
+/* A token: slot index + 1 in the low 11 bits, the pid in the next 22,
+ * the low 30 bits of the start time above them (bit 63 stays clear). */
+#define TOKEN_SLOT_BITS 11
+#define TOKEN_START_BITS 30
+_Static_assert(SLOT_COUNT < (1u << TOKEN_SLOT_BITS), "a slot index fits");
+
+static uint64_t token_of(size_t slot, uint64_t id)
+{
+    uint64_t start = (id >> PID_BITS) & ((UINT64_C(1) << TOKEN_START_BITS) - 1);
+    return (uint64_t)(slot + 1) | (id & PID_MASK) << TOKEN_SLOT_BITS |
+           start << (TOKEN_SLOT_BITS + PID_BITS);
+}
+
+uint64_t shmi_process_table_token(const struct shmi_process_table *t)
+{
+    if (t == NULL || t->entries == 0 ||
+        (t->identity & PID_MASK) != shmi_os_pid())
+        return 0;
+    return token_of(t->slot, t->identity);
+}
+
+bool shmi_process_table_token_live(const struct shmi_process_table *t,
+                                   uint64_t token)
+{
+    size_t slot = (size_t)(token & ((1u << TOKEN_SLOT_BITS) - 1));
+    if (t == NULL || slot == 0 || slot > SLOT_COUNT)
+        return false;
+    /* Seq_cst, as every slot load that decides about liveness. */
+    uint64_t id = shmi_atomic_load_seq_cst(&table_of(t)->slot[slot - 1]);
+    if (id == 0 || token_of(slot - 1, id) != token)
+        return false; /* detached, or the slot holds another process */
+    int saved = errno;
+    bool live = identity_live(id);
+    errno = saved;
+    return live;
 }
 
 int shmi_process_table_foreach(const struct shmi_process_table *t,

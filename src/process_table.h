@@ -18,7 +18,9 @@ struct shmi_process_table {
     shmi_atomic_word *words; /* SHMI_PROCESS_TABLE_SIZE bytes, mapped */
     uint64_t file_offset;    /* where they lie in the file */
     unsigned entries;        /* entries this handle holds */
-    bool read_only;          /* a read-only mapping: never written */
+    unsigned slot;           /* the last one it took, and its identity */
+    uint64_t identity;
+    bool read_only; /* a read-only mapping: never written */
 };
 
 /* Binds t to the table at `words`, which lies at file_offset in the file;
@@ -60,6 +62,16 @@ size_t shmi_process_table_live(const struct shmi_process_table *t);
 /* Clears the entries of dead processes; returns how many it cleared (0
  * for a read-only table). Lock-free. */
 size_t shmi_process_table_clear_dead(struct shmi_process_table *t);
+
+/* A nonzero number that names this process's entry in the table (the
+ * one this handle took, in this process; 0 when it holds none, e.g. in a
+ * forked child), for structures that record who owns them. Bit 63 is
+ * always clear. */
+uint64_t shmi_process_table_token(const struct shmi_process_table *t);
+
+/* Whether the entry a token names is still the same process and live. */
+bool shmi_process_table_token_live(const struct shmi_process_table *t,
+                                   uint64_t token);
 
 struct shmi_process_info {
     uint32_t pid;

@@ -1,16 +1,21 @@
 # The shared library exports the public API and nothing else: every
 # function the header marks SHM_API, no internal (shmi_) or static helper.
-#   cmake -DLIBRARY=libshm_alloc.so -DHEADER=shm_alloc.h -DNM=nm
+#   cmake -DLIBRARY=libshm_alloc.so -DHEADERS=shm_alloc.h|shm_cache.h -DNM=nm
 #         -DREADELF=readelf -DSONAME=libshm_alloc.so.0 -P check_exports.cmake
 cmake_minimum_required(VERSION 3.22)
 
-foreach(var LIBRARY HEADER NM READELF SONAME)
+foreach(var LIBRARY HEADERS NM READELF SONAME)
   if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
     message(FATAL_ERROR "check_exports: ${var} is not set")
   endif()
 endforeach()
 
-file(READ ${HEADER} header)
+string(REPLACE "|" ";" HEADERS "${HEADERS}")
+set(header "")
+foreach(h ${HEADERS})
+  file(READ ${h} text)
+  string(APPEND header "${text}")
+endforeach()
 string(REGEX MATCHALL "\nSHM_API[ \t][^;(]*\\(" decls "${header}")
 set(api)
 foreach(decl ${decls})
@@ -21,7 +26,7 @@ endforeach()
 list(LENGTH api api_count)
 if(api_count LESS 10)
   message(FATAL_ERROR "check_exports: found only ${api_count} SHM_API "
-                      "declarations in ${HEADER}")
+                      "declarations in ${HEADERS}")
 endif()
 
 execute_process(COMMAND ${NM} -D --defined-only ${LIBRARY}

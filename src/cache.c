@@ -1,0 +1,781 @@
+/*
+ * shm_cache: the public API (include/shm_cache.h) over the index
+ * (cache_index.c) and its reclamation (cache_epoch.c).
+ *
+ * A cache is found through the named root "shm_cache:NAME" of its arena.
+ * Creating one: build the header, the bucket directory and segments and
+ * the slot chunks, all zeroed, then publish the header with a root CAS
+ * from SHM_NULL; a creator that loses the race frees what it built and
+ * uses the winner's. Nothing of a cache is reachable before that CAS, so
+ * a creator killed midway leaves only unreferenced chunks.
+ *
+ * Every operation on an entry is one bucket update (cache_index.c) made
+ * inside a read section (cache_epoch.c). When the arena cannot give a
+ * chunk, the writer evicts: a clock hand walks the buckets, takes expired
+ * entries first, clears the `used` bit of entries read since the hand last
+ * passed and removes the first entry whose bit was already clear; a few
+ * entries per round, and what they held comes back once the readers that
+ * may see them have moved on. A set fails with ENOMEM only after rounds
+ * that found nothing to evict or could not get the memory back.
+ *
+ * Expiry: items carry their expiry on CLOCK_MONOTONIC, which every process
+ * of the machine shares. An expired item is never returned; it is removed
+ * by the next update of its bucket or by the clock hand.
+ */
+#include "cache_internal.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "os.h"
+
+#define ROOT_PREFIX "shm_cache:"
+#define NAME_MAX_LEN (SHM_ROOT_NAME_MAX - (sizeof ROOT_PREFIX - 1))
+#define EVICT_ROUNDS 16
+#define EVICT_PER_ROUND 8
+#define UPDATE_TRIES 64
+
+static _Atomic(uint64_t) next_serial = 1;
+
+static int fail(int err)
+{
+    if (err)
+        errno = err;
+    return err;
+}
+
+static unsigned log2_of(uint64_t power)
+{
+    return (unsigned)__builtin_ctzll(power);
+}
+
+/* The size of the cache's own chunks (segments, slot chunks, rings):
+ * 4 KiB, or the largest chunk when that is smaller. */
+static size_t unit_size(void)
+{
+    size_t max = get_shm_max_allocatable_size();
+    return max < 4096 ? max : 4096;
+}
+
+/* ---- creating and binding --------------------------------------------- */
+
+static shm_offt chunk_new(shm_arena *arena, size_t size)
+{
+    return shm_arena_calloc(arena, 1, size);
+}
+
+/* Frees what a creator that lost the race built. */
+static void unbuild(shm_arena *arena, uint64_t header_off)
+{
+    struct shmi_cache_header *h =
+        (void *)((uint8_t *)shm_arena_base(arena) + header_off);
+    if (h->directory) {
+        const uint64_t *dir =
+            (const uint64_t *)((uint8_t *)shm_arena_base(arena) + h->directory);
+        for (uint64_t s = 0;
+             s < UINT64_C(1) << (h->bucket_log2 - h->segment_log2); s++)
+            shm_arena_free(arena, dir[s]);
+        shm_arena_free(arena, h->directory);
+    }
+    for (unsigned k = 0; k < h->slot_chunks; k++)
+        shm_arena_free(arena, h->slot_chunk[k]);
+    shm_arena_free(arena, header_off);
+}
+
+static uint64_t build(shm_arena *arena, size_t expected_items)
+{
+    unsigned max_log2 = log2_of(get_shm_max_allocatable_size());
+    size_t chunk = unit_size();
+    unsigned unit_log2 = log2_of(chunk);
+    if (expected_items == 0)
+        expected_items = shm_arena_capacity(arena) / 256;
+    unsigned bucket_log2 = 6;
+    while (bucket_log2 < unit_log2 - 3 + max_log2 - 3 &&
+           (UINT64_C(1) << bucket_log2) < expected_items)
+        bucket_log2++;
+    unsigned segment_log2 =
+        bucket_log2 < unit_log2 - 3 ? bucket_log2 : unit_log2 - 3;
+    unsigned segments = 1u << (bucket_log2 - segment_log2);
+    unsigned per_chunk = (unsigned)(chunk / sizeof(struct shmi_cache_slot));
+    unsigned slot_chunks = (SHMI_CACHE_SLOT_LIMIT + per_chunk - 1) / per_chunk;
+    if (slot_chunks > SHMI_CACHE_SLOT_CHUNKS)
+        slot_chunks = SHMI_CACHE_SLOT_CHUNKS;
+
+    shm_offt header_off = chunk_new(arena, sizeof(struct shmi_cache_header));
+    if (header_off == SHM_NULL)
+        return 0;
+    uint8_t *base = shm_arena_base(arena);
+    struct shmi_cache_header *h = (void *)(base + header_off);
+    h->bucket_log2 = bucket_log2;
+    h->segment_log2 = segment_log2;
+    h->slots_per_chunk = per_chunk;
+    bool ok = (h->directory = chunk_new(arena, segments * sizeof(uint64_t)));
+    for (unsigned s = 0; ok && s < segments; s++) {
+        uint64_t seg = chunk_new(arena, sizeof(uint64_t) << segment_log2);
+        ((uint64_t *)(base + h->directory))[s] = seg;
+        ok = seg != 0;
+    }
+    for (unsigned k = 0; ok && k < slot_chunks; k++) {
+        h->slot_chunk[k] = chunk_new(arena, chunk);
+        ok = h->slot_chunk[k] != 0;
+        h->slot_chunks = k + 1;
+    }
+    if (!ok) {
+        unbuild(arena, header_off);
+        return 0;
+    }
+    /* Every chunk above counts as the cache's memory. */
+    uint64_t memory = shm_arena_usable_size(arena, header_off) +
+                      shm_arena_usable_size(arena, h->directory);
+    for (unsigned s = 0; s < segments; s++)
+        memory += shm_arena_usable_size(arena,
+                                        ((uint64_t *)(base + h->directory))[s]);
+    for (unsigned k = 0; k < h->slot_chunks; k++)
+        memory += shm_arena_usable_size(arena, h->slot_chunk[k]);
+    shmi_atomic_store_relaxed(&h->memory, memory);
+    h->version = SHMI_CACHE_VERSION;
+    h->magic = SHMI_CACHE_MAGIC;
+    return header_off;
+}
+
+/* Checks a header read from the file and binds a handle to it. */
+static int bind(shm_cache *c, uint64_t header_off)
+{
+    shm_arena *arena = c->arena;
+    uint64_t end = shm_arena_mapping_size(arena);
+    uint64_t data = end - shm_arena_capacity(arena);
+    size_t chunk = unit_size();
+    unsigned unit_log2 = log2_of(chunk);
+    unsigned max_log2 = log2_of(get_shm_max_allocatable_size());
+    if (header_off < data ||
+        header_off > end - sizeof(struct shmi_cache_header))
+        return EINVAL;
+    c->base = shm_arena_base(arena);
+    c->header = (void *)(c->base + header_off);
+    c->header_offset = header_off;
+    const struct shmi_cache_header *h = c->header;
+    unsigned per_chunk = (unsigned)(chunk / sizeof(struct shmi_cache_slot));
+    if (h->magic != SHMI_CACHE_MAGIC || h->version != SHMI_CACHE_VERSION ||
+        h->segment_log2 > unit_log2 - 3 || h->bucket_log2 < h->segment_log2 ||
+        h->bucket_log2 - h->segment_log2 > max_log2 - 3 ||
+        h->slots_per_chunk != per_chunk || h->slot_chunks == 0 ||
+        h->slot_chunks > SHMI_CACHE_SLOT_CHUNKS)
+        return EINVAL;
+    uint64_t segments = UINT64_C(1) << (h->bucket_log2 - h->segment_log2);
+    if (h->directory < data || h->directory > end - segments * 8)
+        return EINVAL;
+    c->segment = calloc(segments, sizeof *c->segment);
+    c->slot_chunk = calloc(h->slot_chunks, sizeof *c->slot_chunk);
+    c->held = calloc((size_t)h->slot_chunks * per_chunk, sizeof *c->held);
+    if (!c->segment || !c->slot_chunk || !c->held)
+        return ENOMEM;
+    const uint64_t *dir = (const uint64_t *)(c->base + h->directory);
+    uint64_t seg_bytes = UINT64_C(8) << h->segment_log2;
+    for (uint64_t s = 0; s < segments; s++) {
+        if (dir[s] < data || dir[s] > end - seg_bytes)
+            return EINVAL;
+        c->segment[s] = (shmi_atomic_word *)(c->base + dir[s]);
+    }
+    for (unsigned k = 0; k < h->slot_chunks; k++) {
+        if (h->slot_chunk[k] < data || h->slot_chunk[k] > end - chunk)
+            return EINVAL;
+        c->slot_chunk[k] =
+            (struct shmi_cache_slot *)(c->base + h->slot_chunk[k]);
+    }
+    c->segment_log2 = h->segment_log2;
+    c->segment_mask = (UINT64_C(1) << h->segment_log2) - 1;
+    c->bucket_mask = (UINT64_C(1) << h->bucket_log2) - 1;
+    c->slots_per_chunk = per_chunk;
+    c->slot_count = h->slot_chunks * per_chunk;
+    if (c->slot_count > SHMI_CACHE_SLOT_LIMIT)
+        return EINVAL;
+    c->ring_entries = (unsigned)(chunk / sizeof(struct shmi_cache_retired));
+    uint64_t fit =
+        (get_shm_max_allocatable_size() - sizeof(struct shmi_cache_block)) /
+        sizeof(struct shmi_cache_entry);
+    c->max_entries =
+        (unsigned)(fit < SHMI_CACHE_MAX_ENTRIES ? fit : SHMI_CACHE_MAX_ENTRIES);
+    return 0;
+}
+
+static void handle_free(shm_cache *c)
+{
+    pthread_mutex_destroy(&c->held_lock);
+    free(c->segment);
+    free(c->slot_chunk);
+    free(c->held);
+    free(c);
+}
+
+shm_cache *shm_cache_attach(shm_arena *arena, const char *name,
+                            const struct shm_cache_options *opts)
+{
+    size_t len = name ? strnlen(name, NAME_MAX_LEN + 1) : 0;
+    if (!arena || len == 0 || len > NAME_MAX_LEN) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* The index, the rings and the blocks need chunks of 512 bytes. */
+    if (get_shm_max_allocatable_size() < 512 ||
+        get_shm_max_allocatable_size() < sizeof(struct shmi_cache_header)) {
+        errno = E2BIG;
+        return NULL;
+    }
+    char root[SHM_ROOT_NAME_MAX + 1];
+    memcpy(root, ROOT_PREFIX, sizeof ROOT_PREFIX - 1);
+    memcpy(root + sizeof ROOT_PREFIX - 1, name, len + 1);
+    shm_offt off = shm_arena_root_get(arena, root);
+    if (off == SHM_NULL && errno != ENOENT)
+        return NULL;
+    if (off == SHM_NULL) {
+        uint64_t built = build(arena, opts ? opts->expected_items : 0);
+        if (built == 0)
+            return NULL; /* errno of the allocation, EROFS for a reader */
+        if (!shm_arena_root_cas(arena, root, SHM_NULL, built)) {
+            int err = errno;
+            unbuild(arena, built);
+            if (err != EAGAIN) {
+                errno = err;
+                return NULL;
+            }
+            off = shm_arena_root_get(arena, root);
+            if (off == SHM_NULL)
+                return NULL;
+        } else {
+            off = built;
+        }
+    }
+    shm_cache *c = calloc(1, sizeof *c);
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&c->held_lock, NULL);
+    c->arena = arena;
+    c->read_only = arena->read_only;
+    c->serial =
+        atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
+    int err = bind(c, off);
+    if (!err)
+        err = shmi_cache_register(c);
+    if (err) {
+        handle_free(c);
+        errno = err;
+        return NULL;
+    }
+    return c;
+}
+
+shm_cache *shm_cache_open(const char *path,
+                          const struct shm_cache_options *opts)
+{
+    struct shm_arena_options aopts = {0};
+    if (opts) {
+        aopts.capacity = opts->capacity;
+        aopts.mode = opts->mode;
+        aopts.flags = opts->flags;
+    }
+    shm_arena *arena = shm_arena_open(path, &aopts);
+    if (!arena)
+        return NULL;
+    shm_cache *c = shm_cache_attach(arena, "default", opts);
+    if (!c) {
+        int err = errno;
+        shm_arena_close(arena);
+        errno = err;
+        return NULL;
+    }
+    c->own_arena = true;
+    return c;
+}
+
+int shm_cache_close(shm_cache *c)
+{
+    if (!c)
+        return 0;
+    shmi_cache_slots_release(c);
+    shm_arena *arena = c->own_arena ? c->arena : NULL;
+    handle_free(c);
+    return arena ? shm_arena_close(arena) : 0;
+}
+
+shm_arena *shm_cache_arena(shm_cache *c)
+{
+    return c ? c->arena : NULL;
+}
+
+/* ---- entries ---------------------------------------------------------- */
+
+static bool key_valid(const void *key, size_t key_len)
+{
+    return key && key_len > 0 && key_len <= SHM_CACHE_KEY_MAX;
+}
+
+static void count(shmi_atomic_word *counter, uint64_t n)
+{
+    /* relaxed: a statistic. */
+    if (n)
+        atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+/* Removes up to `want` entries, expired ones first, then ones not read
+ * since the clock hand last passed. Returns how many it removed. */
+static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
+{
+    unsigned removed = 0;
+    uint64_t now = shmi_os_monotonic_ms();
+    for (unsigned k = 0; k < 64 * want && removed < want; k++) {
+        /* relaxed: only spreads the work; any bucket will do. */
+        uint64_t bucket = atomic_fetch_add_explicit(&c->header->clock_hand, 1,
+                                                    memory_order_relaxed) &
+                          c->bucket_mask;
+        const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
+        uint64_t head = shmi_cache_protect_block(slot, word);
+        const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+        uint64_t victim = UINT64_MAX;
+        bool expired = false;
+        for (uint64_t i = 0; b && i < b->count; i++) {
+            if (!shmi_cache_protect_item(slot, word, head, b->entry[i].item))
+                break; /* the bucket changed: its turn comes again */
+            struct shmi_cache_item *item =
+                (struct shmi_cache_item *)shmi_cache_item_at(c,
+                                                             b->entry[i].item);
+            if (!item)
+                continue;
+            if (shmi_cache_expired(item, now)) {
+                victim = i;
+                expired = true;
+                break;
+            }
+            /* relaxed: a hint for eviction only. */
+            if (shmi_atomic_load_relaxed(&item->used))
+                shmi_atomic_store_relaxed(&item->used, 0);
+            else if (victim == UINT64_MAX)
+                victim = i;
+        }
+        unsigned dropped = 0;
+        if (victim != UINT64_MAX &&
+            shmi_cache_update(c, slot, bucket, head, victim, 0, now,
+                              &dropped) == 0) {
+            removed += 1 + dropped;
+            count(expired ? &c->header->expirations : &c->header->evictions, 1);
+            count(&c->header->expirations, dropped);
+        }
+        shmi_cache_unprotect(slot);
+    }
+    return removed;
+}
+
+/* A chunk of `size` bytes for the cache, evicting to make room. */
+static shm_offt cache_alloc(shm_cache *c, struct shmi_cache_slot *slot,
+                            size_t size)
+{
+    for (unsigned round = 0; round <= EVICT_ROUNDS; round++) {
+        shm_offt off = shm_arena_malloc(c->arena, size);
+        if (off != SHM_NULL) {
+            shmi_cache_account(c, off, true);
+            return off;
+        }
+        if (errno != ENOMEM || round == EVICT_ROUNDS)
+            break;
+        evict(c, slot, EVICT_PER_ROUND);
+        shmi_cache_reclaim(c, slot);
+    }
+    errno = ENOMEM;
+    return SHM_NULL;
+}
+
+/* A new item, recorded in the slot as the writer's. */
+static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
+                    size_t key_len, const void *value, size_t value_len,
+                    uint64_t expires_ms, uint64_t *out)
+{
+    uint64_t size = sizeof(struct shmi_cache_item) + key_len + value_len;
+    if (value_len > UINT32_MAX || size > get_shm_max_allocatable_size())
+        return E2BIG;
+    shm_offt off = cache_alloc(c, slot, (size_t)size);
+    if (off == SHM_NULL)
+        return ENOMEM;
+    /* The claim word first, then the record: a recoverer retires what the
+     * record names (cache_index.c). relaxed: read by a recoverer only. */
+    struct shmi_cache_item *item = shmi_cache_at(c, off);
+    shmi_atomic_store_relaxed(&item->claim, 0);
+    shmi_atomic_store_relaxed(&slot->pending_item, off);
+    /* relaxed: versions need only be unique. */
+    item->version = atomic_fetch_add_explicit(&c->header->next_version, 1,
+                                              memory_order_relaxed) +
+                    1;
+    item->expires_ms = expires_ms;
+    shmi_atomic_store_relaxed(&item->used, 0);
+    item->key_len = (uint32_t)key_len;
+    item->value_len = (uint32_t)value_len;
+    memcpy(item->bytes, key, key_len);
+    if (value_len)
+        memcpy(item->bytes + key_len, value, value_len);
+    *out = off;
+    return 0;
+}
+
+/* Gives back an item that was never published. */
+static void item_drop(shm_cache *c, struct shmi_cache_slot *slot, uint64_t item)
+{
+    shmi_cache_retire(c, slot, item);
+    shmi_atomic_store_relaxed(&slot->pending_item, 0);
+}
+
+static uint64_t expiry_of(uint32_t ttl_seconds)
+{
+    return ttl_seconds ? shmi_os_monotonic_ms() + (uint64_t)ttl_seconds * 1000
+                       : 0;
+}
+
+enum store_kind { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
+
+/* The writer's slot, or NULL with err set. */
+static struct shmi_cache_slot *writer_slot(shm_cache *c, int *err)
+{
+    if (c->read_only) {
+        *err = EROFS;
+        return NULL;
+    }
+    struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
+    *err = slot ? 0 : errno;
+    return slot;
+}
+
+static int store(shm_cache *c, const void *key, size_t key_len,
+                 const void *value, size_t value_len, uint32_t ttl,
+                 enum store_kind kind, uint64_t version)
+{
+    if (!c || !key_valid(key, key_len) || (!value && value_len))
+        return fail(EINVAL);
+    int err;
+    struct shmi_cache_slot *slot = writer_slot(c, &err);
+    if (!slot)
+        return fail(err);
+    uint64_t hash = shmi_cache_hash(key, key_len);
+    uint64_t bucket = hash & c->bucket_mask;
+    uint64_t item;
+    err = item_new(c, slot, key, key_len, value, value_len, expiry_of(ttl),
+                   &item);
+    if (err)
+        return fail(err);
+    unsigned expired = 0;
+    for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
+        uint64_t now = shmi_os_monotonic_ms();
+        uint64_t head, pos;
+        uint64_t found =
+            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
+        const struct shmi_cache_item *old =
+            found ? shmi_cache_item_at(c, found) : NULL;
+        bool live = old && !shmi_cache_expired(old, now);
+        if (kind == STORE_ADD && live)
+            err = EEXIST;
+        else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !live)
+            err = ENOENT;
+        else if (kind == STORE_CAS && old->version != version)
+            err = ECANCELED; /* reported as EAGAIN below */
+        else
+            err = shmi_cache_update(c, slot, bucket, head, pos, item, now,
+                                    &expired);
+        shmi_cache_unprotect(slot);
+        if (err == EAGAIN)
+            continue; /* the bucket changed: read it again */
+        if (err == EBUSY) {
+            shmi_cache_make_room(c, slot); /* out of the section now */
+            continue;
+        }
+        if (err == ENOMEM && tries + 1 < UPDATE_TRIES &&
+            evict(c, slot, EVICT_PER_ROUND) > 0) {
+            shmi_cache_reclaim(c, slot);
+            continue;
+        }
+        break;
+    }
+    if (err) {
+        item_drop(c, slot, item);
+        return fail(err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err);
+    }
+    count(&c->header->sets, 1);
+    count(&c->header->expirations, expired);
+    return 0;
+}
+
+int shm_cache_set(shm_cache *c, const void *key, size_t key_len,
+                  const void *value, size_t value_len, uint32_t ttl_seconds)
+{
+    return store(c, key, key_len, value, value_len, ttl_seconds, STORE_SET, 0);
+}
+
+int shm_cache_add(shm_cache *c, const void *key, size_t key_len,
+                  const void *value, size_t value_len, uint32_t ttl_seconds)
+{
+    return store(c, key, key_len, value, value_len, ttl_seconds, STORE_ADD, 0);
+}
+
+int shm_cache_replace(shm_cache *c, const void *key, size_t key_len,
+                      const void *value, size_t value_len, uint32_t ttl_seconds)
+{
+    return store(c, key, key_len, value, value_len, ttl_seconds, STORE_REPLACE,
+                 0);
+}
+
+int shm_cache_cas(shm_cache *c, const void *key, size_t key_len,
+                  const void *value, size_t value_len, uint32_t ttl_seconds,
+                  uint64_t version)
+{
+    return store(c, key, key_len, value, value_len, ttl_seconds, STORE_CAS,
+                 version);
+}
+
+static void count_lookup(struct shmi_cache_slot *slot, bool hit)
+{
+    if (!slot)
+        return;
+    shmi_atomic_word *counter = hit ? &slot->hits : &slot->misses;
+    /* relaxed: only the slot's owner writes it; stats sums it. */
+    shmi_atomic_store_relaxed(counter, shmi_atomic_load_relaxed(counter) + 1);
+}
+
+int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
+                   size_t buf_size, size_t *value_len, uint64_t *version)
+{
+    if (!c || !key_valid(key, key_len) || (!buf && buf_size))
+        return fail(EINVAL);
+    /* A read-only cache has no slot: its reads protect nothing, so a value
+     * being replaced at that moment may be read from a chunk already
+     * reused (a tool's view, not a client's). */
+    struct shmi_cache_slot *slot =
+        c->read_only ? NULL : shmi_cache_slot_mine(c);
+    if (!slot && !c->read_only)
+        return fail(errno);
+    uint64_t hash = shmi_cache_hash(key, key_len);
+    uint64_t head, pos;
+    uint64_t found = shmi_cache_lookup(c, slot, hash & c->bucket_mask, hash,
+                                       key, key_len, &head, &pos);
+    struct shmi_cache_item *item =
+        found ? (struct shmi_cache_item *)shmi_cache_item_at(c, found) : NULL;
+    int err = 0;
+    if (!item || shmi_cache_expired(item, shmi_os_monotonic_ms())) {
+        err = ENOENT;
+    } else {
+        if (value_len)
+            *value_len = item->value_len;
+        if (version)
+            *version = item->version;
+        if (buf_size < item->value_len) {
+            err = buf ? ENOBUFS : 0;
+        } else {
+            if (item->value_len)
+                memcpy(buf, item->bytes + item->key_len, item->value_len);
+        }
+        /* relaxed: a hint for eviction; written only when clear, so a
+         * hot entry's line is not written on every hit. */
+        if (!c->read_only && !shmi_atomic_load_relaxed(&item->used))
+            shmi_atomic_store_relaxed(&item->used, 1);
+    }
+    if (slot)
+        shmi_cache_unprotect(slot);
+    count_lookup(slot, err != ENOENT);
+    return fail(err);
+}
+
+int shm_cache_get(shm_cache *c, const void *key, size_t key_len, void *buf,
+                  size_t buf_size, size_t *value_len)
+{
+    return shm_cache_gets(c, key, key_len, buf, buf_size, value_len, NULL);
+}
+
+int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
+{
+    if (!c || !key_valid(key, key_len))
+        return fail(EINVAL);
+    int err;
+    struct shmi_cache_slot *slot = writer_slot(c, &err);
+    if (!slot)
+        return fail(err);
+    uint64_t hash = shmi_cache_hash(key, key_len);
+    uint64_t bucket = hash & c->bucket_mask;
+    unsigned expired = 0;
+    bool was_live = false;
+    for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
+        uint64_t now = shmi_os_monotonic_ms();
+        uint64_t head, pos;
+        uint64_t found =
+            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
+        const struct shmi_cache_item *old =
+            found ? shmi_cache_item_at(c, found) : NULL;
+        was_live = old && !shmi_cache_expired(old, now);
+        err = old ? shmi_cache_update(c, slot, bucket, head, pos, 0, now,
+                                      &expired)
+                  : 0;
+        shmi_cache_unprotect(slot);
+        if (err == EBUSY)
+            shmi_cache_make_room(c, slot);
+        else if (err != EAGAIN)
+            break;
+    }
+    if (err)
+        return fail(err == EBUSY ? ENOMEM : err);
+    count(&c->header->expirations, expired);
+    if (!was_live)
+        return fail(ENOENT);
+    count(&c->header->deletes, 1);
+    return 0;
+}
+
+int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
+                   int64_t initial, uint32_t ttl_seconds, int64_t *result)
+{
+    if (!c || !key_valid(key, key_len))
+        return fail(EINVAL);
+    int err;
+    struct shmi_cache_slot *slot = writer_slot(c, &err);
+    if (!slot)
+        return fail(err);
+    uint64_t hash = shmi_cache_hash(key, key_len);
+    uint64_t bucket = hash & c->bucket_mask;
+    /* The new item is made once, before any read section (making it may
+     * evict), and rewritten on every try: it is this writer's alone until
+     * the update publishes it. */
+    uint64_t item;
+    int64_t value = initial;
+    err = item_new(c, slot, key, key_len, &value, sizeof value,
+                   expiry_of(ttl_seconds), &item);
+    if (err)
+        return fail(err);
+    struct shmi_cache_item *mine = shmi_cache_at(c, item);
+    for (unsigned tries = 0; tries < UPDATE_TRIES * 4; tries++) {
+        uint64_t now = shmi_os_monotonic_ms();
+        uint64_t head, pos;
+        uint64_t found =
+            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
+        const struct shmi_cache_item *old =
+            found ? shmi_cache_item_at(c, found) : NULL;
+        bool live = old && !shmi_cache_expired(old, now);
+        unsigned expired = 0;
+        value = initial;
+        mine->expires_ms = expiry_of(ttl_seconds);
+        if (live && old->value_len != sizeof value) {
+            err = EINVAL;
+        } else {
+            if (live) {
+                int64_t current;
+                memcpy(&current, old->bytes + old->key_len, sizeof current);
+                value = (int64_t)((uint64_t)current + (uint64_t)delta);
+                mine->expires_ms = old->expires_ms;
+            }
+            memcpy(mine->bytes + key_len, &value, sizeof value);
+            err = shmi_cache_update(c, slot, bucket, head, pos, item, now,
+                                    &expired);
+        }
+        shmi_cache_unprotect(slot);
+        if (err == EBUSY)
+            shmi_cache_make_room(c, slot);
+        if (err == EAGAIN || err == EBUSY)
+            continue;
+        if (err)
+            break;
+        count(&c->header->sets, 1);
+        count(&c->header->expirations, expired);
+        if (result)
+            *result = value;
+        return 0;
+    }
+    item_drop(c, slot, item);
+    return fail(err == EBUSY ? ENOMEM : err);
+}
+
+int shm_cache_foreach(shm_cache *c,
+                      int (*visit)(const void *key, size_t key_len,
+                                   const void *value, size_t value_len,
+                                   void *ctx),
+                      void *ctx)
+{
+    if (!c || !visit)
+        return fail(EINVAL);
+    struct shmi_cache_slot *slot =
+        c->read_only ? NULL : shmi_cache_slot_mine(c);
+    if (!slot && !c->read_only)
+        return fail(errno);
+    uint64_t now = shmi_os_monotonic_ms();
+    for (uint64_t bucket = 0; bucket <= c->bucket_mask; bucket++) {
+        /* Items visited in this bucket, so that a bucket that changes
+         * during the visit is read again without visiting one twice. */
+        uint64_t seen[SHMI_CACHE_MAX_ENTRIES];
+        unsigned seen_count = 0;
+        const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
+        int ret = 0;
+        bool again = true;
+        while (again && !ret) {
+            again = false;
+            /* acquire: pairs with the CAS that published the block (X1). */
+            uint64_t head = slot ? shmi_cache_protect_block(slot, word)
+                                 : shmi_atomic_load_acquire(word);
+            const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+            for (uint64_t i = 0; b && i < b->count && !ret && !again; i++) {
+                uint64_t off = b->entry[i].item;
+                bool visited = false;
+                for (unsigned k = 0; k < seen_count; k++)
+                    visited |= seen[k] == off;
+                if (visited)
+                    continue;
+                if (slot && !shmi_cache_protect_item(slot, word, head, off)) {
+                    again = true;
+                    break;
+                }
+                const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
+                if (seen_count < SHMI_CACHE_MAX_ENTRIES)
+                    seen[seen_count++] = off;
+                if (item && !shmi_cache_expired(item, now))
+                    ret = visit(item->bytes, item->key_len,
+                                item->bytes + item->key_len, item->value_len,
+                                ctx);
+            }
+        }
+        if (slot)
+            shmi_cache_unprotect(slot);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+int shm_cache_stats(shm_cache *c, struct shm_cache_stats *stats)
+{
+    if (!c || !stats)
+        return fail(EINVAL);
+    memset(stats, 0, sizeof *stats);
+    const struct shmi_cache_header *h = c->header;
+    /* relaxed: a snapshot of statistics. */
+    stats->items = shmi_atomic_load_relaxed(&h->items);
+    stats->sets = shmi_atomic_load_relaxed(&h->sets);
+    stats->deletes = shmi_atomic_load_relaxed(&h->deletes);
+    stats->evictions = shmi_atomic_load_relaxed(&h->evictions);
+    stats->expirations = shmi_atomic_load_relaxed(&h->expirations);
+    stats->bytes = (size_t)shmi_atomic_load_relaxed(&h->bytes);
+    stats->memory = (size_t)shmi_atomic_load_relaxed(&h->memory);
+    for (unsigned i = 0; i < c->slot_count; i++) {
+        const struct shmi_cache_slot *s = shmi_cache_slot_at(c, i);
+        stats->hits += shmi_atomic_load_relaxed(&s->hits);
+        stats->misses += shmi_atomic_load_relaxed(&s->misses);
+    }
+    return 0;
+}
+
+int shm_cache_recover(shm_cache *c, unsigned *recovered)
+{
+    if (!c)
+        return fail(EINVAL);
+    int err;
+    struct shmi_cache_slot *slot = writer_slot(c, &err);
+    if (!slot)
+        return fail(err);
+    unsigned n = shmi_cache_recover_slots(c, slot);
+    shmi_cache_reclaim(c, slot);
+    if (recovered)
+        *recovered = n;
+    return 0;
+}

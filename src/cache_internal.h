@@ -1,0 +1,168 @@
+/*
+ * The process-local handle of a cache and the calls its three files share:
+ *
+ *   cache_reclaim.c thread slots, hazards, retired chunks, reclamation,
+ *                   and the recovery of a dead owner's slot
+ *   cache_index.c   buckets, blocks and items: lookup and the one-CAS
+ *                   update of a bucket
+ *   cache.c         the public API: open, get, set, delete, incr, cas,
+ *                   eviction, expiry, statistics
+ */
+#ifndef SHM_CACHE_INTERNAL_H
+#define SHM_CACHE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm_cache.h"
+
+#include "arena.h"
+#include "cache_layout.h"
+
+struct shm_cache {
+    shm_arena *arena;
+    bool own_arena; /* opened by shm_cache_open: closed with the cache */
+    bool read_only;
+    uint8_t *base;
+    struct shmi_cache_header *header;
+    uint64_t header_offset;
+    uint64_t serial; /* unique in this process */
+    /* Buckets: segment[i >> segment_log2][i & segment_mask]. */
+    shmi_atomic_word **segment;
+    unsigned segment_log2;
+    uint64_t segment_mask;
+    uint64_t bucket_mask;
+    /* Thread slots. */
+    struct shmi_cache_slot **slot_chunk;
+    unsigned slots_per_chunk;
+    unsigned slot_count;
+    unsigned ring_entries; /* retired entries a ring chunk holds */
+    unsigned max_entries;  /* entries a block may hold */
+    /* Slots this handle gave to threads of this process (guarded). */
+    pthread_mutex_t held_lock;
+    unsigned *held;
+    unsigned held_count;
+};
+
+static inline void *shmi_cache_at(const shm_cache *c, uint64_t off)
+{
+    return c->base + off;
+}
+
+static inline shmi_atomic_word *shmi_cache_bucket(const shm_cache *c,
+                                                  uint64_t index)
+{
+    return c->segment[index >> c->segment_log2] + (index & c->segment_mask);
+}
+
+static inline struct shmi_cache_slot *shmi_cache_slot_at(const shm_cache *c,
+                                                         unsigned index)
+{
+    return c->slot_chunk[index / c->slots_per_chunk] +
+           index % c->slots_per_chunk;
+}
+
+/* Entries a block may hold: a bucket that would need more refuses the
+ * update (a key hashing there is refused with ENOMEM). */
+#define SHMI_CACHE_MAX_ENTRIES 64
+
+/* ---- cache_reclaim.c ---- */
+
+/* Enters a new handle in the process's list of open caches (for threads
+ * that leave after it closed); 0 or ENOMEM. */
+int shmi_cache_register(shm_cache *c);
+
+/* Whether the slot's ring can take `needed` more retired chunks. */
+bool shmi_cache_ring_has_room(const shm_cache *c,
+                              const struct shmi_cache_slot *slot,
+                              unsigned needed);
+
+/* The calling thread's slot in c, taken on first use (recovering a dead
+ * owner's slot when no free one is left); NULL with ENOSPC when every
+ * slot is held by a live thread, EROFS on a read-only cache, ENOMEM. */
+struct shmi_cache_slot *shmi_cache_slot_mine(shm_cache *c);
+
+/* Gives back every slot this handle holds (at close). */
+void shmi_cache_slots_release(shm_cache *c);
+
+/* Hazards (cache_reclaim.c): the current block of a bucket, protected
+ * until shmi_cache_unprotect; an item of that block, protected when this
+ * returns true (false: the bucket changed, protect its block again). */
+uint64_t shmi_cache_protect_block(struct shmi_cache_slot *slot,
+                                  const shmi_atomic_word *bucket);
+bool shmi_cache_protect_item(struct shmi_cache_slot *slot,
+                             const shmi_atomic_word *bucket, uint64_t head,
+                             uint64_t item);
+void shmi_cache_unprotect(struct shmi_cache_slot *slot);
+
+/* The item of key in bucket, 0 when none: protects the bucket's block
+ * (whose offset goes to *head, the item's position in it to *pos) and the
+ * item. With slot NULL (a read-only cache) nothing is protected. */
+uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
+                           uint64_t bucket, uint64_t hash, const void *key,
+                           size_t key_len, uint64_t *head, uint64_t *pos);
+
+/* Hands a chunk that is no longer reachable to reclamation: it is freed
+ * once no read section that may have seen it is still running. `claim`
+ * is the chunk's claim word (its first word): retire takes it with a CAS
+ * from 0, so a chunk two parties find unreachable is retired once.
+ * Returns true when this call retired it, false when another party had
+ * claimed it. */
+bool shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot,
+                       uint64_t off);
+
+/* For a writer whose ring is full (shmi_cache_update said EBUSY). */
+void shmi_cache_make_room(shm_cache *c, struct shmi_cache_slot *slot);
+
+/* Frees what can be freed now; tries to move the epoch on first. */
+void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
+
+/* Recovers the slots of dead owners (their updates in flight and their
+ * retired chunks); returns how many. */
+unsigned shmi_cache_recover_slots(shm_cache *c, struct shmi_cache_slot *mine);
+
+/* Counts a chunk the cache took from the arena, or gave back. */
+void shmi_cache_account(shm_cache *c, uint64_t off, bool taken);
+
+/* ---- cache_index.c ---- */
+
+uint64_t shmi_cache_hash(const void *key, size_t len);
+
+/* The block at off, or NULL when off cannot hold one. */
+const struct shmi_cache_block *shmi_cache_block_at(const shm_cache *c,
+                                                   uint64_t off);
+
+/* The item at off, or NULL when off cannot hold one (offsets and lengths
+ * read from the file are checked before they are followed). */
+const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
+                                                 uint64_t off);
+
+/* Whether an item has expired at now_ms. */
+static inline bool shmi_cache_expired(const struct shmi_cache_item *item,
+                                      uint64_t now_ms)
+{
+    return item->expires_ms != 0 && item->expires_ms <= now_ms;
+}
+
+/*
+ * One update of one bucket: replaces the entry at `pos` of the bucket's
+ * current block `old_block` (pos == UINT64_MAX: adds one) by new_item, or
+ * removes it (new_item 0), and drops the entries expired at now_ms, in a
+ * new block published with one CAS. Returns 0, EAGAIN (the bucket changed
+ * since old_block was read: read it again), ENOMEM, EBUSY (this writer's
+ * ring of retired chunks is full: leave the read section, call
+ * shmi_cache_reclaim and try again). On success the
+ * replaced block and the items no longer referenced are retired, and
+ * *expired counts the expired entries dropped.
+ */
+int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
+                      uint64_t bucket, uint64_t old_block, uint64_t pos,
+                      uint64_t new_item, uint64_t now_ms, unsigned *expired);
+
+/* Finishes or undoes the update recorded in a dead owner's slot. */
+void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
+                                struct shmi_cache_slot *dead);
+
+#endif /* SHM_CACHE_INTERNAL_H */

@@ -1,0 +1,105 @@
+/*
+ * What a cache keeps in its arena (cache_index.c, cache_reclaim.c and
+ * cache.c implement the protocols). Everything is an arena chunk reached
+ * from the cache's named root, and every word that more than one process
+ * writes is a shmi_atomic_word; offsets, never pointers.
+ *
+ *   root "shm_cache:NAME" ──► header ──► directory ──► segment ... segment
+ *                               │                      [bucket words]
+ *                               └──► slot chunks [thread slots]
+ *
+ *   bucket word ──► block (immutable once published)
+ *                     claim | count | (hash, item) * count
+ *                                            └──► item (immutable)
+ *                     claim | version | expiry | used | lengths | key value
+ *
+ * A bucket word holds 0 or the offset of its current block; every change
+ * to a bucket publishes a new block with one CAS (cache_index.c).
+ */
+#ifndef SHM_CACHE_LAYOUT_H
+#define SHM_CACHE_LAYOUT_H
+
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define SHMI_CACHE_MAGIC UINT64_C(0x4548434143485348) /* "SHMCACHE" */
+#define SHMI_CACHE_VERSION 1u
+#define SHMI_CACHE_SLOT_CHUNKS 16
+#define SHMI_CACHE_SLOT_LIMIT 256 /* thread slots a cache has at most */
+#define SHMI_CACHE_LINE 64
+
+struct shmi_cache_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t bucket_log2;  /* buckets in all */
+    uint32_t segment_log2; /* buckets per segment */
+    uint32_t slot_chunks;  /* used entries of slot_chunk */
+    uint32_t slots_per_chunk;
+    uint32_t reserved;
+    uint64_t directory; /* chunk of segment offsets */
+    uint64_t slot_chunk[SHMI_CACHE_SLOT_CHUNKS];
+    /* Written by writers, on lines of their own. */
+    _Alignas(SHMI_CACHE_LINE) shmi_atomic_word clock_hand;
+    shmi_atomic_word next_version;
+    shmi_atomic_word items;
+    shmi_atomic_word bytes;
+    shmi_atomic_word memory;
+    shmi_atomic_word sets;
+    shmi_atomic_word deletes;
+    shmi_atomic_word evictions;
+    shmi_atomic_word expirations;
+};
+
+/* One thread's slot, on cache lines of its own: the chunks it is reading
+ * (hazards), its counters, its list of retired chunks and the record of
+ * the update it is making, so that whoever finds the owner dead finishes
+ * or undoes it (cache_reclaim.c). */
+struct shmi_cache_slot {
+    shmi_atomic_word owner;     /* 0 free, else the owner's token */
+    shmi_atomic_word hazard[2]; /* the block and item being read */
+    shmi_atomic_word hits;
+    shmi_atomic_word misses;
+    shmi_atomic_word ring; /* chunk of retired entries, 0 none yet */
+    shmi_atomic_word ring_head;
+    shmi_atomic_word ring_tail;
+    /* The update in flight (cache_index.c): its bucket, the block it
+     * replaces, the block and item it made; all 0 when none. */
+    shmi_atomic_word pending_bucket;
+    shmi_atomic_word pending_old;
+    shmi_atomic_word pending_block;
+    shmi_atomic_word pending_item;
+    shmi_atomic_word reserved2[4];
+};
+
+_Static_assert(sizeof(struct shmi_cache_slot) == 2 * SHMI_CACHE_LINE,
+               "a slot is two cache lines");
+
+/* A retired chunk waiting until no hazard names it (0: done). */
+struct shmi_cache_retired {
+    shmi_atomic_word offset;
+};
+
+/* A bucket's entries. */
+struct shmi_cache_entry {
+    uint64_t hash;
+    uint64_t item;
+};
+
+struct shmi_cache_block {
+    shmi_atomic_word claim; /* 0, or who retires it (cache_epoch.c) */
+    uint64_t count;
+    struct shmi_cache_entry entry[];
+};
+
+struct shmi_cache_item {
+    shmi_atomic_word claim;
+    uint64_t version;
+    uint64_t expires_ms;   /* CLOCK_MONOTONIC milliseconds; 0: never */
+    shmi_atomic_word used; /* set by readers, cleared by eviction */
+    uint32_t key_len;
+    uint32_t value_len;
+    unsigned char bytes[]; /* key, then value */
+};
+
+#endif /* SHM_CACHE_LAYOUT_H */

@@ -1,0 +1,354 @@
+/*
+ * shm_cache through its public header, in one process: every call and
+ * every error, expiry, eviction in a full arena, a cache that outlives its
+ * handles, and the memory it accounts for.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shm_alloc.h"
+#include "shm_cache.h"
+
+static char *scratch(const char *name)
+{
+    static char path[512];
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : ".", name);
+    unlink(path);
+    return path;
+}
+
+/* The cache needs chunks of 512 bytes: smaller builds refuse it. */
+static bool cache_fits(void)
+{
+    return get_shm_max_allocatable_size() >= 512;
+}
+
+static shm_cache *open_cache(const char *name, size_t capacity)
+{
+    struct shm_cache_options opts = {.capacity = capacity};
+    shm_cache *c = shm_cache_open(scratch(name), &opts);
+    assert_non_null(c);
+    return c;
+}
+
+/* Arena bytes in use, which for a file holding only the cache must be
+ * what the cache says it holds. */
+static size_t arena_in_use(shm_cache *c)
+{
+    struct shm_stats st;
+    assert_int_equal(shm_arena_stats(shm_cache_arena(c), &st), 0);
+    return st.bytes_in_use;
+}
+
+static void test_refused_without_room(void **state)
+{
+    (void)state;
+    if (cache_fits())
+        skip();
+    errno = 0;
+    assert_null(shm_cache_open(scratch("small.shm"), NULL));
+    assert_int_equal(errno, E2BIG);
+}
+
+static void test_every_call(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("calls.shm", 4 << 20);
+    char buf[64];
+    size_t len = 0;
+
+    assert_int_equal(shm_cache_get(c, "a", 1, buf, sizeof buf, &len), ENOENT);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(shm_cache_set(c, "a", 1, "hello", 5, 0), 0);
+    assert_int_equal(shm_cache_get(c, "a", 1, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+
+    /* Too small a buffer: the length, nothing copied. */
+    memset(buf, 'x', sizeof buf);
+    assert_int_equal(shm_cache_get(c, "a", 1, buf, 3, &len), ENOBUFS);
+    assert_int_equal(errno, ENOBUFS);
+    assert_int_equal(len, 5);
+    assert_int_equal(buf[0], 'x');
+    assert_int_equal(shm_cache_get(c, "a", 1, NULL, 0, &len), 0);
+    assert_int_equal(len, 5);
+
+    /* add, replace */
+    assert_int_equal(shm_cache_add(c, "a", 1, "other", 5, 0), EEXIST);
+    assert_int_equal(shm_cache_add(c, "b", 1, "bee", 3, 0), 0);
+    assert_int_equal(shm_cache_replace(c, "zz", 2, "x", 1, 0), ENOENT);
+    assert_int_equal(shm_cache_replace(c, "b", 1, "bumble", 6, 0), 0);
+    assert_int_equal(shm_cache_get(c, "b", 1, buf, sizeof buf, &len), 0);
+    assert_memory_equal(buf, "bumble", 6);
+
+    /* gets and cas */
+    uint64_t v1, v2;
+    assert_int_equal(shm_cache_gets(c, "a", 1, buf, sizeof buf, &len, &v1), 0);
+    assert_int_equal(shm_cache_cas(c, "a", 1, "first", 5, 0, v1), 0);
+    assert_int_equal(shm_cache_gets(c, "a", 1, buf, sizeof buf, &len, &v2), 0);
+    assert_true(v2 != v1);
+    assert_int_equal(shm_cache_cas(c, "a", 1, "stale", 5, 0, v1), EAGAIN);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(shm_cache_get(c, "a", 1, buf, sizeof buf, &len), 0);
+    assert_memory_equal(buf, "first", 5);
+    assert_int_equal(shm_cache_cas(c, "none", 4, "x", 1, 0, v2), ENOENT);
+
+    /* delete */
+    assert_int_equal(shm_cache_delete(c, "a", 1), 0);
+    assert_int_equal(shm_cache_delete(c, "a", 1), ENOENT);
+    assert_int_equal(shm_cache_get(c, "a", 1, buf, sizeof buf, &len), ENOENT);
+
+    /* incr */
+    int64_t n = 0;
+    assert_int_equal(shm_cache_incr(c, "n", 1, 5, 100, 0, &n), 0);
+    assert_int_equal(n, 100);
+    assert_int_equal(shm_cache_incr(c, "n", 1, -3, 100, 0, &n), 0);
+    assert_int_equal(n, 97);
+    assert_int_equal(shm_cache_incr(c, "b", 1, 1, 0, 0, &n), EINVAL);
+
+    /* bad arguments */
+    char key[SHM_CACHE_KEY_MAX + 1];
+    memset(key, 'k', sizeof key);
+    assert_int_equal(shm_cache_set(NULL, "a", 1, "x", 1, 0), EINVAL);
+    assert_int_equal(shm_cache_set(c, NULL, 1, "x", 1, 0), EINVAL);
+    assert_int_equal(shm_cache_set(c, "a", 0, "x", 1, 0), EINVAL);
+    assert_int_equal(shm_cache_set(c, key, sizeof key, "x", 1, 0), EINVAL);
+    assert_int_equal(shm_cache_set(c, key, SHM_CACHE_KEY_MAX, "x", 1, 0), 0);
+    assert_int_equal(shm_cache_get(c, key, 0, buf, sizeof buf, &len), EINVAL);
+    assert_int_equal(shm_cache_delete(c, NULL, 1), EINVAL);
+    size_t huge = get_shm_max_allocatable_size();
+    char *big = calloc(1, huge);
+    assert_int_equal(shm_cache_set(c, "big", 3, big, huge, 0), E2BIG);
+    assert_int_equal(errno, E2BIG);
+    free(big);
+
+    /* foreach sees the live entries */
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, 3); /* b, n, key */
+    assert_int_equal(st.bytes, 1 + 6 + 1 + 8 + SHM_CACHE_KEY_MAX + 1);
+    assert_int_equal(st.hits, 7);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.deletes, 1);
+    assert_int_equal(shm_cache_stats(c, NULL), EINVAL);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
+static int count_visit(const void *key, size_t key_len, const void *value,
+                       size_t value_len, void *ctx)
+{
+    (void)key;
+    (void)value;
+    size_t *sum = ctx;
+    *sum += key_len + value_len;
+    return 0;
+}
+
+static int stop_visit(const void *key, size_t key_len, const void *value,
+                      size_t value_len, void *ctx)
+{
+    (void)key;
+    (void)key_len;
+    (void)value;
+    (void)value_len;
+    (void)ctx;
+    return 42;
+}
+
+static void test_foreach_and_persistence(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("persist.shm", 2 << 20);
+    char key[32], value[64];
+    size_t expect = 0;
+    for (int i = 0; i < 500; i++) {
+        int kl = snprintf(key, sizeof key, "key-%d", i);
+        int vl = snprintf(value, sizeof value, "value of %d", i * 7);
+        assert_int_equal(
+            shm_cache_set(c, key, (size_t)kl, value, (size_t)vl, 0), 0);
+        expect += (size_t)(kl + vl);
+    }
+    size_t sum = 0;
+    assert_int_equal(shm_cache_foreach(c, count_visit, &sum), 0);
+    assert_int_equal(sum, expect);
+    assert_int_equal(shm_cache_foreach(c, stop_visit, NULL), 42);
+    assert_int_equal(shm_cache_close(c), 0);
+
+    /* The entries outlive the handle. */
+    struct shm_cache_options opts = {.capacity = 2 << 20};
+    const char *path = scratch("unused.shm");
+    (void)path;
+    char again[512];
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(again, sizeof again, "%s/persist.shm", dir && *dir ? dir : ".");
+    c = shm_cache_open(again, &opts);
+    assert_non_null(c);
+    for (int i = 0; i < 500; i++) {
+        int kl = snprintf(key, sizeof key, "key-%d", i);
+        int vl = snprintf(value, sizeof value, "value of %d", i * 7);
+        char got[64];
+        size_t len;
+        assert_int_equal(
+            shm_cache_get(c, key, (size_t)kl, got, sizeof got, &len), 0);
+        assert_int_equal(len, (size_t)vl);
+        assert_memory_equal(got, value, len);
+    }
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, 500);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("ttl.shm", 1 << 20);
+    char buf[8];
+    size_t len;
+    assert_int_equal(shm_cache_set(c, "short", 5, "s", 1, 1), 0);
+    assert_int_equal(shm_cache_set(c, "long", 4, "l", 1, 0), 0);
+    assert_int_equal(shm_cache_get(c, "short", 5, buf, sizeof buf, &len), 0);
+    struct timespec nap = {1, 100 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    assert_int_equal(shm_cache_get(c, "short", 5, buf, sizeof buf, &len),
+                     ENOENT);
+    assert_int_equal(shm_cache_replace(c, "short", 5, "x", 1, 0), ENOENT);
+    assert_int_equal(shm_cache_add(c, "short", 5, "again", 5, 0), 0);
+    assert_int_equal(shm_cache_get(c, "long", 4, buf, sizeof buf, &len), 0);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
+/* A cache far smaller than what is stored in it: every set succeeds,
+ * old entries are evicted, recent ones stay, and the memory the cache
+ * reports is what the arena has in use. */
+static void test_eviction(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("evict.shm", 512 << 10);
+    char key[32], value[300];
+    memset(value, 'v', sizeof value);
+    for (int i = 0; i < 20000; i++) {
+        int kl = snprintf(key, sizeof key, "key-%d", i);
+        int err = shm_cache_set(c, key, (size_t)kl, value,
+                                100 + (size_t)(i % 200), 0);
+        if (err)
+            fail_msg("set %d failed: %s", i, strerror(err));
+    }
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_true(st.evictions > 0);
+    assert_true(st.items > 100);
+    assert_true(st.items < 20000);
+    /* The latest entry is there. */
+    char buf[400];
+    size_t len;
+    int kl = snprintf(key, sizeof key, "key-%d", 19999);
+    assert_int_equal(shm_cache_get(c, key, (size_t)kl, buf, sizeof buf, &len),
+                     0);
+    assert_int_equal(shm_arena_check(shm_cache_arena(c)), 0);
+    assert_int_equal(shm_cache_recover(c, NULL), 0);
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.memory, arena_in_use(c));
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
+static void test_attach_by_name(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    struct shm_arena_options opts = {.capacity = 2 << 20};
+    shm_arena *arena = shm_arena_open(scratch("named.shm"), &opts);
+    assert_non_null(arena);
+    shm_cache *one = shm_cache_attach(arena, "one", NULL);
+    shm_cache *two = shm_cache_attach(arena, "two", NULL);
+    assert_non_null(one);
+    assert_non_null(two);
+    assert_ptr_equal(shm_cache_arena(one), arena);
+    assert_int_equal(shm_cache_set(one, "k", 1, "1", 1, 0), 0);
+    char buf[4];
+    size_t len;
+    assert_int_equal(shm_cache_get(two, "k", 1, buf, sizeof buf, &len), ENOENT);
+    shm_cache *again = shm_cache_attach(arena, "one", NULL);
+    assert_non_null(again);
+    assert_int_equal(shm_cache_get(again, "k", 1, buf, sizeof buf, &len), 0);
+
+    /* A root of that name that is no cache, bad names. */
+    shm_offt junk = shm_arena_calloc(arena, 1, 64);
+    assert_int_equal(shm_arena_root_set(arena, "shm_cache:junk", junk), 0);
+    errno = 0;
+    assert_null(shm_cache_attach(arena, "junk", NULL));
+    assert_int_equal(errno, EINVAL);
+    assert_null(shm_cache_attach(arena, "", NULL));
+    assert_int_equal(errno, EINVAL);
+    assert_null(shm_cache_attach(NULL, "x", NULL));
+    assert_int_equal(errno, EINVAL);
+    char long_name[64];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_null(shm_cache_attach(arena, long_name, NULL));
+    assert_int_equal(errno, EINVAL);
+
+    assert_int_equal(shm_cache_close(again), 0);
+    assert_int_equal(shm_cache_close(one), 0);
+    assert_int_equal(shm_cache_close(two), 0);
+    assert_int_equal(shm_arena_close(arena), 0);
+}
+
+static void test_read_only(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("ro.shm", 1 << 20);
+    assert_int_equal(shm_cache_set(c, "k", 1, "v", 1, 0), 0);
+    char path[512];
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/ro.shm", dir && *dir ? dir : ".");
+    struct shm_cache_options ro = {.flags = SHM_ARENA_READ_ONLY};
+    shm_cache *r = shm_cache_open(path, &ro);
+    assert_non_null(r);
+    char buf[4];
+    size_t len;
+    assert_int_equal(shm_cache_get(r, "k", 1, buf, sizeof buf, &len), 0);
+    assert_int_equal(buf[0], 'v');
+    assert_int_equal(shm_cache_set(r, "k", 1, "w", 1, 0), EROFS);
+    assert_int_equal(shm_cache_delete(r, "k", 1), EROFS);
+    assert_int_equal(shm_cache_close(r), 0);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refused_without_room),
+        cmocka_unit_test(test_every_call),
+        cmocka_unit_test(test_foreach_and_persistence),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_attach_by_name),
+        cmocka_unit_test(test_read_only),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
