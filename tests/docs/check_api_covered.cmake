@@ -1,7 +1,12 @@
 # cmake -DHEADER=include/shm_alloc.h -DGUIDE=docs/how_to_use.md -P THIS
 # Fails unless every function declared SHM_API in the header, and every
 # flag of enum shm_arena_flags, is named in the guide.
-file(READ ${HEADER} header)
+string(REPLACE "|" ";" HEADER "${HEADER}")
+set(header "")
+foreach(h ${HEADER})
+  file(READ ${h} text)
+  string(APPEND header "${text}")
+endforeach()
 file(READ ${GUIDE} guide)
 string(REGEX MATCHALL "SHM_API[^;(]*[ *]([A-Za-z_][A-Za-z0-9_]*)\\(" decls "${header}")
 set(names)
