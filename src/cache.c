@@ -20,7 +20,7 @@
  *
  * Expiry: items carry their expiry on CLOCK_MONOTONIC, which every process
  * of the machine shares. An expired item is never returned; it is removed
- * by the next update of its bucket or by the clock hand.
+ * by the next set or delete of its key, or by the clock hand.
  */
 #include "cache_internal.h"
 
@@ -355,13 +355,10 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
             else if (victim == UINT64_MAX)
                 victim = i;
         }
-        unsigned dropped = 0;
         if (victim != UINT64_MAX &&
-            shmi_cache_update(c, slot, bucket, head, victim, 0, now,
-                              &dropped) == 0) {
-            removed += 1 + dropped;
+            shmi_cache_update(c, slot, bucket, head, victim, 0) == 0) {
+            removed++;
             count(expired ? &c->header->expirations : &c->header->evictions, 1);
-            count(&c->header->expirations, dropped);
         }
         shmi_cache_unprotect(slot);
     }
@@ -462,7 +459,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
                    &item);
     if (err)
         return fail(err);
-    unsigned expired = 0;
+    bool replaced_expired = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
         uint64_t now = shmi_os_monotonic_ms();
         uint64_t head, pos;
@@ -471,6 +468,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         const struct shmi_cache_item *old =
             found ? shmi_cache_item_at(c, found) : NULL;
         bool live = old && !shmi_cache_expired(old, now);
+        replaced_expired = old && !live;
         if (kind == STORE_ADD && live)
             err = EEXIST;
         else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !live)
@@ -478,8 +476,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         else if (kind == STORE_CAS && old->version != version)
             err = ECANCELED; /* reported as EAGAIN below */
         else
-            err = shmi_cache_update(c, slot, bucket, head, pos, item, now,
-                                    &expired);
+            err = shmi_cache_update(c, slot, bucket, head, pos, item);
         shmi_cache_unprotect(slot);
         if (err == EAGAIN)
             continue; /* the bucket changed: read it again */
@@ -499,7 +496,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         return fail(err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err);
     }
     count(&c->header->sets, 1);
-    count(&c->header->expirations, expired);
+    count(&c->header->expirations, replaced_expired);
     return 0;
 }
 
@@ -598,7 +595,6 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         return fail(err);
     uint64_t hash = shmi_cache_hash(key, key_len);
     uint64_t bucket = hash & c->bucket_mask;
-    unsigned expired = 0;
     bool was_live = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
         uint64_t now = shmi_os_monotonic_ms();
@@ -608,9 +604,7 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         const struct shmi_cache_item *old =
             found ? shmi_cache_item_at(c, found) : NULL;
         was_live = old && !shmi_cache_expired(old, now);
-        err = old ? shmi_cache_update(c, slot, bucket, head, pos, 0, now,
-                                      &expired)
-                  : 0;
+        err = old ? shmi_cache_update(c, slot, bucket, head, pos, 0) : 0;
         shmi_cache_unprotect(slot);
         if (err == EBUSY)
             shmi_cache_make_room(c, slot);
@@ -619,9 +613,8 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
     }
     if (err)
         return fail(err == EBUSY ? ENOMEM : err);
-    count(&c->header->expirations, expired);
     if (!was_live)
-        return fail(ENOENT);
+        return fail(ENOENT); /* an expired entry is removed all the same */
     count(&c->header->deletes, 1);
     return 0;
 }
@@ -655,7 +648,6 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
         const struct shmi_cache_item *old =
             found ? shmi_cache_item_at(c, found) : NULL;
         bool live = old && !shmi_cache_expired(old, now);
-        unsigned expired = 0;
         value = initial;
         mine->expires_ms = expiry_of(ttl_seconds);
         if (live && old->value_len != sizeof value) {
@@ -668,8 +660,7 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
                 mine->expires_ms = old->expires_ms;
             }
             memcpy(mine->bytes + key_len, &value, sizeof value);
-            err = shmi_cache_update(c, slot, bucket, head, pos, item, now,
-                                    &expired);
+            err = shmi_cache_update(c, slot, bucket, head, pos, item);
         }
         shmi_cache_unprotect(slot);
         if (err == EBUSY)
@@ -679,7 +670,6 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
         if (err)
             break;
         count(&c->header->sets, 1);
-        count(&c->header->expirations, expired);
         if (result)
             *result = value;
         return 0;

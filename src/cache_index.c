@@ -8,9 +8,8 @@
  *
  * Update of a bucket (set, add, replace, cas, incr, delete, eviction):
  *   1. read the current block B (inside a read section, cache_epoch.c);
- *   2. make a new block B' with the entry replaced, added or removed and
- *      the expired entries dropped, record (bucket, B, B', item) in the
- *      writer's slot;
+ *   2. make a new block B' with the entry replaced, added or removed,
+ *      recording (bucket, B, B', item) in the writer's slot;
  *   3. CAS the bucket word B -> B' (the linearization point of the
  *      operation); on failure retire B' (never seen by anyone) and start
  *      again from 1;
@@ -194,24 +193,15 @@ static void clear_record(struct shmi_cache_slot *slot, bool with_item)
 
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
-                      uint64_t new_item, uint64_t now_ms, unsigned *expired)
+                      uint64_t new_item)
 {
+    /* Only the protected block is read here, never the other items of the
+     * bucket: they may be retired and freed at any time. */
     const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
     uint64_t n = old ? old->count : 0;
-    *expired = 0;
     if (!shmi_cache_ring_has_room(c, slot, (unsigned)n + 3))
-        return EBUSY; /* the caller reclaims outside its section */
-    uint64_t kept = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        const struct shmi_cache_item *item =
-            shmi_cache_item_at(c, old->entry[i].item);
-        if (i == pos || !item)
-            continue;
-        if (shmi_cache_expired(item, now_ms))
-            (*expired)++;
-        else
-            kept++;
-    }
+        return EBUSY; /* the caller reclaims and tries again */
+    uint64_t kept = pos < n ? n - 1 : n;
     uint64_t count = kept + (new_item ? 1 : 0);
     if (count > c->max_entries)
         return ENOMEM;
@@ -235,12 +225,9 @@ int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
             b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
             b->entry[k++].item = new_item;
         }
-        for (uint64_t i = 0; i < n; i++) {
-            const struct shmi_cache_item *item =
-                shmi_cache_item_at(c, old->entry[i].item);
-            if (i != pos && item && !shmi_cache_expired(item, now_ms))
+        for (uint64_t i = 0; i < n; i++)
+            if (i != pos)
                 b->entry[k++] = old->entry[i];
-        }
     }
     /* The record: read by a recoverer only; the bucket, stored last with
      * release, says the rest is there. */
