@@ -41,6 +41,11 @@ static inline void shmi_atomic_store_relaxed(shmi_atomic_word *p, uint64_t v)
     atomic_store_explicit(p, v, memory_order_relaxed);
 }
 
+static inline void shmi_atomic_store_seq_cst(shmi_atomic_word *p, uint64_t v)
+{
+    atomic_store_explicit(p, v, memory_order_seq_cst);
+}
+
 static inline void shmi_atomic_store_release(shmi_atomic_word *p, uint64_t v)
 {
     atomic_store_explicit(p, v, memory_order_release);

@@ -355,12 +355,15 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
             else if (victim == UINT64_MAX)
                 victim = i;
         }
+        /* The victim is protected again: update reads its size. */
         if (victim != UINT64_MAX &&
+            shmi_cache_protect_item(slot, word, head, b->entry[victim].item) &&
             shmi_cache_update(c, slot, bucket, head, victim, 0) == 0) {
             removed++;
             count(expired ? &c->header->expirations : &c->header->evictions, 1);
         }
         shmi_cache_unprotect(slot);
+        shmi_cache_maybe_reclaim(c, slot);
     }
     return removed;
 }
@@ -395,10 +398,9 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
     shm_offt off = cache_alloc(c, slot, (size_t)size);
     if (off == SHM_NULL)
         return ENOMEM;
-    /* The claim word first, then the record: a recoverer retires what the
-     * record names (cache_index.c). relaxed: read by a recoverer only. */
+    /* Recorded at once: a recoverer retires what the record names
+     * (cache_index.c). relaxed: read by a recoverer only. */
     struct shmi_cache_item *item = shmi_cache_at(c, off);
-    shmi_atomic_store_relaxed(&item->claim, 0);
     shmi_atomic_store_relaxed(&slot->pending_item, off);
     /* relaxed: versions need only be unique. */
     item->version = atomic_fetch_add_explicit(&c->header->next_version, 1,
@@ -491,10 +493,11 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         }
         break;
     }
-    if (err) {
+    if (err)
         item_drop(c, slot, item);
+    shmi_cache_maybe_reclaim(c, slot);
+    if (err)
         return fail(err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err);
-    }
     count(&c->header->sets, 1);
     count(&c->header->expirations, replaced_expired);
     return 0;
@@ -611,6 +614,7 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         else if (err != EAGAIN)
             break;
     }
+    shmi_cache_maybe_reclaim(c, slot);
     if (err)
         return fail(err == EBUSY ? ENOMEM : err);
     if (!was_live)
@@ -672,9 +676,11 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
         count(&c->header->sets, 1);
         if (result)
             *result = value;
+        shmi_cache_maybe_reclaim(c, slot);
         return 0;
     }
     item_drop(c, slot, item);
+    shmi_cache_maybe_reclaim(c, slot);
     return fail(err == EBUSY ? ENOMEM : err);
 }
 

@@ -1,53 +1,61 @@
 /*
  * The cache's index: buckets, blocks and items, and the one-CAS update.
  *
- *   bucket word:  0, or the offset of the bucket's current block
- *   block:        claim | count | (hash, item) x count     never changed
- *   item:         claim | version | expiry | used | lengths | key value
+ *   bucket word:  0 (never written), or the offset of its current block
+ *   block:        origin | count | (hash, item) x count   never changed
+ *   item:         version | expiry | used | lengths | key value
  *                 never changed but for `used`, the eviction hint
+ *   slot record:  state = number << 2 | IDLE, PENDING or INSTALLED, and
+ *                 (bucket, B, R, B', I) of the update numbered `number`
  *
- * Update of a bucket (set, add, replace, cas, incr, delete, eviction):
- *   1. read the current block B (inside a read section, cache_epoch.c);
- *   2. make a new block B' with the entry replaced, added or removed,
- *      recording (bucket, B, B', item) in the writer's slot;
- *   3. CAS the bucket word B -> B' (the linearization point of the
- *      operation); on failure retire B' (never seen by anyone) and start
- *      again from 1;
- *   4. retire B and every item B held that B' does not;
- *   5. clear the record (item first, bucket last).
+ * Update of a bucket by writer W (set, add, replace, cas, incr, delete,
+ * eviction), with the bucket's current block B protected (a hazard):
+ *   1. make B': B without the entry at pos (item R), plus the new item I
+ *      if any; B'.origin names W's slot and the update's number n;
+ *   2. record (bucket, B, R, B', I), then state = (n, PENDING);
+ *   3. mark B's own update installed (below), then CAS the bucket word
+ *      B -> B' (the linearization point of the operation);
+ *   4. failure: retire B' (no one else ever saw it), clear the record,
+ *      start again from reading the bucket;
+ *   5. success: state (n, PENDING) -> (n, INSTALLED), retire B and R,
+ *      then set the state IDLE. No reclaim runs between 5's retires and
+ *      the IDLE store, so whatever the record names is either not yet
+ *      retired or still in W's ring.
+ * Marking installed (3): before replacing B, every writer CASes the state
+ * of the slot B.origin names from (its number, PENDING) to (number,
+ * INSTALLED); it fails harmlessly when that update was marked already or
+ * its slot moved on. So a block stops being a bucket's current block only
+ * after its update was marked installed.
  *
  * Invariants:
- *   X1  a bucket word only ever names a complete block: B' and its items
+ *   X1  a bucket word only ever names a complete block: B' and its item
  *       are written before the CAS that publishes them (release), and
  *       readers load the word with acquire;
- *   X2  a block or item no bucket word reaches is retired exactly once:
- *       whoever retires it first wins the CAS on its claim word
- *       (cache_epoch.c), whether that is the writer that unlinked it or
- *       the recovery of a writer that died;
+ *   X2  every chunk that becomes unreachable is retired exactly once: B'
+ *       of a failed update by W (private), B and R of an installed one by
+ *       W, or by the recovery of W, which holds W's slot alone;
  *   X3  an item is referenced by blocks of one bucket only, and once the
- *       bucket's current block does not reference it, no later block
- *       will: every new block is made from the current one.
+ *       bucket's current block does not reference it, no later block will.
  *
- * Readers never write to a block or a bucket: a get is one acquire load of
- * the bucket word and reads of immutable chunks (and one store of `used`
- * when it is clear). A value read is always one that a set stored whole.
+ * Readers never write to a block or a bucket: a get protects the bucket's
+ * block and the item (cache_reclaim.c), and writes only `used`, once.
+ * Writers read only the block they protected and the item at pos.
  *
  * Progress: an update retries only when its CAS failed, i.e. when another
  * update of the same bucket succeeded. Lock-free, not wait-free.
  *
- * Crashes. A writer killed at any point leaves its record; the recovery of
- * its slot (cache_epoch.c, resolve_pending here) decides with the bucket's
- * current block H:
- *   - B' == H: the CAS happened: retire B and the items H lacks;
- *   - B' != H: B' was never published, or was and has been replaced since:
- *     retire B' and the items of it that H lacks (X2 makes this safe in
- *     both cases), and retire B unless it is still H;
- *   - no bucket recorded yet: the block and item it names were never
- *     published: retire them.
- * Retiring instead of freeing keeps each decision safe for readers that
- * may still hold the chunk. What a kill can still leak is a chunk between
- * the allocator handing it out and the record naming it (a few
- * instructions, as inside shm_malloc itself).
+ * Crashes. The recovery of W's slot (cache_reclaim.c) reads its record:
+ *   - IDLE with an item recorded: I was never published: retire it;
+ *   - INSTALLED: the CAS happened: retire B and R (those not already in
+ *     W's ring);
+ *   - PENDING: load the bucket word, then the state again. If the word is
+ *     B', or the state became INSTALLED, the CAS happened: as above.
+ *     Otherwise it never happened (a writer that replaced B' would have
+ *     marked it installed before its CAS, and that CAS came before this
+ *     load): retire B' and I, which no one else saw.
+ * What a kill can still leak is a chunk between the allocator handing it
+ * out and the record naming it, or one being freed (a few instructions,
+ * as inside shm_malloc and shm_free themselves).
  */
 #include "cache_internal.h"
 
@@ -139,14 +147,6 @@ again:
     return 0;
 }
 
-static bool block_references(const struct shmi_cache_block *b, uint64_t item)
-{
-    for (uint64_t i = 0; b && i < b->count; i++)
-        if (b->entry[i].item == item)
-            return true;
-    return false;
-}
-
 /* Bytes of key and value of the item at off (0 when off holds none). */
 static uint64_t item_bytes(const shm_cache *c, uint64_t off)
 {
@@ -169,141 +169,162 @@ static void count_item(shm_cache *c, uint64_t bytes, int sign)
     }
 }
 
-/* Retires an item no block references any more, and takes it out of the
- * statistics when this call won its claim. Its size is read first: once
- * retired, a reclaim may free it. */
-static void retire_item(shm_cache *c, struct shmi_cache_slot *slot,
-                        uint64_t off)
+#define STATE_IDLE 0u
+#define STATE_PENDING 1u
+#define STATE_INSTALLED 2u
+#define STATE_MASK 3u
+
+static unsigned slot_index(const shm_cache *c, const struct shmi_cache_slot *s)
 {
-    uint64_t bytes = item_bytes(c, off);
-    if (shmi_cache_item_at(c, off) && shmi_cache_retire(c, slot, off))
-        count_item(c, bytes, -1);
+    for (unsigned k = 0; k < c->header->slot_chunks; k++) {
+        const struct shmi_cache_slot *first = c->slot_chunk[k];
+        if (s >= first && s < first + c->slots_per_chunk)
+            return k * c->slots_per_chunk + (unsigned)(s - first);
+    }
+    return UINT32_MAX;
 }
 
-static void clear_record(struct shmi_cache_slot *slot, bool with_item)
+/* Step 3: the update that made block b is marked installed. */
+static void mark_installed(shm_cache *c, const struct shmi_cache_block *b)
 {
-    /* Item first, bucket last (see Crashes). relaxed: read only by a
-     * recoverer, after the owner died. */
-    if (with_item)
+    uint64_t origin = b->origin;
+    uint64_t index = origin >> 32;
+    if (index == 0 || index > c->slot_count)
+        return; /* made by creation, or damaged */
+    struct shmi_cache_slot *maker = shmi_cache_slot_at(c, (unsigned)index - 1);
+    uint64_t pending = (origin & UINT32_MAX) << 2 | STATE_PENDING;
+    uint64_t expected = pending;
+    /* seq_cst: before this writer's bucket CAS, so that a recoverer that
+     * sees the bucket changed then sees the mark (see Crashes). */
+    if (shmi_atomic_load_seq_cst(&maker->pending_state) == pending)
+        shmi_atomic_cas_seq_cst(&maker->pending_state, &expected,
+                                (origin & UINT32_MAX) << 2 | STATE_INSTALLED);
+}
+
+static void record_clear(struct shmi_cache_slot *slot, uint64_t number,
+                         bool keep_item)
+{
+    /* relaxed: read only by a recoverer, after the owner died; the state
+     * says whether the rest holds anything. An item kept stays recorded:
+     * the writer tries again with it. */
+    if (!keep_item)
         shmi_atomic_store_relaxed(&slot->pending_item, 0);
     shmi_atomic_store_relaxed(&slot->pending_block, 0);
-    shmi_atomic_store_relaxed(&slot->pending_old, 0);
-    shmi_atomic_store_release(&slot->pending_bucket, 0);
+    shmi_atomic_store_relaxed(&slot->pending_bucket, 0);
+    shmi_atomic_store_seq_cst(&slot->pending_state, number << 2 | STATE_IDLE);
 }
 
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
                       uint64_t new_item)
 {
-    /* Only the protected block is read here, never the other items of the
-     * bucket: they may be retired and freed at any time. */
+    /* Only the protected block is read here, and the item at pos, never
+     * the other items of the bucket: they may be retired at any time. */
     const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
     uint64_t n = old ? old->count : 0;
-    if (!shmi_cache_ring_has_room(c, slot, (unsigned)n + 3))
+    if (!shmi_cache_ring_has_room(c, slot, 3))
         return EBUSY; /* the caller reclaims and tries again */
-    uint64_t kept = pos < n ? n - 1 : n;
-    uint64_t count = kept + (new_item ? 1 : 0);
+    uint64_t removed = pos < n ? old->entry[pos].item : 0;
+    uint64_t count = (pos < n ? n - 1 : n) + (new_item ? 1 : 0);
     if (count > c->max_entries)
         return ENOMEM;
-    uint64_t new_block = 0;
-    if (count > 0) {
-        size_t size = sizeof(struct shmi_cache_block) +
-                      count * sizeof(struct shmi_cache_entry);
-        new_block = shm_arena_malloc(c->arena, size);
-        if (new_block == SHM_NULL)
-            return ENOMEM;
-        shmi_cache_account(c, new_block, true);
-        struct shmi_cache_block *b = shmi_cache_at(c, new_block);
-        shmi_atomic_store_relaxed(&b->claim, 0);
-        /* Recorded at once: a writer killed before its CAS leaves a block
-         * that its recovery retires. relaxed: read by a recoverer only. */
-        shmi_atomic_store_relaxed(&slot->pending_block, new_block);
-        b->count = count;
-        uint64_t k = 0;
-        if (new_item) {
-            const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
-            b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
-            b->entry[k++].item = new_item;
-        }
-        for (uint64_t i = 0; i < n; i++)
-            if (i != pos)
-                b->entry[k++] = old->entry[i];
-    }
-    /* The record: read by a recoverer only; the bucket, stored last with
-     * release, says the rest is there. */
-    shmi_atomic_store_relaxed(&slot->pending_old, old_block);
+    size_t size = sizeof(struct shmi_cache_block) +
+                  count * sizeof(struct shmi_cache_entry);
+    uint64_t new_block = shm_arena_malloc(c->arena, size);
+    if (new_block == SHM_NULL)
+        return ENOMEM;
+    shmi_cache_account(c, new_block, true);
+    uint64_t number =
+        ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
+        UINT32_MAX;
+    /* relaxed: the record is read only by a recoverer; its state, stored
+     * last with seq_cst, says the rest is there. */
     shmi_atomic_store_relaxed(&slot->pending_block, new_block);
-    shmi_atomic_store_release(&slot->pending_bucket, bucket + 1);
+    struct shmi_cache_block *b = shmi_cache_at(c, new_block);
+    b->origin =
+        (uint64_t)(slot_index(c, slot) + 1) << 32 | (number & UINT32_MAX);
+    b->count = count;
+    uint64_t k = 0;
+    uint64_t item_bytes_added = 0;
+    if (new_item) {
+        const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
+        b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
+        b->entry[k++].item = new_item;
+        item_bytes_added = item_bytes(c, new_item);
+    }
+    for (uint64_t i = 0; i < n; i++)
+        if (i != pos)
+            b->entry[k++] = old->entry[i];
+    uint64_t item_bytes_removed = removed ? item_bytes(c, removed) : 0;
+    shmi_atomic_store_relaxed(&slot->pending_bucket, bucket + 1);
+    shmi_atomic_store_relaxed(&slot->pending_old, old_block);
+    shmi_atomic_store_relaxed(&slot->pending_removed, removed);
+    shmi_atomic_store_seq_cst(&slot->pending_state,
+                              number << 2 | STATE_PENDING);
+    if (old)
+        mark_installed(c, old);
     uint64_t expected = old_block;
-    /* acq_rel: release publishes the new block and item to readers
-     * (their acquire load of the bucket word, X1); acquire orders this
-     * writer after the update it replaces. */
-    if (!shmi_atomic_cas_acq_rel(shmi_cache_bucket(c, bucket), &expected,
+    /* seq_cst: release publishes the new block and item to readers
+     * (their acquire load of the bucket word, X1), acquire orders this
+     * writer after the update it replaces, and the total order puts it
+     * after mark_installed for a recoverer (see Crashes). */
+    if (!shmi_atomic_cas_seq_cst(shmi_cache_bucket(c, bucket), &expected,
                                  new_block)) {
-        if (new_block)
-            shmi_cache_retire(c, slot, new_block);
-        clear_record(slot, false);
+        shmi_cache_retire(c, slot, new_block);
+        record_clear(slot, number, true);
         return EAGAIN;
     }
+    uint64_t pending = number << 2 | STATE_PENDING;
+    shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
+                            number << 2 | STATE_INSTALLED);
     if (old_block)
         shmi_cache_retire(c, slot, old_block);
-    const struct shmi_cache_block *now = shmi_cache_block_at(c, new_block);
+    if (removed) {
+        shmi_cache_retire(c, slot, removed);
+        count_item(c, item_bytes_removed, -1);
+    }
     if (new_item)
-        count_item(c, item_bytes(c, new_item), +1);
-    for (uint64_t i = 0; i < n; i++)
-        if (!block_references(now, old->entry[i].item))
-            retire_item(c, slot, old->entry[i].item);
-    clear_record(slot, true);
+        count_item(c, item_bytes_added, +1);
+    record_clear(slot, number, false);
     return 0;
-}
-
-/* Retires a block found unreachable, and the items of it that the
- * bucket's current block lacks (X2, X3). */
-static void retire_block(shm_cache *c, struct shmi_cache_slot *mine,
-                         uint64_t block, uint64_t bucket)
-{
-    const struct shmi_cache_block *b = shmi_cache_block_at(c, block);
-    if (!b || !shmi_cache_retire(c, mine, block))
-        return;
-    /* acquire: pairs with the CAS that published the current block. */
-    uint64_t head = shmi_atomic_load_acquire(shmi_cache_bucket(c, bucket));
-    const struct shmi_cache_block *h = shmi_cache_block_at(c, head);
-    for (uint64_t i = 0; i < b->count; i++)
-        if (!block_references(h, b->entry[i].item))
-            retire_item(c, mine, b->entry[i].item);
 }
 
 void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
                                 struct shmi_cache_slot *dead)
 {
-    /* acquire: pairs with the release store of the bucket in the record. */
-    uint64_t bucket = shmi_atomic_load_acquire(&dead->pending_bucket);
+    /* seq_cst: the state, then the bucket, then the state again (see
+     * Crashes). */
+    uint64_t state = shmi_atomic_load_seq_cst(&dead->pending_state);
+    uint64_t bucket = shmi_atomic_load_relaxed(&dead->pending_bucket);
     uint64_t old = shmi_atomic_load_relaxed(&dead->pending_old);
+    uint64_t removed = shmi_atomic_load_relaxed(&dead->pending_removed);
     uint64_t made = shmi_atomic_load_relaxed(&dead->pending_block);
     uint64_t item = shmi_atomic_load_relaxed(&dead->pending_item);
-    if (bucket != 0 && bucket - 1 <= c->bucket_mask) {
-        bucket--;
-        uint64_t head = shmi_atomic_load_acquire(shmi_cache_bucket(c, bucket));
-        if (made != 0 && made == head) {
-            if (old != 0)
-                retire_block(c, mine, old, bucket);
-        } else {
-            if (made != 0)
-                retire_block(c, mine, made, bucket);
-            if (old != 0 && old != head)
-                retire_block(c, mine, old, bucket);
-        }
-        head = shmi_atomic_load_acquire(shmi_cache_bucket(c, bucket));
-        if (item != 0 &&
-            !block_references(shmi_cache_block_at(c, head), item) &&
-            shmi_cache_item_at(c, item))
-            shmi_cache_retire(c, mine, item);
-    } else {
-        /* No bucket recorded: nothing was published. */
-        if (made != 0 && shmi_cache_block_at(c, made))
-            shmi_cache_retire(c, mine, made);
-        if (item != 0 && shmi_cache_item_at(c, item))
-            shmi_cache_retire(c, mine, item);
+    uint64_t number = state >> 2;
+    bool installed = (state & STATE_MASK) == STATE_INSTALLED;
+    if ((state & STATE_MASK) == STATE_PENDING && bucket != 0 &&
+        bucket - 1 <= c->bucket_mask) {
+        uint64_t head =
+            shmi_atomic_load_seq_cst(shmi_cache_bucket(c, bucket - 1));
+        installed =
+            head == made || (shmi_atomic_load_seq_cst(&dead->pending_state) &
+                             STATE_MASK) == STATE_INSTALLED;
+        if (!installed && shmi_cache_block_at(c, made) &&
+            !shmi_cache_ring_holds(c, dead, made))
+            shmi_cache_retire(c, mine, made); /* never published */
     }
-    clear_record(dead, true);
+    if (installed) {
+        if (old && shmi_cache_block_at(c, old) &&
+            !shmi_cache_ring_holds(c, dead, old))
+            shmi_cache_retire(c, mine, old);
+        if (removed && shmi_cache_item_at(c, removed) &&
+            !shmi_cache_ring_holds(c, dead, removed)) {
+            count_item(c, item_bytes(c, removed), -1);
+            shmi_cache_retire(c, mine, removed);
+        }
+    } else if (item && shmi_cache_item_at(c, item) &&
+               !shmi_cache_ring_holds(c, dead, item)) {
+        shmi_cache_retire(c, mine, item); /* never published */
+    }
+    record_clear(dead, number, false);
 }

@@ -105,13 +105,18 @@ uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
                            size_t key_len, uint64_t *head, uint64_t *pos);
 
 /* Hands a chunk that is no longer reachable to reclamation: it is freed
- * once no read section that may have seen it is still running. `claim`
- * is the chunk's claim word (its first word): retire takes it with a CAS
- * from 0, so a chunk two parties find unreachable is retired once.
- * Returns true when this call retired it, false when another party had
- * claimed it. */
-bool shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot,
+ * once no hazard names it. Reclaims nothing itself: the caller calls
+ * shmi_cache_maybe_reclaim when its operation is done. */
+void shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot,
                        uint64_t off);
+
+/* Whether a slot's ring holds off, retired and not yet freed. */
+bool shmi_cache_ring_holds(const shm_cache *c,
+                           const struct shmi_cache_slot *slot, uint64_t off);
+
+/* Reclaims when enough was retired since the last time, or the ring is
+ * half full. */
+void shmi_cache_maybe_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
 
 /* For a writer whose ring is full (shmi_cache_update said EBUSY). */
 void shmi_cache_make_room(shm_cache *c, struct shmi_cache_slot *slot);

@@ -9,9 +9,9 @@
  *                               └──► slot chunks [thread slots]
  *
  *   bucket word ──► block (immutable once published)
- *                     claim | count | (hash, item) * count
- *                                            └──► item (immutable)
- *                     claim | version | expiry | used | lengths | key value
+ *                     origin | count | (hash, item) * count
+ *                                             └──► item (immutable)
+ *                     version | expiry | used | lengths | key value
  *
  * A bucket word holds 0 or the offset of its current block; every change
  * to a bucket publishes a new block with one CAS (cache_index.c).
@@ -63,13 +63,16 @@ struct shmi_cache_slot {
     shmi_atomic_word ring; /* chunk of retired entries, 0 none yet */
     shmi_atomic_word ring_head;
     shmi_atomic_word ring_tail;
-    /* The update in flight (cache_index.c): its bucket, the block it
-     * replaces, the block and item it made; all 0 when none. */
+    /* The update in flight (cache_index.c): its state and number, its
+     * bucket + 1, the block it replaces and the item that block holds and
+     * the new one will not, the block and the item it made. */
+    shmi_atomic_word pending_state; /* number << 2 | IDLE/PENDING/INSTALLED */
     shmi_atomic_word pending_bucket;
     shmi_atomic_word pending_old;
+    shmi_atomic_word pending_removed;
     shmi_atomic_word pending_block;
     shmi_atomic_word pending_item;
-    shmi_atomic_word reserved2[4];
+    shmi_atomic_word reserved[2];
 };
 
 _Static_assert(sizeof(struct shmi_cache_slot) == 2 * SHMI_CACHE_LINE,
@@ -87,13 +90,14 @@ struct shmi_cache_entry {
 };
 
 struct shmi_cache_block {
-    shmi_atomic_word claim; /* 0, or who retires it (cache_epoch.c) */
+    uint64_t origin; /* (slot + 1) << 32 | the number of the update that
+                        made it (cache_index.c) */
     uint64_t count;
     struct shmi_cache_entry entry[];
 };
 
 struct shmi_cache_item {
-    shmi_atomic_word claim;
+    uint64_t reserved;
     uint64_t version;
     uint64_t expires_ms;   /* CLOCK_MONOTONIC milliseconds; 0: never */
     shmi_atomic_word used; /* set by readers, cleared by eviction */

@@ -21,11 +21,8 @@
  *             same way: hazard[1] = item, then the bucket must still hold
  *             h (the item is then still referenced, so not yet retired).
  *   retire:   after a chunk became unreachable (a CAS replaced it), write
- *             ring[tail] = chunk, claim the chunk (CAS of its first word
- *             0 -> (slot, tail)), then tail = tail + 1. A chunk is retired
- *             by whoever wins its claim, so a chunk that two parties find
- *             unreachable (a writer and the recovery of a dead one,
- *             cache_index.c) is retired once.
+ *             ring[tail] = chunk, then tail = tail + 1. Who retires what,
+ *             exactly once, is the index's protocol (cache_index.c).
  *   reclaim:  read every live owner's hazards (seq_cst), then free every
  *             ring entry no hazard names: its offset is set to 0 first,
  *             then the chunk freed; head moves past the entries done.
@@ -47,9 +44,8 @@
  *
  * Crashes. The owner's state is its slot: a survivor that finds the owner
  * dead (its token no longer live) takes the slot with a CAS, resolves its
- * update in flight (cache_index.c), completes a retire cut between its
- * claim and its tail store (the claim word of the chunk at ring[tail]
- * names (slot, tail)), and frees the slot, keeping its ring for the next
+ * update in flight (cache_index.c: it retires only what is not already in
+ * the dead slot's ring), and frees the slot, keeping its ring for the next
  * owner. A process killed between zeroing a ring entry and freeing that
  * chunk leaks the chunk: the entry is zeroed first, since a second free of
  * a chunk already handed out again would be worse.
@@ -212,22 +208,6 @@ static struct shmi_cache_retired *ring_of(const shm_cache *c,
     return shmi_cache_at(c, shmi_atomic_load_relaxed(&slot->ring));
 }
 
-static unsigned index_of(const shm_cache *c, const struct shmi_cache_slot *s)
-{
-    for (unsigned k = 0; k < c->header->slot_chunks; k++) {
-        const struct shmi_cache_slot *first = c->slot_chunk[k];
-        if (s >= first && s < first + c->slots_per_chunk)
-            return k * c->slots_per_chunk + (unsigned)(s - first);
-    }
-    return UINT32_MAX;
-}
-
-static uint64_t claim_tag(unsigned slot_index, uint64_t tail)
-{
-    return (uint64_t)(slot_index + 1) << 40 |
-           (tail & ((UINT64_C(1) << 40) - 1));
-}
-
 /* Whether an offset from the file can be a chunk of this arena. */
 static bool plausible_chunk(const shm_cache *c, uint64_t off)
 {
@@ -237,25 +217,37 @@ static bool plausible_chunk(const shm_cache *c, uint64_t off)
            off % get_shm_min_allocatable_size() == 0;
 }
 
-bool shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot, uint64_t off)
+void shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot, uint64_t off)
 {
     uint64_t tail = shmi_atomic_load_relaxed(&slot->ring_tail);
     struct shmi_cache_retired *r = &ring_of(c, slot)[tail % c->ring_entries];
     shmi_atomic_store_relaxed(&r->offset, off);
-    shmi_atomic_word *claim = shmi_cache_at(c, off);
-    uint64_t expected = 0;
-    /* acq_rel: the claim orders the ring entry before it for a recoverer
-     * that reads the claim (release), and this retirer after whoever
-     * wrote the chunk (acquire). */
-    if (!shmi_atomic_cas_acq_rel(claim, &expected,
-                                 claim_tag(index_of(c, slot), tail)))
-        return false;
     /* release: a recoverer that reads the new tail sees the entry. */
     shmi_atomic_store_release(&slot->ring_tail, tail + 1);
-    if (++retires_since_reclaim >= RECLAIM_EVERY ||
+    retires_since_reclaim++;
+}
+
+bool shmi_cache_ring_holds(const shm_cache *c,
+                           const struct shmi_cache_slot *slot, uint64_t off)
+{
+    if (shmi_atomic_load_relaxed(&slot->ring) == 0)
+        return false;
+    const struct shmi_cache_retired *ring = ring_of(c, slot);
+    uint64_t head = shmi_atomic_load_relaxed(&slot->ring_head);
+    uint64_t tail = shmi_atomic_load_relaxed(&slot->ring_tail);
+    if (tail - head > c->ring_entries)
+        return false; /* damaged */
+    for (uint64_t i = head; i < tail; i++)
+        if (shmi_atomic_load_relaxed(&ring[i % c->ring_entries].offset) == off)
+            return true;
+    return false;
+}
+
+void shmi_cache_maybe_reclaim(shm_cache *c, struct shmi_cache_slot *slot)
+{
+    if (retires_since_reclaim >= RECLAIM_EVERY ||
         !shmi_cache_ring_has_room(c, slot, c->ring_entries / 2))
         shmi_cache_reclaim(c, slot);
-    return true;
 }
 
 bool shmi_cache_ring_has_room(const shm_cache *c,
@@ -312,7 +304,6 @@ void shmi_cache_unprotect(struct shmi_cache_slot *slot)
 
 static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
                          struct shmi_cache_slot *dead, uint64_t owner);
-static void complete_retire(shm_cache *c, struct shmi_cache_slot *dead);
 
 static int compare_offsets(const void *a, const void *b)
 {
@@ -402,24 +393,6 @@ void shmi_cache_make_room(shm_cache *c, struct shmi_cache_slot *slot)
 
 /* ---- slots ------------------------------------------------------------ */
 
-/* Completes a retire cut between its claim and its tail store. */
-static void complete_retire(shm_cache *c, struct shmi_cache_slot *dead)
-{
-    uint64_t tail = shmi_atomic_load_relaxed(&dead->ring_tail);
-    uint64_t head = shmi_atomic_load_relaxed(&dead->ring_head);
-    if (shmi_atomic_load_relaxed(&dead->ring) == 0 ||
-        tail - head >= c->ring_entries)
-        return;
-    struct shmi_cache_retired *r = &ring_of(c, dead)[tail % c->ring_entries];
-    uint64_t off = shmi_atomic_load_relaxed(&r->offset);
-    if (!plausible_chunk(c, off))
-        return;
-    /* acquire: pairs with the retirer's claim CAS. */
-    uint64_t claim = shmi_atomic_load_acquire(shmi_cache_at(c, off));
-    if (claim == claim_tag(index_of(c, dead), tail))
-        shmi_atomic_store_release(&dead->ring_tail, tail + 1);
-}
-
 /* Recovers the slot of a dead owner. With `mine`, the survivor's own
  * slot receives what the recovery retires and the dead slot is freed;
  * without, the survivor takes the dead slot over as its own (its ring then
@@ -430,10 +403,10 @@ static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
     uint64_t me = shmi_arena_owner_token(c->arena);
     if (me == 0 || shmi_atomic_load_relaxed(&dead->ring) == 0)
         return false;
-    if (mine &&
-        !shmi_cache_ring_has_room(c, mine, 2 + SHMI_CACHE_MAX_ENTRIES)) {
-        shmi_cache_reclaim(c, mine);
-        if (!shmi_cache_ring_has_room(c, mine, 2 + SHMI_CACHE_MAX_ENTRIES))
+    struct shmi_cache_slot *into = mine ? mine : dead;
+    if (!shmi_cache_ring_has_room(c, into, 3)) {
+        shmi_cache_reclaim(c, into);
+        if (!shmi_cache_ring_has_room(c, into, 3))
             return false; /* later: readers hold the ring full */
     }
     uint64_t next = mine ? RECOVERING | me : me;
@@ -441,7 +414,6 @@ static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
      * CAS makes this recoverer the only one. */
     if (!shmi_atomic_cas_acq_rel(&dead->owner, &owner, next))
         return false;
-    complete_retire(c, dead);
     shmi_cache_resolve_pending(c, mine ? mine : dead, dead);
     shmi_atomic_store_relaxed(&dead->hazard[0], 0);
     shmi_atomic_store_relaxed(&dead->hazard[1], 0);
