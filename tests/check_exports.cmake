@@ -1,6 +1,7 @@
 # The shared library exports the public API and nothing else: every
 # function the header marks SHM_API, no internal (shmi_) or static helper.
-#   cmake -DLIBRARY=libshm_alloc.so -DHEADER=shm_alloc.h -DNM=nm
+#   cmake -DLIBRARY=libshm_alloc.so -DHEADER=shm_alloc.h
+#         [-DHEADER2=shm_sync.h] -DNM=nm
 #         -DREADELF=readelf -DSONAME=libshm_alloc.so.0 -P check_exports.cmake
 cmake_minimum_required(VERSION 3.22)
 
@@ -11,6 +12,10 @@ foreach(var LIBRARY HEADER NM READELF SONAME)
 endforeach()
 
 file(READ ${HEADER} header)
+if(DEFINED HEADER2 AND NOT HEADER2 STREQUAL "")
+  file(READ ${HEADER2} header2)
+  string(APPEND header "\n${header2}")
+endif()
 string(REGEX MATCHALL "\nSHM_API[ \t][^;(]*\\(" decls "${header}")
 set(api)
 foreach(decl ${decls})
