@@ -21,6 +21,10 @@ int shmi_robust_init(pthread_mutex_t *pm);
  * (deadline SHMI_DEADLINE_NOW) or ETIMEDOUT. */
 int shmi_robust_lock(pthread_mutex_t *pm, uint64_t deadline);
 
+/* A random value of the calling thread, never 0, drawn again in the
+ * child of a fork: names the holder of a lock without a process id. */
+uint64_t shmi_sync_token(void);
+
 /* Records the errno of a public call and returns it. */
 static inline int shmi_sync_result(int r)
 {

@@ -32,7 +32,7 @@
  * the kernel's: a thread that dies holding a place or the gate has its
  * robust futexes marked FUTEX_OWNER_DIED, and the next thread to lock one
  * gets EOWNERDEAD. No process id is used anywhere. The owner token of a
- * place is a per-thread random value (fresh in a forked child) that lets
+ * place is the per-thread random value of shmi_sync_token() that lets
  * unlock find its place without asking glibc who owns it.
  *
  * Invariants:
@@ -99,32 +99,6 @@ struct rwlock_impl {
 
 _Static_assert(sizeof(struct rwlock_impl) <= sizeof(shm_rwlock),
                "shm_rwlock too small");
-
-/* ---- per-thread tokens ---------------------------------------------- */
-
-static _Thread_local uint64_t my_token;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void forget_token(void)
-{
-    my_token = 0; /* the child's thread draws a new one */
-}
-
-static void register_atfork(void)
-{
-    pthread_atfork(NULL, NULL, forget_token);
-}
-
-static uint64_t token(void)
-{
-    if (my_token == 0) {
-        pthread_once(&atfork_once, register_atfork);
-        uint64_t t = shmi_os_seed() ^ (uint64_t)(uintptr_t)&my_token;
-        t *= 0x9E3779B97F4A7C15ULL;
-        my_token = t ? t : 1;
-    }
-    return my_token;
-}
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -232,7 +206,7 @@ static int wrlock_until(shm_rwlock *rw, uint64_t deadline)
     struct rwlock_impl *ri = live(rw);
     if (ri == NULL)
         return EINVAL;
-    uint64_t me = token();
+    uint64_t me = shmi_sync_token();
     if (holds_exclusive(ri, me) || holds_shared(ri, me))
         return EDEADLK;
     /* relaxed: an early refusal; take_places checks again */
@@ -250,7 +224,7 @@ static int rdlock_until(shm_rwlock *rw, uint64_t deadline)
     struct rwlock_impl *ri = live(rw);
     if (ri == NULL)
         return EINVAL;
-    uint64_t me = token();
+    uint64_t me = shmi_sync_token();
     if (holds_exclusive(ri, me))
         return EDEADLK;
     int start = (int)(me % SHM_RWLOCK_READERS);
@@ -401,7 +375,7 @@ SHM_API int shm_rwlock_unlock(shm_rwlock *rw)
     struct rwlock_impl *ri = live(rw);
     if (ri == NULL)
         return shmi_sync_result(EINVAL);
-    uint64_t me = token();
+    uint64_t me = shmi_sync_token();
     if (holds_exclusive(ri, me)) {
         shmi_atomic_store_relaxed(&ri->writer, 0);
         /* seq_cst: WR down before the places go (readers then stay);
@@ -431,7 +405,7 @@ SHM_API int shm_rwlock_unlock(shm_rwlock *rw)
 SHM_API int shm_rwlock_consistent(shm_rwlock *rw)
 {
     struct rwlock_impl *ri = live(rw);
-    if (ri == NULL || !holds_exclusive(ri, token()))
+    if (ri == NULL || !holds_exclusive(ri, shmi_sync_token()))
         return shmi_sync_result(EINVAL);
     /* seq_cst: as every change of state */
     uint64_t old =
