@@ -268,3 +268,14 @@ fills, process counts).
 EOF
 
 say "done in ${elapsed} s: docs/benchmarks.md, docs/bench-processes.png, docs/bench-fill.png"
+
+# ---- locks ------------------------------------------------------------------
+# shm_mutex against a process-shared pthread mutex, in the same run.
+sync_figures() {
+    say "locks: bench/sync_run.sh"
+    {
+        echo
+        SYNC_BENCH_RUNS=$hf_runs bash bench/sync_run.sh $((hf_ops * 20))
+    } >>docs/benchmarks.md
+}
+sync_figures

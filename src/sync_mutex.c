@@ -5,7 +5,7 @@
  *
  *     0        8                                        48      56      64
  *     +--------+----------------------------------------+-------+-------+
- *     | magic  | pthread_mutex_t (robust, error-check,  | state | owner |
+ *     | magic  | pthread_mutex_t (robust, normal kind,  | state | owner |
  *     |        | process-shared; 40 bytes in glibc)     |       |       |
  *     +--------+----------------------------------------+-------+-------+
  *
@@ -91,7 +91,11 @@ _Static_assert(sizeof(struct mutex_impl) <= sizeof(shm_mutex),
 _Static_assert(_Alignof(struct mutex_impl) <= _Alignof(shm_mutex),
                "shm_mutex is not aligned enough for this C library's mutex");
 
-static _Thread_local uint64_t my_token;
+/* initial-exec: read without a call to __tls_get_addr on every lock and
+ * unlock (the library is linked, not dlopen'ed late, in the usual case;
+ * one word of static TLS) */
+static _Thread_local uint64_t my_token
+    __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void forget_token(void)
@@ -115,7 +119,7 @@ uint64_t shmi_sync_token(void)
     return my_token;
 }
 
-int shmi_robust_init(pthread_mutex_t *pm)
+int shmi_robust_init(pthread_mutex_t *pm, bool error_check)
 {
     pthread_mutexattr_t attr;
     int r = pthread_mutexattr_init(&attr);
@@ -125,7 +129,9 @@ int shmi_robust_init(pthread_mutex_t *pm)
     if (r == 0)
         r = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     if (r == 0)
-        r = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+        r = pthread_mutexattr_settype(&attr, error_check
+                                                 ? PTHREAD_MUTEX_ERRORCHECK
+                                                 : PTHREAD_MUTEX_NORMAL);
     if (r == 0)
         r = pthread_mutex_init(pm, &attr);
     pthread_mutexattr_destroy(&attr);
@@ -176,6 +182,14 @@ static bool not_recoverable(struct mutex_impl *mi)
     return (shmi_atomic_load_acquire(&mi->state) & MUTEX_NOT_RECOVERABLE) != 0;
 }
 
+/* Whether the calling thread holds the mutex: owner is written by holders
+ * only, so it holds our token exactly when we wrote it and still hold. */
+static bool held_by_caller(struct mutex_impl *mi)
+{
+    /* relaxed: see above; a stale value is never our token */
+    return shmi_atomic_load_relaxed(&mi->owner) == shmi_sync_token();
+}
+
 /* The object when it is a live mutex, NULL otherwise. */
 static struct mutex_impl *live(shm_mutex *m)
 {
@@ -195,7 +209,7 @@ SHM_API int shm_mutex_init(shm_mutex *m)
      * catches a second init of a live mutex */
     if (shmi_atomic_load_relaxed(&mi->magic) == MUTEX_LIVE)
         return shmi_sync_result(EBUSY);
-    int r = shmi_robust_init(&mi->pm);
+    int r = shmi_robust_init(&mi->pm, false);
     if (r != 0)
         return shmi_sync_result(r);
     /* relaxed: published by the release store of the magic */
@@ -250,6 +264,8 @@ SHM_API int shm_mutex_lock(shm_mutex *m)
         return shmi_sync_result(EINVAL);
     if (not_recoverable(mi))
         return shmi_sync_result(ENOTRECOVERABLE);
+    if (held_by_caller(mi))
+        return shmi_sync_result(EDEADLK);
     return acquired(mi, pthread_mutex_lock(&mi->pm));
 }
 
@@ -260,6 +276,8 @@ SHM_API int shm_mutex_trylock(shm_mutex *m)
         return shmi_sync_result(EINVAL);
     if (not_recoverable(mi))
         return shmi_sync_result(ENOTRECOVERABLE);
+    if (held_by_caller(mi))
+        return shmi_sync_result(EDEADLK);
     return acquired(mi, pthread_mutex_trylock(&mi->pm));
 }
 
@@ -270,6 +288,8 @@ SHM_API int shm_mutex_timedlock(shm_mutex *m, uint64_t timeout_ns)
         return shmi_sync_result(EINVAL);
     if (not_recoverable(mi))
         return shmi_sync_result(ENOTRECOVERABLE);
+    if (held_by_caller(mi))
+        return shmi_sync_result(EDEADLK);
     uint64_t deadline = timeout_ns == 0 ? SHMI_DEADLINE_NOW
                                         : shmi_os_deadline_after(timeout_ns);
     int r = shmi_robust_lock(&mi->pm, deadline);
@@ -281,9 +301,7 @@ SHM_API int shm_mutex_unlock(shm_mutex *m)
     struct mutex_impl *mi = live(m);
     if (mi == NULL)
         return shmi_sync_result(EINVAL);
-    /* relaxed: written only by holders; if we hold the mutex, we wrote
-     * them ourselves */
-    if (shmi_atomic_load_relaxed(&mi->owner) != shmi_sync_token())
+    if (!held_by_caller(mi))
         return shmi_sync_result(EPERM);
     shmi_atomic_store_relaxed(&mi->owner, 0);
     if (shmi_atomic_load_relaxed(&mi->state) & MUTEX_OWNER_DIED)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Deadlines for shmi_robust_lock: absolute CLOCK_MONOTONIC nanoseconds, or
@@ -14,8 +15,10 @@
 #define SHMI_DEADLINE_NOW 0u /* try once */
 #define SHMI_DEADLINE_NEVER UINT64_MAX
 
-/* A robust, error-checking, process-shared pthread mutex. 0 or errno. */
-int shmi_robust_init(pthread_mutex_t *pm);
+/* A robust, process-shared pthread mutex, error-checking when asked
+ * (EDEADLK on a relock by its holder; otherwise the caller checks). 0 or
+ * errno. */
+int shmi_robust_init(pthread_mutex_t *pm, bool error_check);
 
 /* Locks by the deadline: 0, EOWNERDEAD, ENOTRECOVERABLE, EDEADLK, EBUSY
  * (deadline SHMI_DEADLINE_NOW) or ETIMEDOUT. */

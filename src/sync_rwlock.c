@@ -305,9 +305,9 @@ SHM_API int shm_rwlock_init(shm_rwlock *rw)
     /* relaxed: init may not race with other calls on the object */
     if (shmi_atomic_load_relaxed(&ri->magic) == RW_LIVE)
         return shmi_sync_result(EBUSY);
-    int r = shmi_robust_init(&ri->gate);
+    int r = shmi_robust_init(&ri->gate, true);
     for (int i = 0; r == 0 && i < SHM_RWLOCK_READERS; i++) {
-        r = shmi_robust_init(&ri->places[i].pm);
+        r = shmi_robust_init(&ri->places[i].pm, true);
         /* relaxed: published by the release store of the magic */
         shmi_atomic_store_relaxed(&ri->places[i].owner, 0);
     }
