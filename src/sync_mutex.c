@@ -113,8 +113,7 @@ uint64_t shmi_sync_token(void)
     if (my_token == 0) {
         pthread_once(&atfork_once, register_atfork);
         uint64_t t = shmi_os_seed() ^ (uint64_t)(uintptr_t)&my_token;
-        t *= 0x9E3779B97F4A7C15ULL;
-        my_token = t ? t : 1;
+        my_token = (t * 0x9E3779B97F4A7C15ULL) | 1; /* never 0 */
     }
     return my_token;
 }

@@ -25,7 +25,7 @@
 #include "shm_sync.h"
 
 /* The arena every test of the file uses, and its path. */
-static shm_arena *arena;
+static shm_arena *sync_arena;
 static char arena_path[512];
 
 static inline int sync_setup(void **state)
@@ -40,14 +40,14 @@ static inline int sync_setup(void **state)
     if (cap < 16 * get_shm_max_allocatable_size())
         cap = 16 * get_shm_max_allocatable_size();
     struct shm_arena_options opts = {.capacity = cap};
-    arena = shm_arena_open(arena_path, &opts);
-    return arena ? 0 : -1;
+    sync_arena = shm_arena_open(arena_path, &opts);
+    return sync_arena ? 0 : -1;
 }
 
 static inline int sync_teardown(void **state)
 {
     (void)state;
-    shm_arena_close(arena);
+    shm_arena_close(sync_arena);
     unlink(arena_path);
     return 0;
 }
@@ -61,14 +61,14 @@ static inline void *sync_alloc(size_t size)
                 get_shm_max_allocatable_size(), size);
         skip();
     }
-    void *p = shm_arena_ptr_calloc(arena, 1, size);
+    void *p = shm_arena_ptr_calloc(sync_arena, 1, size);
     assert_non_null(p);
     return p;
 }
 
 static inline void sync_free(void *p)
 {
-    shm_arena_ptr_free(arena, p);
+    shm_arena_ptr_free(sync_arena, p);
 }
 
 static inline uint64_t now_ns(void)

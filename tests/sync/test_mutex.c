@@ -284,8 +284,8 @@ static void test_unrelated_process_killed(void **state)
 {
     (void)state;
     struct shared *s = new_shared();
-    shm_offt off = (shm_offt)((char *)s - (char *)shm_arena_base(arena));
-    assert_int_equal(shm_arena_root_set(arena, "sync-mutex", off), 0);
+    shm_offt off = (shm_offt)((char *)s - (char *)shm_arena_base(sync_arena));
+    assert_int_equal(shm_arena_root_set(sync_arena, "sync-mutex", off), 0);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
