@@ -283,4 +283,17 @@ $(quote "${hf_cmd[@]}")
 fills, process counts).
 EOF
 
+
+# ---- locks ------------------------------------------------------------------
+# shm_mutex against a process-shared pthread mutex, in the same run.
+sync_figures() {
+    say "locks: bench/sync_run.sh"
+    {
+        echo
+        SYNC_BENCH_RUNS=$hf_runs bash bench/sync_run.sh $((hf_ops * 20))
+    } >>"$report/benchmarks.md"
+}
+sync_figures
+
+# ---- end ------------------------------------------------------------------
 say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,9 +34,7 @@ uint64_t shmi_os_now_ns(void)
 
 uint64_t shmi_os_monotonic_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return shmi_os_monotonic_ns() / 1000000u;
 }
 
 void shmi_os_yield(void)
@@ -345,4 +345,55 @@ int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time)
         return EPROTO;
     *start_time = value;
     return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Synchronisation objects (sync_*.c): the monotonic clock and futexes.
+ * ------------------------------------------------------------------- */
+
+uint64_t shmi_os_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shmi_os_deadline_after(uint64_t timeout_ns)
+{
+    uint64_t now = shmi_os_monotonic_ns();
+    return timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+}
+
+void shmi_os_timespec_of(uint64_t deadline_ns, struct timespec *ts)
+{
+    uint64_t sec = deadline_ns / 1000000000u;
+    /* time_t is 64-bit here; a deadline beyond it is "never" anyway */
+    if (sec > (uint64_t)INT64_MAX)
+        sec = (uint64_t)INT64_MAX;
+    ts->tv_sec = (time_t)sec;
+    ts->tv_nsec = (long)(deadline_ns % 1000000000u);
+}
+
+int shmi_os_futex_wait(void *word, uint32_t expected, uint64_t deadline_ns)
+{
+    struct timespec ts;
+    struct timespec *tsp = NULL;
+    if (deadline_ns != UINT64_MAX) {
+        shmi_os_timespec_of(deadline_ns, &ts);
+        tsp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline;
+     * without FUTEX_PRIVATE_FLAG the futex is keyed by the file page, so
+     * other processes' wakes reach it. */
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+    if (r == 0)
+        return 0;
+    return errno == EAGAIN || errno == ETIMEDOUT || errno == EINTR ? errno
+                                                                   : EINTR;
+}
+
+void shmi_os_futex_wake(void *word, int32_t count)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }

@@ -88,4 +88,30 @@ int shmi_os_process_signal_probe(uint32_t pid);
  * such process; EPROTO: a line it cannot parse). */
 int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time);
 
+/* ---------------------------------------------------------------------
+ * Synchronisation objects (sync_*.c): the monotonic clock and futexes.
+ * ------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t shmi_os_monotonic_ns(void);
+
+/* A monotonic deadline `timeout_ns` from now, saturating. */
+uint64_t shmi_os_deadline_after(uint64_t timeout_ns);
+
+/* Sleeps while the 32-bit word at `word` holds `expected`, until woken or
+ * until the absolute CLOCK_MONOTONIC time `deadline_ns` (UINT64_MAX:
+ * none). A shared (not process-private) futex, so that it works between
+ * processes mapping the word at different addresses. Returns 0 (woken, or
+ * spuriously), EAGAIN (the word did not hold `expected`), ETIMEDOUT or
+ * EINTR. */
+int shmi_os_futex_wait(void *word, uint32_t expected, uint64_t deadline_ns);
+
+/* Wakes up to `count` threads sleeping on `word` (INT32_MAX: all). */
+void shmi_os_futex_wake(void *word, int32_t count);
+
+/* The absolute CLOCK_MONOTONIC time `deadline_ns` as a timespec (what
+ * pthread_mutex_clocklock takes). */
+struct timespec;
+void shmi_os_timespec_of(uint64_t deadline_ns, struct timespec *ts);
+
 #endif /* SHM_OS_H */
