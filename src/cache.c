@@ -430,74 +430,99 @@ static uint64_t expiry_of(uint32_t ttl_seconds)
                        : 0;
 }
 
-enum store_kind { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
+/* A writer's view of one key: its slot, hash and bucket, and what the
+ * bucket holds for the key when last read (protected until the attempt
+ * ends). */
+struct keyed {
+    struct shmi_cache_slot *slot;
+    uint64_t hash, bucket;
+    uint64_t head, pos; /* the bucket's block, the key's position in it */
+    const struct shmi_cache_item *old; /* the key's item, or NULL */
+    bool live;                         /* old is there and not expired */
+};
 
-/* The writer's slot, or NULL with err set. */
-static struct shmi_cache_slot *writer_slot(shm_cache *c, int *err)
+/* Checks a writer's arguments and takes its slot: 0 or an errno value. */
+static int keyed_begin(shm_cache *c, const void *key, size_t key_len,
+                       struct keyed *k)
 {
-    if (c->read_only) {
-        *err = EROFS;
-        return NULL;
-    }
-    struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
-    *err = slot ? 0 : errno;
-    return slot;
+    if (!c || !key_valid(key, key_len))
+        return EINVAL;
+    if (c->read_only)
+        return EROFS;
+    k->slot = shmi_cache_slot_mine(c);
+    if (!k->slot)
+        return errno;
+    k->hash = shmi_cache_hash(key, key_len);
+    k->bucket = k->hash & c->bucket_mask;
+    return 0;
 }
+
+/* Reads the key's bucket, protecting its block and the key's item. */
+static void keyed_read(const shm_cache *c, struct keyed *k, const void *key,
+                       size_t key_len)
+{
+    uint64_t found = shmi_cache_lookup(c, k->slot, k->bucket, k->hash, key,
+                                       key_len, &k->head, &k->pos);
+    k->old = found ? shmi_cache_item_at(c, found) : NULL;
+    k->live = k->old && !shmi_cache_expired(k->old, shmi_os_monotonic_ms());
+}
+
+/* Ends an attempt that returned err: whether to make another (the bucket
+ * changed, or the ring of retired chunks had to be emptied first). */
+static bool keyed_again(shm_cache *c, struct keyed *k, int err)
+{
+    shmi_cache_unprotect(k->slot);
+    if (err == EBUSY)
+        shmi_cache_make_room(c, k->slot);
+    return err == EAGAIN || err == EBUSY;
+}
+
+/* The errno an operation reports for an update's result. */
+static int reported(int err)
+{
+    return err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err;
+}
+
+enum store_kind { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
 
 static int store(shm_cache *c, const void *key, size_t key_len,
                  const void *value, size_t value_len, uint32_t ttl,
                  enum store_kind kind, uint64_t version)
 {
-    if (!c || !key_valid(key, key_len) || (!value && value_len))
-        return fail(EINVAL);
-    int err;
-    struct shmi_cache_slot *slot = writer_slot(c, &err);
-    if (!slot)
-        return fail(err);
-    uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t bucket = hash & c->bucket_mask;
-    uint64_t item;
-    err = item_new(c, slot, key, key_len, value, value_len, expiry_of(ttl),
-                   &item);
+    struct keyed k;
+    int err = !value && value_len ? EINVAL : keyed_begin(c, key, key_len, &k);
+    uint64_t item = 0;
+    if (!err)
+        err = item_new(c, k.slot, key, key_len, value, value_len,
+                       expiry_of(ttl), &item);
     if (err)
         return fail(err);
     bool replaced_expired = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
-        uint64_t now = shmi_os_monotonic_ms();
-        uint64_t head, pos;
-        uint64_t found =
-            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
-        const struct shmi_cache_item *old =
-            found ? shmi_cache_item_at(c, found) : NULL;
-        bool live = old && !shmi_cache_expired(old, now);
-        replaced_expired = old && !live;
-        if (kind == STORE_ADD && live)
+        keyed_read(c, &k, key, key_len);
+        replaced_expired = k.old && !k.live;
+        if (kind == STORE_ADD && k.live)
             err = EEXIST;
-        else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !live)
+        else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !k.live)
             err = ENOENT;
-        else if (kind == STORE_CAS && old->version != version)
-            err = ECANCELED; /* reported as EAGAIN below */
+        else if (kind == STORE_CAS && k.old->version != version)
+            err = ECANCELED; /* reported as EAGAIN */
         else
-            err = shmi_cache_update(c, slot, bucket, head, pos, item);
-        shmi_cache_unprotect(slot);
-        if (err == EAGAIN)
-            continue; /* the bucket changed: read it again */
-        if (err == EBUSY) {
-            shmi_cache_make_room(c, slot); /* out of the section now */
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item);
+        if (keyed_again(c, &k, err))
             continue;
-        }
         if (err == ENOMEM && tries + 1 < UPDATE_TRIES &&
-            evict(c, slot, EVICT_PER_ROUND) > 0) {
-            shmi_cache_reclaim(c, slot);
+            evict(c, k.slot, EVICT_PER_ROUND) > 0) {
+            shmi_cache_reclaim(c, k.slot);
             continue;
         }
         break;
     }
     if (err)
-        item_drop(c, slot, item);
-    shmi_cache_maybe_reclaim(c, slot);
+        item_drop(c, k.slot, item);
+    shmi_cache_maybe_reclaim(c, k.slot);
     if (err)
-        return fail(err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err);
+        return fail(reported(err));
     count(&c->header->sets, 1);
     count(&c->header->expirations, replaced_expired);
     return 0;
@@ -590,33 +615,22 @@ int shm_cache_get(shm_cache *c, const void *key, size_t key_len, void *buf,
 
 int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
 {
-    if (!c || !key_valid(key, key_len))
-        return fail(EINVAL);
-    int err;
-    struct shmi_cache_slot *slot = writer_slot(c, &err);
-    if (!slot)
+    struct keyed k;
+    int err = keyed_begin(c, key, key_len, &k);
+    if (err)
         return fail(err);
-    uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t bucket = hash & c->bucket_mask;
     bool was_live = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
-        uint64_t now = shmi_os_monotonic_ms();
-        uint64_t head, pos;
-        uint64_t found =
-            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
-        const struct shmi_cache_item *old =
-            found ? shmi_cache_item_at(c, found) : NULL;
-        was_live = old && !shmi_cache_expired(old, now);
-        err = old ? shmi_cache_update(c, slot, bucket, head, pos, 0) : 0;
-        shmi_cache_unprotect(slot);
-        if (err == EBUSY)
-            shmi_cache_make_room(c, slot);
-        else if (err != EAGAIN)
+        keyed_read(c, &k, key, key_len);
+        was_live = k.live;
+        err = k.old ? shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, 0)
+                    : 0;
+        if (!keyed_again(c, &k, err))
             break;
     }
-    shmi_cache_maybe_reclaim(c, slot);
+    shmi_cache_maybe_reclaim(c, k.slot);
     if (err)
-        return fail(err == EBUSY ? ENOMEM : err);
+        return fail(reported(err));
     if (!was_live)
         return fail(ENOENT); /* an expired entry is removed all the same */
     count(&c->header->deletes, 1);
@@ -626,62 +640,47 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
 int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
                    int64_t initial, uint32_t ttl_seconds, int64_t *result)
 {
-    if (!c || !key_valid(key, key_len))
-        return fail(EINVAL);
-    int err;
-    struct shmi_cache_slot *slot = writer_slot(c, &err);
-    if (!slot)
-        return fail(err);
-    uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t bucket = hash & c->bucket_mask;
-    /* The new item is made once, before any read section (making it may
-     * evict), and rewritten on every try: it is this writer's alone until
-     * the update publishes it. */
-    uint64_t item;
+    struct keyed k;
+    int err = keyed_begin(c, key, key_len, &k);
+    /* The new item is made once, before any read (making it may evict),
+     * and rewritten on every try: it is this writer's alone until the
+     * update publishes it. */
+    uint64_t item = 0;
     int64_t value = initial;
-    err = item_new(c, slot, key, key_len, &value, sizeof value,
-                   expiry_of(ttl_seconds), &item);
+    if (!err)
+        err = item_new(c, k.slot, key, key_len, &value, sizeof value,
+                       expiry_of(ttl_seconds), &item);
     if (err)
         return fail(err);
     struct shmi_cache_item *mine = shmi_cache_at(c, item);
     for (unsigned tries = 0; tries < UPDATE_TRIES * 4; tries++) {
-        uint64_t now = shmi_os_monotonic_ms();
-        uint64_t head, pos;
-        uint64_t found =
-            shmi_cache_lookup(c, slot, bucket, hash, key, key_len, &head, &pos);
-        const struct shmi_cache_item *old =
-            found ? shmi_cache_item_at(c, found) : NULL;
-        bool live = old && !shmi_cache_expired(old, now);
+        keyed_read(c, &k, key, key_len);
         value = initial;
         mine->expires_ms = expiry_of(ttl_seconds);
-        if (live && old->value_len != sizeof value) {
+        if (k.live && k.old->value_len != sizeof value) {
             err = EINVAL;
         } else {
-            if (live) {
+            if (k.live) {
                 int64_t current;
-                memcpy(&current, old->bytes + old->key_len, sizeof current);
+                memcpy(&current, k.old->bytes + k.old->key_len, sizeof current);
                 value = (int64_t)((uint64_t)current + (uint64_t)delta);
-                mine->expires_ms = old->expires_ms;
+                mine->expires_ms = k.old->expires_ms;
             }
             memcpy(mine->bytes + key_len, &value, sizeof value);
-            err = shmi_cache_update(c, slot, bucket, head, pos, item);
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item);
         }
-        shmi_cache_unprotect(slot);
-        if (err == EBUSY)
-            shmi_cache_make_room(c, slot);
-        if (err == EAGAIN || err == EBUSY)
-            continue;
-        if (err)
+        if (!keyed_again(c, &k, err))
             break;
-        count(&c->header->sets, 1);
-        if (result)
-            *result = value;
-        shmi_cache_maybe_reclaim(c, slot);
-        return 0;
     }
-    item_drop(c, slot, item);
-    shmi_cache_maybe_reclaim(c, slot);
-    return fail(err == EBUSY ? ENOMEM : err);
+    if (err)
+        item_drop(c, k.slot, item);
+    shmi_cache_maybe_reclaim(c, k.slot);
+    if (err)
+        return fail(reported(err));
+    count(&c->header->sets, 1);
+    if (result)
+        *result = value;
+    return 0;
 }
 
 int shm_cache_foreach(shm_cache *c,
@@ -765,10 +764,11 @@ int shm_cache_recover(shm_cache *c, unsigned *recovered)
 {
     if (!c)
         return fail(EINVAL);
-    int err;
-    struct shmi_cache_slot *slot = writer_slot(c, &err);
+    if (c->read_only)
+        return fail(EROFS);
+    struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
     if (!slot)
-        return fail(err);
+        return fail(errno);
     unsigned n = shmi_cache_recover_slots(c, slot);
     shmi_cache_reclaim(c, slot);
     if (recovered)

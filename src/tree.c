@@ -293,7 +293,6 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * are visible to its new owner. The release half is free on x86
          * and keeps the chain explicit for ThreadSanitizer, which does not
          * follow release sequences through acquire-only RMWs. */
-        SHMI_ASSERT_INTERNAL((value & shmi_word_subtree(node)) == 0);
         if (shmi_atomic_cas_acq_rel(word, &value,
                                     value | shmi_word_subtree(node))) {
             check_transition(g, tier, value, value | shmi_word_subtree(node));
