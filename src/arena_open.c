@@ -18,6 +18,18 @@
  * superblock is read with pread and validated (layout.c) against this
  * build and the file's real size before anything is mapped. A refused file
  * is never written.
+ *
+ * Attached means holding the file open. Every handle keeps its descriptor
+ * (O_CLOEXEC) for as long as it is open, and holds on it, from before the
+ * superblock is read until close, an open-file-description read lock on
+ * the attachment byte (SHMI_LOCK_ATTACH_AT): readers and forked children
+ * too. A reset converts its own read lock into a write lock, never
+ * waiting: the kernel grants that only when no other description holds a
+ * lock there, i.e. no other attachment exists, and the conversion is
+ * atomic (on failure the read lock stays). While the reset holds the
+ * write lock, an opener's read lock is refused and the open fails with
+ * EBUSY; it never waits. A writer's liveness is its lock on its process
+ * table slot (process_table.c).
  */
 #include "arena.h"
 
@@ -27,12 +39,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "os.h"
+#include "pending.h"
 #include "process_table.h"
 #include "report.h"
 #include "shared_header.h"
 #include "tree.h"
-#include "tree_inspect.h"
 
 #define KNOWN_FLAGS                                                            \
     (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
@@ -43,7 +56,7 @@
 /* A handle for the file of layout l mapped at base; NULL when out of
  * memory. Aligned to a cache line: see struct shm_arena. */
 static shm_arena *handle_new(void *base, const struct shmi_layout *l,
-                             bool read_only)
+                             bool read_only, int fd)
 {
     size_t size = (sizeof(shm_arena) + 63) / 64 * 64;
     shm_arena *arena = aligned_alloc(64, size);
@@ -53,18 +66,22 @@ static shm_arena *handle_new(void *base, const struct shmi_layout *l,
     arena->read_only = read_only;
     shmi_geometry_bind(&arena->geo, base, l);
     arena->map_size = l->file_size;
+    arena->fd = fd;
     uint64_t table_at = l->header_offset + SHMI_PROCESS_TABLE_OFFSET;
     shmi_process_table_bind(&arena->processes,
                             (shmi_atomic_word *)(arena->geo.base + table_at),
-                            table_at, read_only);
+                            table_at, fd, read_only);
     return arena;
 }
 
+/* Unmaps and frees the handle and closes its descriptor, which drops its
+ * locks. */
 static void handle_free(shm_arena *arena)
 {
     if (!arena)
         return;
     shmi_os_unmap(arena->geo.base, arena->map_size);
+    shmi_os_close(arena->fd);
     free(arena->remove_path);
     free(arena);
 }
@@ -108,13 +125,21 @@ static int attach(int fd, const struct shmi_file_info *info,
             return err;
         }
     }
-    shm_arena *arena = handle_new(base, &layout, read_only);
+    shm_arena *arena = handle_new(base, &layout, read_only, fd);
     if (!arena) {
         shmi_os_unmap(base, layout.file_size);
         return ENOMEM;
     }
     *out = arena;
     return 0;
+}
+
+/* The attachment read lock: EBUSY while a reset holds the byte. A file
+ * system without open-file-description locks attaches without it. */
+static int lock_attachment(int fd)
+{
+    int err = shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, false);
+    return err == EAGAIN ? EBUSY : 0;
 }
 
 /* Creates the file at path and maps it. EEXIST means that another creator
@@ -141,9 +166,11 @@ static int create(const char *path, const struct shm_arena_options *opts,
     err = shmi_os_reserve(fd, layout.file_size, layout.metadata_end,
                           layout.data_offset, opts->flags & SHM_ARENA_SPARSE);
     if (!err)
+        err = lock_attachment(fd);
+    if (!err)
         err = shmi_os_map(fd, layout.file_size, true, opts->address,
                           shmi_layout_data_alignment(page), &base);
-    if (!err && !(arena = handle_new(base, &layout, false)))
+    if (!err && !(arena = handle_new(base, &layout, false, fd)))
         err = ENOMEM;
     if (!err) {
         shmi_tree_format(&arena->geo);
@@ -159,12 +186,13 @@ static int create(const char *path, const struct shm_arena_options *opts,
     } else {
         shmi_os_discard(temp_path);
     }
-    shmi_os_close(fd);
     if (err) {
-        if (arena)
-            handle_free(arena);
-        else
+        if (arena) {
+            handle_free(arena); /* closes fd */
+        } else {
             shmi_os_unmap(base, layout.file_size);
+            shmi_os_close(fd);
+        }
         return err;
     }
     *out = arena;
@@ -172,11 +200,12 @@ static int create(const char *path, const struct shm_arena_options *opts,
 }
 
 /* The last step of every successful open: enters the process in the
- * file's process table, and on a file that others used, clears the
- * entries of dead processes and repairs the hints they may have left
- * stale. Not being entered (a full table) does not fail the open: only
- * ESTALE, a file being removed by its last process, does, and ENOMEM; the
- * handle is then dropped. */
+ * file's process table (after a full recovery when the table is full),
+ * binds its thread records, and on a file that others used, recovers one
+ * window of the table (arena_recover.c): bounded work, whatever the
+ * table holds. Not being entered does not fail the open: only ESTALE, a
+ * file being removed by its last process, does, and ENOMEM; the handle
+ * is then dropped. */
 static int finish_open(shm_arena *arena, const char *path,
                        const struct shm_arena_options *opts, bool created)
 {
@@ -185,13 +214,34 @@ static int finish_open(shm_arena *arena, const char *path,
         handle_free(arena);
         return ENOMEM;
     }
+    struct shm_recovery report = {0, 0, 0};
     int err = shmi_process_table_attach(&arena->processes);
+    if (err == ENOSPC) {
+        shmi_arena_recover_all(arena, &report);
+        err = shmi_process_table_attach(&arena->processes);
+    }
     if (err == ESTALE) {
         handle_free(arena);
         return ESTALE;
     }
-    if (!created && shmi_process_table_clear_dead(&arena->processes) > 0)
-        shmi_tree_repair_hints(&arena->geo); /* a death may have lost hints */
+    arena->geo.record_owner = shmi_process_table_owner(&arena->processes);
+    shmi_pending_bind(&arena->pending, &arena->geo);
+    if (!created && !arena->read_only)
+        shmi_arena_recover_window(arena, &report);
+    shmi_arena_register(arena);
+    return 0;
+}
+
+/* Everything a handle holds in the file, given back: its thread records,
+ * then its entry (removing the file when asked and last). */
+static int handle_detach(shm_arena *arena)
+{
+    shmi_arena_unregister(arena);
+    shmi_pending_unbind(&arena->pending);
+    if (arena->remove_path)
+        return shmi_process_table_detach_last(&arena->processes,
+                                              arena->remove_path);
+    shmi_process_table_detach(&arena->processes);
     return 0;
 }
 
@@ -228,10 +278,14 @@ shm_arena *shm_arena_open(const char *path,
         bool created = false;
         int err = shmi_os_open_existing(path, read_only, &fd, &info);
         if (err == 0) {
-            err = (opts->flags & SHM_ARENA_EXCLUSIVE)
-                      ? EEXIST
-                      : attach(fd, &info, opts, &arena);
-            shmi_os_close(fd);
+            err = (opts->flags & SHM_ARENA_EXCLUSIVE) ? EEXIST
+                                                      : lock_attachment(fd);
+            if (!err)
+                err = attach(fd, &info, opts, &arena); /* keeps fd */
+            if (err)
+                shmi_os_close(fd);
+            if (err == EBUSY)
+                return open_failed(NULL, path, err); /* being reset */
             if (err)
                 return open_failed("refusing", path, err);
         } else if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) ||
@@ -260,12 +314,7 @@ int shm_arena_close(shm_arena *arena)
 {
     if (!arena)
         return 0;
-    int err = 0;
-    if (arena->remove_path)
-        err = shmi_process_table_detach_last(&arena->processes,
-                                             arena->remove_path);
-    else
-        shmi_process_table_detach(&arena->processes);
+    int err = handle_detach(arena);
     handle_free(arena);
     if (err)
         errno = err;
@@ -279,20 +328,28 @@ int shm_arena_reset(shm_arena *arena)
         err = EINVAL;
     else if (arena->read_only)
         err = EROFS;
-    if (!err) {
-        shmi_process_table_clear_dead(&arena->processes);
-        if (shmi_arena_live_processes(arena) > 1)
-            err = EBUSY;
-    }
+    if (!err && shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, true) != 0)
+        err = EBUSY; /* another attachment holds its read lock */
     if (err) {
         errno = err;
         return err;
     }
+    /* Alone on the file: every other entry is dead or exited, and every
+     * record but this attachment's is theirs. */
+    size_t slots = shmi_process_table_slots();
+    for (size_t i = 0; i < slots; i++) {
+        struct shmi_process_info info;
+        shmi_process_table_entry(&arena->processes, i, &info);
+        shmi_process_table_clear(&arena->processes, &info);
+    }
+    shmi_pending_clear_others(&arena->geo, arena->geo.record_owner);
     const struct shmi_layout *l = &arena->geo.layout;
     memset(shmi_shared_header(&arena->geo), 0, SHMI_ROOTS_SIZE);
     memset(arena->geo.base + l->index_offset, 0,
            l->metadata_end - l->index_offset);
     shmi_tree_format(&arena->geo);
+    /* Back to a read lock (a conversion: never unlocked in between). */
+    shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, false);
     return 0;
 }
 

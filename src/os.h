@@ -70,17 +70,33 @@ void shmi_os_close(int fd);
 /* unlink(2): 0 or errno. */
 int shmi_os_remove(const char *path);
 
-/* ---- processes ---- */
+/* ---- processes and locks ---- */
 
 uint32_t shmi_os_pid(void);
 
-/* kill(pid, 0): 0 when the process exists and may be signalled, else the
- * errno (ESRCH: no such process; EPERM: it exists, another user's). */
-int shmi_os_process_signal_probe(uint32_t pid);
+/* Open-file-description locks (fcntl F_OFD_*) on one byte of fd's file.
+ * They belong to the open file description: the kernel drops them when its
+ * last descriptor is closed, which a killed process's exit does, in any pid
+ * namespace; two descriptions conflict even inside one process, while a
+ * description never conflicts with its own locks.
+ *
+ * shmi_os_lock_try takes a write lock (`exclusive`) or a read lock on the
+ * byte at `offset`, never waiting: 0, EAGAIN when another description holds
+ * a conflicting lock, or the errno of fcntl (EBADF: a write lock on a
+ * read-only descriptor). A lock already held by this description is
+ * converted atomically, and stays as it was when the conversion fails. */
+int shmi_os_lock_try(int fd, uint64_t offset, bool exclusive);
 
-/* The state (field 3) and start time (field 22, clock ticks after boot)
- * of a process, from /proc/PID/stat: 0, or an errno value (ENOENT: no
- * such process; EPROTO: a line it cannot parse). */
-int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time);
+/* Drops this description's lock on the byte at offset. */
+void shmi_os_lock_release(int fd, uint64_t offset);
+
+/* Whether a description other than fd's holds a write lock on the byte at
+ * offset (*held): 0 or the errno of fcntl. Changes nothing. */
+int shmi_os_lock_probe(int fd, uint64_t offset, bool *held);
+
+/* Opens again, read-only, the file fd refers to (through /proc/self/fd),
+ * as a new open file description: a descriptor, or -1. Async-signal-safe
+ * (for a fork handler). */
+int shmi_os_reopen_read_only(int fd);
 
 #endif /* SHM_OS_H */
