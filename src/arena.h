@@ -79,6 +79,6 @@ int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report);
 int shmi_arena_recover_window(shm_arena *arena, struct shm_recovery *report);
 
 /* Slots a window covers. */
-#define SHMI_RECOVER_WINDOW 32
+#define SHMI_RECOVER_WINDOW 8
 
 #endif /* SHM_ARENA_H */

@@ -19,18 +19,35 @@
  * build and the file's real size before anything is mapped. A refused file
  * is never written.
  *
- * Attached means holding the file open. Every handle keeps its descriptor
- * (O_CLOEXEC) for as long as it is open, and holds on it, from before the
- * superblock is read until close, an open-file-description read lock on
- * the attachment byte (SHMI_LOCK_ATTACH_AT): readers and forked children
- * too. A reset converts its own read lock into a write lock, never
- * waiting: the kernel grants that only when no other description holds a
- * lock there, i.e. no other attachment exists, and the conversion is
- * atomic (on failure the read lock stays). While the reset holds the
- * write lock, an opener's read lock is refused and the open fails with
- * EBUSY; it never waits. A writer's liveness is its lock on its process
- * table slot (process_table.c).
- */
+ * Attached means holding the file open, and a lock on it that the kernel
+ * drops when the process dies. Every handle keeps its descriptor
+ * (O_CLOEXEC) for as long as it is open. A writer entered in the process
+ * table holds a write lock on its slot's byte (process_table.c); every
+ * other handle (a reader, a writer the full table left out, a forked
+ * child's copy) holds a read lock on the attachment byte,
+ * SHMI_LOCK_ATTACH_AT. One lock per attachment keeps the kernel's lock
+ * list, which every lock call walks, as short as it can be.
+ *
+ * A reset must be alone, and no open may slip in while it runs:
+ *   reset:  r1. write locks on every slot byte but its own: refused while
+ *               any other writer holds its slot;
+ *           r2. write lock on the attachment byte (converting its own read
+ *               lock, atomically, if it holds one): refused while any
+ *               reader holds its read lock;
+ *           then it resets, and drops the locks of r2 and r1.
+ *   writer: w1. takes a slot's lock: refused on every slot after r1 (the
+ *               table looks full), and r1 refused after it;
+ *           w2. only when no slot could be taken: the attachment read
+ *               lock, before anything else (a recovery) is done: refused
+ *               after r2 (EBUSY), and r2 refused after it.
+ *   reader: its read lock is refused while a reset holds r2: EBUSY.
+ * Locks are linearizable: a writer whose w1 succeeded came before r1,
+ * which then fails; one whose w1 failed because of r1 takes its read lock
+ * before r2 (which then fails) or after it (and fails). Nobody waits:
+ * every lock call is non-blocking, and a refused open fails with EBUSY.
+ * An open takes one lock, so the kernel's lock list, which every lock
+ * call walks, stays as short as it can be.
+  */
 #include "arena.h"
 
 #include <errno.h>
@@ -138,7 +155,7 @@ static int attach(int fd, const struct shmi_file_info *info,
  * system without open-file-description locks attaches without it. */
 static int lock_attachment(int fd)
 {
-    int err = shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, false);
+    int err = shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, 1, false);
     return err == EAGAIN ? EBUSY : 0;
 }
 
@@ -165,8 +182,6 @@ static int create(const char *path, const struct shm_arena_options *opts,
     shm_arena *arena = NULL;
     err = shmi_os_reserve(fd, layout.file_size, layout.metadata_end,
                           layout.data_offset, opts->flags & SHM_ARENA_SPARSE);
-    if (!err)
-        err = lock_attachment(fd);
     if (!err)
         err = shmi_os_map(fd, layout.file_size, true, opts->address,
                           shmi_layout_data_alignment(page), &base);
@@ -215,14 +230,22 @@ static int finish_open(shm_arena *arena, const char *path,
         return ENOMEM;
     }
     struct shm_recovery report = {0, 0, 0};
-    int err = shmi_process_table_attach(&arena->processes);
-    if (err == ENOSPC) {
-        shmi_arena_recover_all(arena, &report);
-        err = shmi_process_table_attach(&arena->processes);
+    int err = shmi_process_table_attach(&arena->processes); /* w1 */
+    if (err != 0 && err != ESTALE && err != EROFS) {
+        err = lock_attachment(arena->fd); /* w2: not entered, as a reader */
+        if (err == 0) {
+            shmi_arena_recover_all(arena, &report);
+            err = shmi_process_table_attach(&arena->processes);
+            if (err == 0) /* entered after all: its slot lock suffices */
+                shmi_os_lock_release(arena->fd, SHMI_LOCK_ATTACH_AT, 1);
+            err = err == ESTALE ? ESTALE : 0;
+        }
+    } else if (err == EROFS) {
+        err = 0; /* a reader took its read lock before mapping */
     }
-    if (err == ESTALE) {
+    if (err) {
         handle_free(arena);
-        return ESTALE;
+        return err;
     }
     arena->geo.record_owner = shmi_process_table_owner(&arena->processes);
     shmi_pending_bind(&arena->pending, &arena->geo);
@@ -241,7 +264,7 @@ static int handle_detach(shm_arena *arena)
     if (arena->remove_path)
         return shmi_process_table_detach_last(&arena->processes,
                                               arena->remove_path);
-    shmi_process_table_detach(&arena->processes);
+    shmi_process_table_leave(&arena->processes); /* handle_free closes */
     return 0;
 }
 
@@ -279,7 +302,8 @@ shm_arena *shm_arena_open(const char *path,
         int err = shmi_os_open_existing(path, read_only, &fd, &info);
         if (err == 0) {
             err = (opts->flags & SHM_ARENA_EXCLUSIVE) ? EEXIST
-                                                      : lock_attachment(fd);
+                  : read_only                       ? lock_attachment(fd)
+                                                    : 0;
             if (!err)
                 err = attach(fd, &info, opts, &arena); /* keeps fd */
             if (err)
@@ -303,6 +327,8 @@ shm_arena *shm_arena_open(const char *path,
         err = finish_open(arena, path, opts, created);
         if (err == ESTALE)
             continue; /* its last process is removing it: open anew */
+        if (err == EBUSY)
+            return open_failed(NULL, path, err); /* being reset */
         if (err)
             return open_failed(NULL, path, err);
         return arena;
@@ -321,6 +347,23 @@ int shm_arena_close(shm_arena *arena)
     return err;
 }
 
+/* Drops the locks of a reset's r1 and r2; a handle that held the
+ * attachment read lock gets it back by conversion (never unlocked in
+ * between). */
+static void reset_unlock(shm_arena *arena, size_t own, size_t slots,
+                         bool reader_lock)
+{
+    if (own > 0)
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT, own);
+    if (own + 1 < slots)
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
+                             slots - own - 1);
+    if (reader_lock)
+        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, false);
+    else
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_ATTACH_AT, 1);
+}
+
 int shm_arena_reset(shm_arena *arena)
 {
     int err = 0;
@@ -328,15 +371,31 @@ int shm_arena_reset(shm_arena *arena)
         err = EINVAL;
     else if (arena->read_only)
         err = EROFS;
-    if (!err && shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, true) != 0)
-        err = EBUSY; /* another attachment holds its read lock */
     if (err) {
+        errno = err;
+        return err;
+    }
+    size_t slots = shmi_process_table_slots();
+    size_t own = arena->processes.slot;
+    bool reader_lock = own == SHMI_PROCESS_NO_SLOT;
+    if (reader_lock)
+        own = slots;
+    /* r1 on the slot bytes below and above our own, then r2. */
+    if ((own > 0 &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT, own, true)) ||
+        (own + 1 < slots &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
+                          slots - own - 1, true)))
+        err = EBUSY; /* another writer */
+    else if (shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0)
+        err = EBUSY; /* a reader, a forked child, a writer not entered */
+    if (err) {
+        reset_unlock(arena, own, slots, reader_lock);
         errno = err;
         return err;
     }
     /* Alone on the file: every other entry is dead or exited, and every
      * record but this attachment's is theirs. */
-    size_t slots = shmi_process_table_slots();
     for (size_t i = 0; i < slots; i++) {
         struct shmi_process_info info;
         shmi_process_table_entry(&arena->processes, i, &info);
@@ -348,8 +407,7 @@ int shm_arena_reset(shm_arena *arena)
     memset(arena->geo.base + l->index_offset, 0,
            l->metadata_end - l->index_offset);
     shmi_tree_format(&arena->geo);
-    /* Back to a read lock (a conversion: never unlocked in between). */
-    shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, false);
+    reset_unlock(arena, own, slots, reader_lock);
     return 0;
 }
 

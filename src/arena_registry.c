@@ -7,8 +7,8 @@
  * (process_table.c): were it kept, a dead parent would look alive for as
  * long as the child lives. The child handler therefore replaces each
  * handle's descriptor by a new read-only description of the same file,
- * which holds only the attachment read lock (a forked child still uses
- * the mapping, so a reset must see it), and forgets the parent's entry
+ * which holds only the attachment read lock, as a reader does (a forked
+ * child still uses the mapping, so a reset must see it), and forgets the parent's entry
  * and record owner: the child shares the mapping, not the entry, as
  * before. The registry's mutex is taken in the prepare handler and
  * released in the parent and the child, so that the child never finds it
@@ -50,7 +50,7 @@ static void after_fork_in_child(void)
     for (shm_arena *a = registry_head; a; a = a->registry_next) {
         int fd = shmi_os_reopen_read_only(a->fd);
         if (fd >= 0)
-            (void)shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, false);
+            (void)shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, 1, false);
         shmi_os_close(a->fd);
         a->fd = fd;
         a->processes.fd = fd;

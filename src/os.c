@@ -282,21 +282,21 @@ uint32_t shmi_os_pid(void)
     return (uint32_t)getpid();
 }
 
-static struct flock lock_of(short type, uint64_t offset)
+static struct flock lock_of(short type, uint64_t offset, uint64_t len)
 {
     struct flock fl;
     memset(&fl, 0, sizeof fl);
     fl.l_type = type;
     fl.l_whence = SEEK_SET;
     fl.l_start = (off_t)offset;
-    fl.l_len = 1;
+    fl.l_len = (off_t)len;
     fl.l_pid = 0; /* required for the F_OFD_* commands */
     return fl;
 }
 
-int shmi_os_lock_try(int fd, uint64_t offset, bool exclusive)
+int shmi_os_lock_try(int fd, uint64_t offset, uint64_t len, bool exclusive)
 {
-    struct flock fl = lock_of(exclusive ? F_WRLCK : F_RDLCK, offset);
+    struct flock fl = lock_of(exclusive ? F_WRLCK : F_RDLCK, offset, len);
     while (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
         if (errno == EINTR)
             continue;
@@ -305,22 +305,20 @@ int shmi_os_lock_try(int fd, uint64_t offset, bool exclusive)
     return 0;
 }
 
-void shmi_os_lock_release(int fd, uint64_t offset)
+void shmi_os_lock_release(int fd, uint64_t offset, uint64_t len)
 {
-    struct flock fl = lock_of(F_UNLCK, offset);
+    struct flock fl = lock_of(F_UNLCK, offset, len);
     while (fcntl(fd, F_OFD_SETLK, &fl) != 0 && errno == EINTR) {
     }
 }
 
-int shmi_os_lock_probe(int fd, uint64_t offset, bool *held)
+int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held)
 {
-    struct flock fl = lock_of(F_WRLCK, offset);
+    struct flock fl = lock_of(exclusive ? F_WRLCK : F_RDLCK, offset, 1);
     while (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
         if (errno != EINTR)
             return errno;
     }
-    /* Any lock that conflicts with a write lock: a read lock on a slot's
-     * byte is never taken, so this is the holder's write lock. */
     *held = fl.l_type != F_UNLCK;
     return 0;
 }

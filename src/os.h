@@ -74,25 +74,27 @@ int shmi_os_remove(const char *path);
 
 uint32_t shmi_os_pid(void);
 
-/* Open-file-description locks (fcntl F_OFD_*) on one byte of fd's file.
- * They belong to the open file description: the kernel drops them when its
- * last descriptor is closed, which a killed process's exit does, in any pid
- * namespace; two descriptions conflict even inside one process, while a
- * description never conflicts with its own locks.
+/* Open-file-description locks (fcntl F_OFD_*) on `len` bytes of fd's file
+ * from `offset`. They belong to the open file description: the kernel
+ * drops them when its last descriptor is closed, which a killed process's
+ * exit does, in any pid namespace; two descriptions conflict even inside
+ * one process, while a description never conflicts with its own locks.
  *
- * shmi_os_lock_try takes a write lock (`exclusive`) or a read lock on the
- * byte at `offset`, never waiting: 0, EAGAIN when another description holds
- * a conflicting lock, or the errno of fcntl (EBADF: a write lock on a
- * read-only descriptor). A lock already held by this description is
- * converted atomically, and stays as it was when the conversion fails. */
-int shmi_os_lock_try(int fd, uint64_t offset, bool exclusive);
+ * shmi_os_lock_try takes a write lock (`exclusive`) or a read lock, never
+ * waiting: 0, EAGAIN when another description holds a conflicting lock,
+ * or the errno of fcntl (EBADF: a write lock on a read-only descriptor).
+ * A lock already held by this description is converted atomically, and
+ * stays as it was when the conversion fails. */
+int shmi_os_lock_try(int fd, uint64_t offset, uint64_t len, bool exclusive);
 
-/* Drops this description's lock on the byte at offset. */
-void shmi_os_lock_release(int fd, uint64_t offset);
+/* Drops this description's locks on those bytes. */
+void shmi_os_lock_release(int fd, uint64_t offset, uint64_t len);
 
-/* Whether a description other than fd's holds a write lock on the byte at
- * offset (*held): 0 or the errno of fcntl. Changes nothing. */
-int shmi_os_lock_probe(int fd, uint64_t offset, bool *held);
+/* Whether another description holds a lock on the byte at offset that
+ * would conflict with a write lock (`exclusive`: any lock) or with a read
+ * lock (a write lock): 0 and *held, or the errno of fcntl. Changes
+ * nothing. */
+int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held);
 
 /* Opens again, read-only, the file fd refers to (through /proc/self/fd),
  * as a new open file description: a descriptor, or -1. Async-signal-safe

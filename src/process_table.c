@@ -35,7 +35,8 @@
  *   attach:  a1. lock byte i (another holder: try the next slot)
  *            a2. CAS slot i 0 -> identity (it failed: unlock, next slot)
  *            a3. the removal check (below)
- *   detach:  CAS slot i identity -> 0, then unlock byte i
+ *   detach:  CAS slot i identity -> 0, then unlock byte i (or close the
+ *            descriptor, which unlocks it)
  *   exit:    CAS slot i identity -> identity | EXITED; the lock stays
  *            until the kernel drops it with the process (other threads
  *            may still be inside an operation while destructors run)
@@ -199,7 +200,7 @@ static enum shmi_entry_state state_of(const struct shmi_process_table *t,
     if (i == t->slot) {
         /* Our own lock does not show: we know what we wrote. */
         held = (value & ID_MASK) == (t->identity & ID_MASK);
-    } else if (shmi_os_lock_probe(t->fd, lock_byte(i), &held) != 0) {
+    } else if (shmi_os_lock_probe(t->fd, lock_byte(i), true, &held) != 0) {
         return SHMI_ENTRY_LIVE; /* cannot tell: never clear what may live */
     }
     if (tag == TAG_EXITED)
@@ -225,7 +226,7 @@ static int slot_take(struct shmi_process_table *t, uint64_t id)
         /* Relaxed: only a filter; the CAS below decides. */
         if (shmi_atomic_load_relaxed(&table->slot[i]) != 0)
             continue;
-        int err = shmi_os_lock_try(t->fd, lock_byte(i), true);
+        int err = shmi_os_lock_try(t->fd, lock_byte(i), 1, true);
         if (err == EAGAIN)
             continue; /* an attacher or a detacher between its steps */
         if (err != 0)
@@ -238,13 +239,16 @@ static int slot_take(struct shmi_process_table *t, uint64_t id)
             t->identity = id;
             return 0;
         }
-        shmi_os_lock_release(t->fd, lock_byte(i));
+        shmi_os_lock_release(t->fd, lock_byte(i), 1);
     }
     return ENOSPC;
 }
 
-/* Clears the handle's slot if it holds `value`, and drops its lock. */
-static void slot_give_back(struct shmi_process_table *t, uint64_t value)
+/* Clears the handle's slot if it holds `value`, and drops its lock unless
+ * the caller closes the descriptor next (which drops it, one walk of the
+ * kernel's lock list fewer). */
+static void slot_give_back_as(struct shmi_process_table *t, uint64_t value,
+                              bool unlock)
 {
     if (t->slot == SHMI_PROCESS_NO_SLOT)
         return;
@@ -252,9 +256,15 @@ static void slot_give_back(struct shmi_process_table *t, uint64_t value)
     /* Seq_cst: as every slot update (invariant 5); the lock is dropped
      * after it (invariant 1). */
     shmi_atomic_cas_seq_cst(&table_of(t)->slot[t->slot], &expected, 0);
-    shmi_os_lock_release(t->fd, lock_byte(t->slot));
+    if (unlock)
+        shmi_os_lock_release(t->fd, lock_byte(t->slot), 1);
     t->slot = SHMI_PROCESS_NO_SLOT;
     t->identity = 0;
+}
+
+static void slot_give_back(struct shmi_process_table *t, uint64_t value)
+{
+    slot_give_back_as(t, value, true);
 }
 
 /* Counts live entries; stops at the first one when first_only is set. */
@@ -340,6 +350,15 @@ void shmi_process_table_detach(struct shmi_process_table *t)
         return;
     int saved = errno;
     slot_give_back(t, t->identity);
+    errno = saved;
+}
+
+void shmi_process_table_leave(struct shmi_process_table *t)
+{
+    if (t == NULL || t->slot == SHMI_PROCESS_NO_SLOT)
+        return;
+    int saved = errno;
+    slot_give_back_as(t, t->identity, false);
     errno = saved;
 }
 

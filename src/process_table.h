@@ -75,6 +75,10 @@ int shmi_process_table_attach(struct shmi_process_table *t);
  * instead of shmi_process_table_detach_last). Lock-free. */
 void shmi_process_table_detach(struct shmi_process_table *t);
 
+/* As shmi_process_table_detach, for a handle whose descriptor the caller
+ * closes next: the close drops the lock. */
+void shmi_process_table_leave(struct shmi_process_table *t);
+
 /*
  * As shmi_process_table_detach, then, if no live process is left
  * registered, removes the file at path (which must name this arena's file;

@@ -382,7 +382,7 @@ static void test_removal_word_states(void **state)
 
     /* The same, its process killed before unlinking (its lock dropped):
      * abandoned, cleared. */
-    shmi_os_lock_release(fd_r, SHMI_LOCK_SLOTS_AT + remover.slot);
+    shmi_os_lock_release(fd_r, SHMI_LOCK_SLOTS_AT + remover.slot, 1);
     assert_int_equal(shmi_process_table_attach(&a), 0);
     assert_int_equal(atomic_load(removal), 0);
     shmi_process_table_detach(&a);

@@ -343,12 +343,18 @@ static void test_reset_against_attachers(void **state)
     assert_int_equal(shm_arena_reset(other), EBUSY);
     shm_arena_close(other);
 
-    /* A reset in progress (its write lock, held here by hand): opens fail
-     * at once with EBUSY, then work again. */
+    /* A reset in progress (its write locks on every slot byte and on the
+     * attachment byte, held here by hand): opens fail at once with EBUSY,
+     * then work again. */
     shm_arena_close(f->arena);
     f->arena = NULL;
     int fd = open(f->path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
+    struct flock slots = {.l_type = F_WRLCK,
+                          .l_whence = SEEK_SET,
+                          .l_start = SHMI_LOCK_SLOTS_AT,
+                          .l_len = (off_t)shmi_process_table_slots()};
+    assert_int_equal(fcntl(fd, F_OFD_SETLK, &slots), 0);
     struct flock fl = {.l_type = F_WRLCK,
                        .l_whence = SEEK_SET,
                        .l_start = SHMI_LOCK_ATTACH_AT,
