@@ -289,7 +289,7 @@ open_benchmark() {
     "$ob" open "$file" "$count" | tee "$results/open.txt"
     hyperfine --warmup 1 --runs "$hf_runs" --export-json "$results/open.json" \
         "$ob open $file $count"
-    exec {holder[1]}>&-
+    eval "exec ${holder[1]}>&-"
     wait "$holder_PID" || true
     rm -f "$file"
 }

@@ -47,7 +47,7 @@
  * every lock call is non-blocking, and a refused open fails with EBUSY.
  * An open takes one lock, so the kernel's lock list, which every lock
  * call walks, stays as short as it can be.
-  */
+ */
 #include "arena.h"
 
 #include <errno.h>
@@ -302,8 +302,8 @@ shm_arena *shm_arena_open(const char *path,
         int err = shmi_os_open_existing(path, read_only, &fd, &info);
         if (err == 0) {
             err = (opts->flags & SHM_ARENA_EXCLUSIVE) ? EEXIST
-                  : read_only                       ? lock_attachment(fd)
-                                                    : 0;
+                  : read_only                         ? lock_attachment(fd)
+                                                      : 0;
             if (!err)
                 err = attach(fd, &info, opts, &arena); /* keeps fd */
             if (err)
@@ -380,15 +380,16 @@ int shm_arena_reset(shm_arena *arena)
     bool reader_lock = own == SHMI_PROCESS_NO_SLOT;
     if (reader_lock)
         own = slots;
-    /* r1 on the slot bytes below and above our own, then r2. */
+    /* r1 on the slot bytes below and above our own (refused: another
+     * writer), then r2 (refused: a reader, a forked child, a writer not
+     * entered). */
     if ((own > 0 &&
          shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT, own, true)) ||
         (own + 1 < slots &&
          shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
-                          slots - own - 1, true)))
-        err = EBUSY; /* another writer */
-    else if (shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0)
-        err = EBUSY; /* a reader, a forked child, a writer not entered */
+                          slots - own - 1, true)) ||
+        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0)
+        err = EBUSY;
     if (err) {
         reset_unlock(arena, own, slots, reader_lock);
         errno = err;

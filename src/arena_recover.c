@@ -53,8 +53,7 @@ static bool recover_batch(shm_arena *arena, size_t first, size_t count,
     size_t n = 0;
     for (size_t k = 0; k < count && k < BATCH; k++) {
         struct shmi_process_info info;
-        shmi_process_table_entry(&arena->processes, (first + k) % slots,
-                                 &info);
+        shmi_process_table_entry(&arena->processes, (first + k) % slots, &info);
         if (gone(&info))
             kept[n++] = info;
     }
@@ -96,9 +95,9 @@ int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report)
     size_t slots = shmi_process_table_slots();
     bool cleared = false;
     for (size_t first = 0; first < slots; first += BATCH)
-        cleared |= recover_batch(
-            arena, first, slots - first < BATCH ? slots - first : BATCH,
-            report);
+        cleared |= recover_batch(arena, first,
+                                 slots - first < BATCH ? slots - first : BATCH,
+                                 report);
     if (cleared)
         shmi_tree_repair_hints(&arena->geo);
     return 0;

@@ -8,11 +8,11 @@
  * long as the child lives. The child handler therefore replaces each
  * handle's descriptor by a new read-only description of the same file,
  * which holds only the attachment read lock, as a reader does (a forked
- * child still uses the mapping, so a reset must see it), and forgets the parent's entry
- * and record owner: the child shares the mapping, not the entry, as
- * before. The registry's mutex is taken in the prepare handler and
- * released in the parent and the child, so that the child never finds it
- * held by a thread that does not exist there.
+ * child still uses the mapping, so a reset must see it), and forgets the
+ * parent's entry and record owner: the child shares the mapping, not the entry,
+ * as before. The registry's mutex is taken in the prepare handler and released
+ * in the parent and the child, so that the child never finds it held by a
+ * thread that does not exist there.
  *
  * Exit. A process that returns from main or calls exit() without closing
  * its arenas is not dead: the destructor marks each entry it still holds

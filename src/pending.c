@@ -313,8 +313,8 @@ bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
         uint64_t word = shmi_atomic_load_relaxed(&r->op[t]);
         if (word == 0)
             continue;
-        ops[*count] = (struct shmi_pending_op){
-            (unsigned)(word >> OP_SHIFT), t, word & INDEX_MASK};
+        ops[*count] = (struct shmi_pending_op){(unsigned)(word >> OP_SHIFT), t,
+                                               word & INDEX_MASK};
         (*count)++;
         shmi_atomic_store_relaxed(&r->op[t], 0);
     }

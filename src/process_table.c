@@ -428,8 +428,8 @@ int shmi_process_table_detach_last(struct shmi_process_table *t,
     t->identity = leaving;
     if (live_count(t, true) > 0) /* d2 */
         goto out;
-    uint64_t who = (uint64_t)t->slot << REMOVAL_SLOT_SHIFT |
-                   sequence_of(t->identity);
+    uint64_t who =
+        (uint64_t)t->slot << REMOVAL_SLOT_SHIFT | sequence_of(t->identity);
     uint64_t claimed = REMOVAL_CLAIMED | who;
     expected = 0;
     /* Seq_cst: d3, ordered against a3 (invariant 5); likewise when it

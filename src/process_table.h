@@ -44,8 +44,8 @@ struct shmi_process_info {
     uint64_t value;    /* the entry as read (for shmi_process_table_clear) */
     uint64_t owner;    /* the attachment's key for thread records
                           (pending.h) */
-    uint32_t pid;      /* in the attacher's pid namespace: display only */
     uint64_t sequence; /* the attachment's number, unique in the file */
+    uint32_t pid;      /* in the attacher's pid namespace: display only */
     enum shmi_entry_state state;
 };
 

@@ -404,9 +404,9 @@ uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
     /* acquire: pairs with the retiring CAS (acq_rel) that zeroed it. */
     if (shmi_atomic_load_acquire(word_at(g, tier, index)) != 0)
         return 0;
-    return release_parent(g, tier, index) ? UINT64_C(1)
-                                                << g->tier[tier].span_log2
-                                          : 0;
+    return release_parent(g, tier, index)
+               ? UINT64_C(1) << g->tier[tier].span_log2
+               : 0;
 }
 
 /* Step 3: retires every empty word of the tiers below `tier`, deepest
@@ -426,7 +426,7 @@ static bool retire_empty_below(struct shmi_geometry *g, unsigned tier)
             if (!shmi_atomic_cas_acq_rel(word_at(g, t, index), &expected, 0))
                 continue;
             shmi_pending_begin(g, SHMI_PENDING_RETIRE, t, index);
-            SHMI_TEST_YIELD(); /* between the two steps of a retire */
+            SHMI_TEST_YIELD();      /* between the two steps of a retire */
             shmi_pending_end(g, t); /* before step 2: pending.c, P */
             release_parent(g, t, index);
             retired = true;
