@@ -404,6 +404,18 @@ uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
     /* acquire: pairs with the retiring CAS (acq_rel) that zeroed it. */
     if (shmi_atomic_load_acquire(word_at(g, tier, index)) != 0)
         return 0;
+    /* A delegated parent node has no ancestor set in its word (W1), and a
+     * lower-tier parent word is active (T2): anything else is damage that
+     * clearing the node would only make worse. Relaxed: only a filter;
+     * release_parent's CAS acts. */
+    unsigned slot = (unsigned)(index % SHMI_WORD_SLOTS);
+    uint64_t parent =
+        shmi_atomic_load_relaxed(word_at(g, tier - 1, index / SHMI_WORD_SLOTS));
+    uint64_t ancestors = shmi_word_path_masks[slot] &
+                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot)) &
+                         g->tier[tier - 1].eligible;
+    if ((parent & ancestors) != 0 || (tier - 1 > 0 && !(parent & ACTIVE)))
+        return 0;
     return release_parent(g, tier, index)
                ? UINT64_C(1) << g->tier[tier].span_log2
                : 0;
