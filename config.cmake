@@ -23,6 +23,7 @@ set(SHM_SANITIZE "" CACHE STRING
 option(SHM_WERROR "treat compiler warnings as errors" OFF)
 option(SHM_TEST_YIELD "test builds only: yield at random between a bitmap load and its CAS, to widen race windows" OFF)
 option(SHM_BUILD_TESTS "build the cmocka test suite" ON)
+option(SHM_TEST_HOOKS "test builds only: a hidden hook that white-box tests use to stop a process between the two steps of a recorded operation" ${SHM_BUILD_TESTS})
 option(SHM_BUILD_BENCH "build the benchmark programs" OFF)
 option(SHM_BUILD_EXAMPLES "build the example programs" ON)
 option(SHM_BUILD_TOOLS "build the command-line tools" ON)

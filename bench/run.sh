@@ -295,5 +295,32 @@ sync_figures() {
 }
 sync_figures
 
+# ---- opening with many processes attached -----------------------------------
+# open_benchmark N M: N child processes hold the arena open, then
+# `open_bench open FILE M` opens and closes it M times and prints the median
+# of one open + close; hyperfine times that whole process as well. Results
+# go to build-bench/bench-results/open.txt and open.json.
+#   SHM_BENCH_OPEN_ATTACHED [1000]   SHM_BENCH_OPEN_COUNT [1000]
+open_benchmark() {
+    local attached=$1 count=$2
+    local ob=build-bench/bench/open_bench file=$heap_dir/open-bench.shm
+    local results=build-bench/bench-results
+    mkdir -p "$results"
+    rm -f "$file"
+    say "open with $attached processes attached ($count opens)"
+    coproc holder { "$ob" hold "$file" "$attached"; }
+    local line
+    read -r line <&"${holder[0]}"
+    [ "$line" = ready ] || { echo "open_bench: holders not ready" >&2; return 1; }
+    "$ob" open "$file" "$count" | tee "$results/open.txt"
+    hyperfine --warmup 1 --runs "$hf_runs" --export-json "$results/open.json" \
+        "$ob open $file $count"
+    eval "exec ${holder[1]}>&-"
+    wait "$holder_PID" || true
+    rm -f "$file"
+}
+
+open_benchmark "${SHM_BENCH_OPEN_ATTACHED:-1000}" "${SHM_BENCH_OPEN_COUNT:-1000}"
+
 # ---- end ------------------------------------------------------------------
 say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"

@@ -258,8 +258,10 @@ struct shm_arena_options {
  * EINVAL (not a regular file, or bad options), EPROTO (wrong magic,
  * version or build fingerprint), EBADMSG (geometry that does not fit the
  * file), ENOSPC, ENOMEM, or any errno of open/mmap. A refused file is
- * never modified. Concurrency: any; it may race with opens, closes and
- * removals of the same file in other threads and processes.
+ * never modified; EBUSY while another process resets the file
+ * (shm_arena_reset). Concurrency: any; it may race with opens, closes and
+ * removals of the same file in other threads and processes. Its cost does
+ * not depend on how many processes are attached.
  */
 SHM_API shm_arena *shm_arena_open(const char *path,
                                   const struct shm_arena_options *opts);
@@ -273,10 +275,13 @@ SHM_API int shm_arena_close(shm_arena *arena);
 /*
  * Frees every chunk at once and empties the named-root table, for a cache
  * that is rebuilt from scratch. Only safe while no other process or thread
- * uses the arena: refused with EBUSY when the process table shows another
- * live attached process (or another open handle in this process), EROFS
- * for a read-only arena. Returns 0 or the errno value (also in errno).
- * Concurrency: none on this arena, in any process.
+ * uses the arena, which it makes sure of through a lock the kernel holds
+ * for every attachment: refused with EBUSY when any other attachment
+ * exists (another process, readers and forked children included, or
+ * another open handle in this process), EROFS for a read-only arena.
+ * While a reset runs, shm_arena_open of the file fails with EBUSY at once
+ * rather than waiting. Returns 0 or the errno value (also in errno).
+ * Concurrency: none on this arena in this process; opens elsewhere fail.
  */
 SHM_API int shm_reset(void);
 SHM_API int shm_arena_reset(shm_arena *arena);
@@ -327,11 +332,23 @@ SHM_API size_t shm_arena_maxsize(shm_arena *arena);
 SHM_API int shm_arena_block_usage(shm_arena *arena, size_t first_block,
                                   size_t count, uint32_t *used_bytes);
 
+/* What became of an attached process. Liveness comes from a lock the
+ * kernel holds for each attachment, so it is right across pid namespaces
+ * and pid reuse. */
+enum shm_process_state {
+    SHM_PROCESS_LIVE = 0,   /* attached */
+    SHM_PROCESS_DEAD = 1,   /* died (killed) without detaching */
+    SHM_PROCESS_EXITED = 2, /* exited normally without closing: the
+                               library's destructor detached it */
+};
+
 /* One entry of an arena's table of attached processes. */
 struct shm_process {
-    uint32_t pid;
-    uint64_t start_time; /* /proc/PID/stat field 22; 0 when unknown */
-    bool live;           /* false: the process died without detaching */
+    uint32_t pid;        /* in the attacher's pid namespace; display only */
+    uint64_t start_time; /* the attachment's number, unique in the file
+                            (no longer a start time from /proc) */
+    bool live;           /* state == SHM_PROCESS_LIVE */
+    enum shm_process_state state;
 };
 
 /* Calls visit for every entry of the process table, live or dead, and
@@ -343,6 +360,29 @@ SHM_API int shm_arena_processes(shm_arena *arena,
                                 int (*visit)(const struct shm_process *,
                                              void *),
                                 void *context);
+
+/* What a recovery did. */
+struct shm_recovery {
+    size_t entries; /* table entries of dead or exited processes cleared */
+    size_t records; /* their thread records resolved */
+    size_t bytes;   /* bytes their pending operations gave back */
+};
+
+/*
+ * Cleans up after processes that died or exited without closing: resolves
+ * the operations their threads had in flight inside the allocator
+ * (completing or undoing them, so that no byte the allocator held for
+ * them stays lost), repairs the search hints they may have left stale,
+ * and clears their table entries. What the program itself had allocated
+ * is not touched. report may be NULL. Returns 0, or an errno value (also
+ * in errno): EINVAL (NULL arena), EROFS (read-only arena), ENXIO (no
+ * default arena, for shm_recover). Opening a file already runs a bounded
+ * part of it, and an allocation that finds no space runs it all once
+ * before failing. Lock-free; concurrency: any, in any process, other
+ * recoveries included.
+ */
+SHM_API int shm_recover(struct shm_recovery *report);
+SHM_API int shm_arena_recover(shm_arena *arena, struct shm_recovery *report);
 
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large.

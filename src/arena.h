@@ -22,6 +22,7 @@
 #include "shm_alloc.h"
 
 #include "geometry.h"
+#include "pending.h"
 #include "process_table.h"
 
 /* The fields malloc and free read (read_only, then geo from base through
@@ -33,6 +34,11 @@ struct shm_arena {
     uint64_t map_size;
     struct shmi_process_table processes;
     char *remove_path; /* SHM_ARENA_REMOVE_ON_LAST_CLOSE: the file's path */
+    int fd; /* the file, open while attached: the kernel's locks on it say
+               that this attachment lives (process_table.c) */
+    struct shmi_pending_binding pending;
+    shm_arena *registry_next; /* the process's open handles */
+    shm_arena *registry_prev;
 };
 
 _Static_assert(offsetof(struct shm_arena, geo) +
@@ -57,15 +63,30 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);
 
-/* A nonzero token naming this process's entry in the arena's process
- * table, taken on first use in a forked child; 0 when the process has
- * none (read-only, or a full table). Bit 63 is clear. For structures in
- * the file that record their owner; shmi_arena_owner_live tells whether
- * the owner is still attached and alive. */
+/* A nonzero token naming this handle's entry in the arena's process
+ * table (its owner key for records in the file); 0 when it has none: a
+ * read-only handle, a full table, a forked child's copy of its parent's
+ * handle. Bit 63 is clear. shmi_arena_owner_live tells whether the owner
+ * is still attached and alive. */
 uint64_t shmi_arena_owner_token(shm_arena *arena);
 bool shmi_arena_owner_live(const shm_arena *arena, uint64_t token);
 
 /* Live processes attached to the arena's file; writes nothing. */
 size_t shmi_arena_live_processes(const shm_arena *arena);
+
+/* The process's list of open handles (arena_registry.c): after fork() the
+ * child's copies give up their parent's descriptors and entries, and a
+ * normal exit marks every entry still held "exited". */
+void shmi_arena_register(shm_arena *arena);
+void shmi_arena_unregister(shm_arena *arena);
+
+/* Recovery (arena_recover.c): all of the table, or the next window of it
+ * (a bounded part, at open). Both add to *report, which must be zeroed
+ * first. 0 or an errno value, errno untouched. */
+int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report);
+int shmi_arena_recover_window(shm_arena *arena, struct shm_recovery *report);
+
+/* Slots a window covers. */
+#define SHMI_RECOVER_WINDOW 8
 
 #endif /* SHM_ARENA_H */

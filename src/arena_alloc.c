@@ -81,13 +81,26 @@ static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
     return true;
 }
 
+/* No chunk was free: recover what dead processes left (arena_recover.c)
+ * and, if that gave anything back, claim once more. */
+static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
+                                                               size_t size)
+{
+    struct shm_recovery report = {0, 0, 0};
+    shmi_arena_recover_all(arena, &report);
+    if (report.entries == 0 && report.records == 0)
+        return SHMI_NO_CHUNK;
+    return shmi_tree_alloc(&arena->geo, class_of(size));
+}
+
 static inline __attribute__((always_inline)) shm_offt
 alloc_named(shm_arena *arena, size_t size, const char *call)
 {
     if (!writable(arena) || too_large(call, size))
         return SHM_NULL;
     uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
-    if (__builtin_expect(x == SHMI_NO_CHUNK, 0)) {
+    if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
+        (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
         errno = ENOMEM;
         return SHM_NULL;
     }

@@ -18,22 +18,51 @@
  * superblock is read with pread and validated (layout.c) against this
  * build and the file's real size before anything is mapped. A refused file
  * is never written.
+ *
+ * Attached means holding the file open, and a lock on it that the kernel
+ * drops when the process dies. Every handle keeps its descriptor
+ * (O_CLOEXEC) for as long as it is open. A writer entered in the process
+ * table holds a write lock on its slot's byte (process_table.c); every
+ * other handle (a reader, a writer the full table left out, a forked
+ * child's copy) holds a read lock on the attachment byte,
+ * SHMI_LOCK_ATTACH_AT. One lock per attachment keeps the kernel's lock
+ * list, which every lock call walks, as short as it can be.
+ *
+ * A reset must be alone, and no open may slip in while it runs:
+ *   reset:  r1. write locks on every slot byte but its own: refused while
+ *               any other writer holds its slot;
+ *           r2. write lock on the attachment byte (converting its own read
+ *               lock, atomically, if it holds one): refused while any
+ *               reader holds its read lock;
+ *           then it resets, and drops the locks of r2 and r1.
+ *   writer: w1. takes a slot's lock: refused on every slot after r1 (the
+ *               table looks full), and r1 refused after it;
+ *           w2. only when no slot could be taken: the attachment read
+ *               lock, before anything else (a recovery) is done: refused
+ *               after r2 (EBUSY), and r2 refused after it.
+ *   reader: its read lock is refused while a reset holds r2: EBUSY.
+ * Locks are linearizable: a writer whose w1 succeeded came before r1,
+ * which then fails; one whose w1 failed because of r1 takes its read lock
+ * before r2 (which then fails) or after it (and fails). Nobody waits:
+ * every lock call is non-blocking, and a refused open fails with EBUSY.
+ * An open takes one lock, so the kernel's lock list, which every lock
+ * call walks, stays as short as it can be.
  */
 #include "arena.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "os.h"
+#include "pending.h"
 #include "process_table.h"
 #include "report.h"
 #include "shared_header.h"
 #include "tree.h"
-#include "tree_inspect.h"
 
 #define KNOWN_FLAGS                                                            \
     (SHM_ARENA_NO_CREATE | SHM_ARENA_EXCLUSIVE | SHM_ARENA_SPARSE |            \
@@ -44,7 +73,7 @@
 /* A handle for the file of layout l mapped at base; NULL when out of
  * memory. Aligned to a cache line: see struct shm_arena. */
 static shm_arena *handle_new(void *base, const struct shmi_layout *l,
-                             bool read_only)
+                             bool read_only, int fd)
 {
     size_t size = (sizeof(shm_arena) + 63) / 64 * 64;
     shm_arena *arena = aligned_alloc(64, size);
@@ -54,18 +83,22 @@ static shm_arena *handle_new(void *base, const struct shmi_layout *l,
     arena->read_only = read_only;
     shmi_geometry_bind(&arena->geo, base, l);
     arena->map_size = l->file_size;
+    arena->fd = fd;
     uint64_t table_at = l->header_offset + SHMI_PROCESS_TABLE_OFFSET;
     shmi_process_table_bind(&arena->processes,
                             (shmi_atomic_word *)(arena->geo.base + table_at),
-                            table_at, read_only);
+                            table_at, fd, read_only);
     return arena;
 }
 
+/* Unmaps and frees the handle and closes its descriptor, which drops its
+ * locks. */
 static void handle_free(shm_arena *arena)
 {
     if (!arena)
         return;
     shmi_os_unmap(arena->geo.base, arena->map_size);
+    shmi_os_close(arena->fd);
     free(arena->remove_path);
     free(arena);
 }
@@ -109,13 +142,21 @@ static int attach(int fd, const struct shmi_file_info *info,
             return err;
         }
     }
-    shm_arena *arena = handle_new(base, &layout, read_only);
+    shm_arena *arena = handle_new(base, &layout, read_only, fd);
     if (!arena) {
         shmi_os_unmap(base, layout.file_size);
         return ENOMEM;
     }
     *out = arena;
     return 0;
+}
+
+/* The attachment read lock: EBUSY while a reset holds the byte. A file
+ * system without open-file-description locks attaches without it. */
+static int lock_attachment(int fd)
+{
+    int err = shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, 1, false);
+    return err == EAGAIN ? EBUSY : 0;
 }
 
 /* Creates the file at path and maps it. EEXIST means that another creator
@@ -144,7 +185,7 @@ static int create(const char *path, const struct shm_arena_options *opts,
     if (!err)
         err = shmi_os_map(fd, layout.file_size, true, opts->address,
                           shmi_layout_data_alignment(page), &base);
-    if (!err && !(arena = handle_new(base, &layout, false)))
+    if (!err && !(arena = handle_new(base, &layout, false, fd)))
         err = ENOMEM;
     if (!err) {
         shmi_tree_format(&arena->geo);
@@ -160,12 +201,13 @@ static int create(const char *path, const struct shm_arena_options *opts,
     } else {
         shmi_os_discard(temp_path);
     }
-    shmi_os_close(fd);
     if (err) {
-        if (arena)
-            handle_free(arena);
-        else
+        if (arena) {
+            handle_free(arena); /* closes fd */
+        } else {
             shmi_os_unmap(base, layout.file_size);
+            shmi_os_close(fd);
+        }
         return err;
     }
     *out = arena;
@@ -173,11 +215,12 @@ static int create(const char *path, const struct shm_arena_options *opts,
 }
 
 /* The last step of every successful open: enters the process in the
- * file's process table, and on a file that others used, clears the
- * entries of dead processes and repairs the hints they may have left
- * stale. Not being entered (a full table) does not fail the open: only
- * ESTALE, a file being removed by its last process, does, and ENOMEM; the
- * handle is then dropped. */
+ * file's process table (after a full recovery when the table is full),
+ * binds its thread records, and on a file that others used, recovers one
+ * window of the table (arena_recover.c): bounded work, whatever the
+ * table holds. Not being entered does not fail the open: only ESTALE, a
+ * file being removed by its last process, does, and ENOMEM; the handle
+ * is then dropped. */
 static int finish_open(shm_arena *arena, const char *path,
                        const struct shm_arena_options *opts, bool created)
 {
@@ -186,13 +229,42 @@ static int finish_open(shm_arena *arena, const char *path,
         handle_free(arena);
         return ENOMEM;
     }
-    int err = shmi_process_table_attach(&arena->processes);
-    if (err == ESTALE) {
-        handle_free(arena);
-        return ESTALE;
+    struct shm_recovery report = {0, 0, 0};
+    int err = shmi_process_table_attach(&arena->processes); /* w1 */
+    if (err != 0 && err != ESTALE && err != EROFS) {
+        err = lock_attachment(arena->fd); /* w2: not entered, as a reader */
+        if (err == 0) {
+            shmi_arena_recover_all(arena, &report);
+            err = shmi_process_table_attach(&arena->processes);
+            if (err == 0) /* entered after all: its slot lock suffices */
+                shmi_os_lock_release(arena->fd, SHMI_LOCK_ATTACH_AT, 1);
+            err = err == ESTALE ? ESTALE : 0;
+        }
+    } else if (err == EROFS) {
+        err = 0; /* a reader took its read lock before mapping */
     }
-    if (!created && shmi_process_table_clear_dead(&arena->processes) > 0)
-        shmi_tree_repair_hints(&arena->geo); /* a death may have lost hints */
+    if (err) {
+        handle_free(arena);
+        return err;
+    }
+    arena->geo.record_owner = shmi_process_table_owner(&arena->processes);
+    shmi_pending_bind(&arena->pending, &arena->geo);
+    if (!created && !arena->read_only)
+        shmi_arena_recover_window(arena, &report);
+    shmi_arena_register(arena);
+    return 0;
+}
+
+/* Everything a handle holds in the file, given back: its thread records,
+ * then its entry (removing the file when asked and last). */
+static int handle_detach(shm_arena *arena)
+{
+    shmi_arena_unregister(arena);
+    shmi_pending_unbind(&arena->pending);
+    if (arena->remove_path)
+        return shmi_process_table_detach_last(&arena->processes,
+                                              arena->remove_path);
+    shmi_process_table_leave(&arena->processes); /* handle_free closes */
     return 0;
 }
 
@@ -229,10 +301,15 @@ shm_arena *shm_arena_open(const char *path,
         bool created = false;
         int err = shmi_os_open_existing(path, read_only, &fd, &info);
         if (err == 0) {
-            err = (opts->flags & SHM_ARENA_EXCLUSIVE)
-                      ? EEXIST
-                      : attach(fd, &info, opts, &arena);
-            shmi_os_close(fd);
+            err = (opts->flags & SHM_ARENA_EXCLUSIVE) ? EEXIST
+                  : read_only                         ? lock_attachment(fd)
+                                                      : 0;
+            if (!err)
+                err = attach(fd, &info, opts, &arena); /* keeps fd */
+            if (err)
+                shmi_os_close(fd);
+            if (err == EBUSY)
+                return open_failed(NULL, path, err); /* being reset */
             if (err)
                 return open_failed("refusing", path, err);
         } else if (err != ENOENT || (opts->flags & SHM_ARENA_NO_CREATE) ||
@@ -250,6 +327,8 @@ shm_arena *shm_arena_open(const char *path,
         err = finish_open(arena, path, opts, created);
         if (err == ESTALE)
             continue; /* its last process is removing it: open anew */
+        if (err == EBUSY)
+            return open_failed(NULL, path, err); /* being reset */
         if (err)
             return open_failed(NULL, path, err);
         return arena;
@@ -261,16 +340,28 @@ int shm_arena_close(shm_arena *arena)
 {
     if (!arena)
         return 0;
-    int err = 0;
-    if (arena->remove_path)
-        err = shmi_process_table_detach_last(&arena->processes,
-                                             arena->remove_path);
-    else
-        shmi_process_table_detach(&arena->processes);
+    int err = handle_detach(arena);
     handle_free(arena);
     if (err)
         errno = err;
     return err;
+}
+
+/* Drops the locks of a reset's r1 and r2; a handle that held the
+ * attachment read lock gets it back by conversion (never unlocked in
+ * between). */
+static void reset_unlock(shm_arena *arena, size_t own, size_t slots,
+                         bool reader_lock)
+{
+    if (own > 0)
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT, own);
+    if (own + 1 < slots)
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
+                             slots - own - 1);
+    if (reader_lock)
+        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, false);
+    else
+        shmi_os_lock_release(arena->fd, SHMI_LOCK_ATTACH_AT, 1);
 }
 
 int shm_arena_reset(shm_arena *arena)
@@ -280,20 +371,44 @@ int shm_arena_reset(shm_arena *arena)
         err = EINVAL;
     else if (arena->read_only)
         err = EROFS;
-    if (!err) {
-        shmi_process_table_clear_dead(&arena->processes);
-        if (shmi_arena_live_processes(arena) > 1)
-            err = EBUSY;
-    }
     if (err) {
         errno = err;
         return err;
     }
+    size_t slots = shmi_process_table_slots();
+    size_t own = arena->processes.slot;
+    bool reader_lock = own == SHMI_PROCESS_NO_SLOT;
+    if (reader_lock)
+        own = slots;
+    /* r1 on the slot bytes below and above our own (refused: another
+     * writer), then r2 (refused: a reader, a forked child, a writer not
+     * entered). */
+    if ((own > 0 &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT, own, true)) ||
+        (own + 1 < slots &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
+                          slots - own - 1, true)) ||
+        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0)
+        err = EBUSY;
+    if (err) {
+        reset_unlock(arena, own, slots, reader_lock);
+        errno = err;
+        return err;
+    }
+    /* Alone on the file: every other entry is dead or exited, and every
+     * record but this attachment's is theirs. */
+    for (size_t i = 0; i < slots; i++) {
+        struct shmi_process_info info;
+        shmi_process_table_entry(&arena->processes, i, &info);
+        shmi_process_table_clear(&arena->processes, &info);
+    }
+    shmi_pending_clear_others(&arena->geo, arena->geo.record_owner);
     const struct shmi_layout *l = &arena->geo.layout;
     memset(shmi_shared_header(&arena->geo), 0, SHMI_ROOTS_SIZE);
     memset(arena->geo.base + l->index_offset, 0,
            l->metadata_end - l->index_offset);
     shmi_tree_format(&arena->geo);
+    reset_unlock(arena, own, slots, reader_lock);
     return 0;
 }
 
@@ -339,26 +454,14 @@ size_t shm_mapping_size_for_capacity(size_t capacity)
     return (size_t)layout.file_size;
 }
 
-static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
-
 uint64_t shmi_arena_owner_token(shm_arena *arena)
 {
-    uint64_t token = shmi_process_table_token(&arena->processes);
-    if (token != 0 || arena->read_only)
-        return token;
-    /* A forked child inherits the handle, not the entry: it takes one of
-     * its own on first use. */
-    pthread_mutex_lock(&token_lock);
-    token = shmi_process_table_token(&arena->processes);
-    if (token == 0 && shmi_process_table_attach(&arena->processes) == 0)
-        token = shmi_process_table_token(&arena->processes);
-    pthread_mutex_unlock(&token_lock);
-    return token;
+    return shmi_process_table_owner(&arena->processes);
 }
 
 bool shmi_arena_owner_live(const shm_arena *arena, uint64_t token)
 {
-    return shmi_process_table_token_live(&arena->processes, token);
+    return shmi_process_table_owner_live(&arena->processes, token);
 }
 
 size_t shmi_arena_live_processes(const shm_arena *arena)

@@ -118,7 +118,14 @@ struct process_visit {
 static int visit_process(const struct shmi_process_info *info, void *ctx)
 {
     const struct process_visit *pv = ctx;
-    struct shm_process p = {info->pid, info->start_time, info->live};
+    enum shm_process_state state = SHM_PROCESS_LIVE;
+    if (info->state == SHMI_ENTRY_DEAD)
+        state = SHM_PROCESS_DEAD;
+    else if (info->state == SHMI_ENTRY_EXITING ||
+             info->state == SHMI_ENTRY_EXITED)
+        state = SHM_PROCESS_EXITED;
+    struct shm_process p = {info->pid, info->sequence,
+                            state == SHM_PROCESS_LIVE, state};
     return pv->visit(&p, pv->context);
 }
 

@@ -27,6 +27,9 @@
 #ifndef SHM_TEST_YIELD
 #define SHM_TEST_YIELD 0
 #endif
+#ifndef SHM_TEST_HOOKS
+#define SHM_TEST_HOOKS 0
+#endif
 
 #if SHM_MIN_ALLOC_POW2 < 3 || SHM_MAX_ALLOC_POW2 > 30 ||                       \
     SHM_MIN_ALLOC_POW2 > SHM_MAX_ALLOC_POW2

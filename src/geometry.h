@@ -45,6 +45,9 @@ struct shmi_geometry {
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
     struct shmi_index empty[SHMI_MAX_TIERS];
     struct shmi_layout layout;
+    /* The owner value of this attachment's thread records (pending.c),
+     * 0 when it has none (read-only, not entered, a forked child). */
+    uint64_t record_owner;
 };
 
 /* Binds `index` to `storage`, which holds shmi_layout_index_words(bits)

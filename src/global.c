@@ -228,6 +228,18 @@ size_t shm_maxsize(void)
     return arena ? shm_arena_maxsize(arena) : 0;
 }
 
+int shm_recover(struct shm_recovery *report)
+{
+    shm_arena *arena = current();
+    if (!arena) {
+        int err = errno;
+        if (report)
+            *report = (struct shm_recovery){0, 0, 0};
+        return err;
+    }
+    return shm_arena_recover(arena, report);
+}
+
 int shm_reset(void)
 {
     shm_arena *arena = current();

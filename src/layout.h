@@ -10,10 +10,21 @@
 #include "config.h"
 #include "word.h"
 
-#define SHMI_FORMAT_VERSION 1u
+/* 2: lock bytes in the first page, attachment identities with a
+ * sequence number, thread records in the shared header. */
+#define SHMI_FORMAT_VERSION 2u
 #define SHMI_MAGIC "SHMALLOC"
 #define SHMI_MAX_TIERS 6
-#define SHMI_SHARED_HEADER_SIZE 16384u
+#define SHMI_SHARED_HEADER_SIZE 49152u
+/* Bytes of the first page that attachments lock (fcntl open-file-description
+ * locks, which never touch the bytes: the page stays read-only). Every
+ * attachment holds a read lock on SHMI_LOCK_ATTACH_AT while attached, and a
+ * reset takes a write lock there (arena_open.c); the attachment in slot i of
+ * the process table holds a write lock on SHMI_LOCK_SLOTS_AT + i
+ * (process_table.c). The superblock is shorter than SHMI_LOCK_SLOTS_AT, but
+ * that does not matter: the locks and the bytes are independent. */
+#define SHMI_LOCK_ATTACH_AT 0u
+#define SHMI_LOCK_SLOTS_AT 64u
 /* Largest capacity a file may claim (16 TiB): keeps every computed size
  * far from overflow whatever a damaged superblock says. */
 #define SHMI_MAX_CAPACITY (UINT64_C(1) << 44)

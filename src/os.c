@@ -289,61 +289,33 @@ int shmi_os_remove(const char *path)
     return unlink(path) == 0 ? 0 : errno;
 }
 
-/* ---- processes --------------------------------------------------------- */
+/* ---- processes and locks ------------------------------------------- */
 
 uint32_t shmi_os_pid(void)
 {
     return (uint32_t)getpid();
 }
 
-int shmi_os_process_signal_probe(uint32_t pid)
+static struct flock lock_of(short type, uint64_t offset, uint64_t len)
 {
-    return kill((pid_t)pid, 0) == 0 ? 0 : errno;
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = (off_t)len;
+    fl.l_pid = 0; /* required for the F_OFD_* commands */
+    return fl;
 }
 
-int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time)
+int shmi_os_lock_try(int fd, uint64_t offset, uint64_t len, bool exclusive)
 {
-    char path[32];
-    /* Fits: "/proc/", at most 10 digits, "/stat". */
-    (void)snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    char buf[1024];
-    size_t len = 0;
-    while (len < sizeof buf - 1) {
-        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR)
+    struct flock fl = lock_of(exclusive ? F_WRLCK : F_RDLCK, offset, len);
+    while (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+        if (errno == EINTR)
             continue;
-        if (n < 0) {
-            int err = errno;
-            close(fd);
-            return err;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
+        return errno == EACCES ? EAGAIN : errno;
     }
-    close(fd);
-    buf[len] = '\0';
-    /* Field 2 is the command name in parentheses and may itself hold
-     * spaces and parentheses: the fields after it follow the last ')'. */
-    const char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ' || p[2] == '\0')
-        return EPROTO;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (p == NULL)
-            return EPROTO;
-        p++;
-    }
-    char *end;
-    unsigned long long value = strtoull(p, &end, 10);
-    if (end == p)
-        return EPROTO;
-    *start_time = value;
     return 0;
 }
 
@@ -396,4 +368,40 @@ int shmi_os_futex_wait(void *word, uint32_t expected, uint64_t deadline_ns)
 void shmi_os_futex_wake(void *word, int32_t count)
 {
     syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+void shmi_os_lock_release(int fd, uint64_t offset, uint64_t len)
+{
+    struct flock fl = lock_of(F_UNLCK, offset, len);
+    while (fcntl(fd, F_OFD_SETLK, &fl) != 0 && errno == EINTR) {
+    }
+}
+
+int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held)
+{
+    struct flock fl = lock_of(exclusive ? F_WRLCK : F_RDLCK, offset, 1);
+    while (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+        if (errno != EINTR)
+            return errno;
+    }
+    *held = fl.l_type != F_UNLCK;
+    return 0;
+}
+
+int shmi_os_reopen_read_only(int fd)
+{
+    /* "/proc/self/fd/" and the digits, built by hand: snprintf is not
+     * async-signal-safe. */
+    char path[32] = "/proc/self/fd/";
+    char digits[12];
+    size_t n = 0, at = 14;
+    unsigned value = fd < 0 ? 0 : (unsigned)fd;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0 && n < sizeof digits);
+    while (n > 0)
+        path[at++] = digits[--n];
+    path[at] = '\0';
+    return open(path, O_RDONLY | O_CLOEXEC);
 }

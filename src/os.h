@@ -75,18 +75,36 @@ void shmi_os_close(int fd);
 /* unlink(2): 0 or errno. */
 int shmi_os_remove(const char *path);
 
-/* ---- processes ---- */
+/* ---- processes and locks ---- */
 
 uint32_t shmi_os_pid(void);
 
-/* kill(pid, 0): 0 when the process exists and may be signalled, else the
- * errno (ESRCH: no such process; EPERM: it exists, another user's). */
-int shmi_os_process_signal_probe(uint32_t pid);
+/* Open-file-description locks (fcntl F_OFD_*) on `len` bytes of fd's file
+ * from `offset`. They belong to the open file description: the kernel
+ * drops them when its last descriptor is closed, which a killed process's
+ * exit does, in any pid namespace; two descriptions conflict even inside
+ * one process, while a description never conflicts with its own locks.
+ *
+ * shmi_os_lock_try takes a write lock (`exclusive`) or a read lock, never
+ * waiting: 0, EAGAIN when another description holds a conflicting lock,
+ * or the errno of fcntl (EBADF: a write lock on a read-only descriptor).
+ * A lock already held by this description is converted atomically, and
+ * stays as it was when the conversion fails. */
+int shmi_os_lock_try(int fd, uint64_t offset, uint64_t len, bool exclusive);
 
-/* The state (field 3) and start time (field 22, clock ticks after boot)
- * of a process, from /proc/PID/stat: 0, or an errno value (ENOENT: no
- * such process; EPROTO: a line it cannot parse). */
-int shmi_os_process_stat(uint32_t pid, char *state, uint64_t *start_time);
+/* Drops this description's locks on those bytes. */
+void shmi_os_lock_release(int fd, uint64_t offset, uint64_t len);
+
+/* Whether another description holds a lock on the byte at offset that
+ * would conflict with a write lock (`exclusive`: any lock) or with a read
+ * lock (a write lock): 0 and *held, or the errno of fcntl. Changes
+ * nothing. */
+int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held);
+
+/* Opens again, read-only, the file fd refers to (through /proc/self/fd),
+ * as a new open file description: a descriptor, or -1. Async-signal-safe
+ * (for a fork handler). */
+int shmi_os_reopen_read_only(int fd);
 
 /* ---------------------------------------------------------------------
  * Synchronisation objects (sync_*.c): the monotonic clock and futexes.

@@ -1,96 +1,124 @@
 /*
  * The table of attached processes: who has the arena open, so that dead
- * processes are told from live ones, statistics can count them, and the
- * last process to leave may remove the file.
+ * processes are told from live ones, statistics can count them, recovery
+ * finds what the dead left, and the last process to leave may remove the
+ * file.
  *
  * Layout: SHMI_PROCESS_TABLE_SIZE bytes of words.
  *
  *   word 0        the removal word (below)
- *   word 1..7     reserved, 0
+ *   word 1        the attachment counter: attachment numbers come from it
+ *   word 2        the recovery cursor (shmi_process_table_window)
+ *   word 3..7     reserved, 0
  *   word 8..      one slot per attachment, 0 when free, else an identity:
  *
  *      63 62 61                                   22 21              0
  *     +-----+---------------------------------------+-----------------+
- *     | tag |  start time (low 40 bits, clock ticks) |       pid       |
+ *     | tag |       attachment number (40 bits)     |  pid (22 bits)  |
  *     +-----+---------------------------------------+-----------------+
  *
- *   The start time is field 22 of /proc/PID/stat: a pid reused by another
- *   process comes with another start time. 0 when /proc could not be read
- *   (then only the pid is checked). The tag is 0 in a slot.
+ *   tag 0: attached; EXITED: its process's destructor detached it (a
+ *   normal exit); LEAVING: detaching and deciding whether to remove the
+ *   file. The attachment number is taken from word 1 (fetch_add) and is
+ *   never 0, so identities are unique per attachment: a process that
+ *   detaches and attaches again writes another value. The pid is only
+ *   shown to people; it is the attacher's, in its own pid namespace.
  *
- * A slot is taken with one CAS 0 -> identity and given back with one CAS
- * identity -> 0. A process attached twice holds two slots with the same
- * identity; they are interchangeable, so detaching clears any one of them.
- * The handle counts the entries it took (process_entries), so that a
- * handle that was not entered (a full table) gives back none, and a
- * forked child closing its parent's handle finds no slot of its own.
+ * Liveness comes from the kernel. Slot i has a lock byte in the file's
+ * first page, SHMI_LOCK_SLOTS_AT + i (layout.h): an attachment holds an
+ * open-file-description write lock on it (fcntl F_OFD_SETLK, never
+ * waiting) on the descriptor its handle keeps open, and the kernel drops
+ * that lock when the last descriptor of that open file description is
+ * closed: by the process itself, or by its death, however it dies, in
+ * any pid namespace, whatever pid the next process gets.
  *
- * An entry is dead when kill(pid, 0) fails with ESRCH, when the process is
- * a zombie, or when its start time differs from the recorded one. A dead
- * entry is cleared with CAS identity -> 0 by whoever finds it (a new
- * process that finds the table full, the arena layer when a process
- * attaches, a last process leaving). Counting and listing never clear
- * anything. The CAS clears only
- * that exact value, which no live process holds, so clearing never
- * removes a live entry.
+ *   attach:  a1. lock byte i (another holder: try the next slot)
+ *            a2. CAS slot i 0 -> identity (it failed: unlock, next slot)
+ *            a3. the removal check (below)
+ *   detach:  CAS slot i identity -> 0, then unlock byte i (or close the
+ *            descriptor, which unlocks it)
+ *   exit:    CAS slot i identity -> identity | EXITED; the lock stays
+ *            until the kernel drops it with the process (other threads
+ *            may still be inside an operation while destructors run)
+ *   probe:   slot i nonzero and byte i unlocked (F_OFD_GETLK from another
+ *            description): dead, or exited when tagged EXITED
+ *   clear:   CAS slot i (the exact value the prober read) -> 0
+ *
+ * Invariants:
+ * 1. A nonzero slot whose byte is unlocked belongs to no attached
+ *    process: the lock is taken before the slot is written and dropped
+ *    after it is cleared, and only the kernel drops it otherwise, when
+ *    the holder is gone. So a probe that finds byte i unlocked after
+ *    reading value v in slot i has found v abandoned.
+ * 2. A value abandoned is never written again (attachment numbers are
+ *    unique), so the clearing CAS of v fails if slot i was cleared and
+ *    taken by another attachment meanwhile: clearing never removes a live
+ *    entry (no ABA).
+ * 3. A handle never probes its own slot (a description does not conflict
+ *    with its own lock): it knows its slot index and its identity.
+ * 4. Clearing an entry is the arena layer's job (arena_recover.c), after
+ *    it has resolved the entry's thread records (pending.c); this file
+ *    only reads, probes and clears on request.
  *
  * Removing the file when the last process detaches. The removal word:
  *
  *     0                  the file is in use
- *     CLAIMED | id       process id found no live entry and may remove it
- *     COMMITTED | id     process id is removing it
+ *     CLAIMED | who      who found no live entry and may remove it
+ *     COMMITTED | who    who is removing it
  *     REMOVED            the path no longer names this file
  *
+ *   who = slot << 40 | attachment number of the detaching process.
+ *
  *   A detaching process D:                A process A attaching:
- *   d1. clears its slot                   a1. takes a slot
- *   d2. a live entry left? stop           a2. reads the removal word:
- *   d3. CAS 0 (or an abandoned value)         0: attached.
- *       -> CLAIMED|D, or stop
- *   d4. a live entry now? CAS back to 0,      CLAIMED: CAS it to 0 (cancel
- *       stop                                    the removal), attached.
- *   d5. CAS CLAIMED|D -> COMMITTED|D, or      COMMITTED by a live process,
- *       stop (an attacher cancelled)            or REMOVED: clear the slot,
- *   d6. unlink the path if it still holds       fail with ESTALE (the opener
- *       this file; REMOVED on success,          opens the path again and
- *       0 on failure                            gets a new file).
- *                                             Abandoned: CAS it to 0,
- *                                               attached.
+ *   d1. tags its slot LEAVING (its        a1, a2 above, then
+ *       lock stays: its liveness)         a3. reads the removal word:
+ *   d2. a live entry left? stop               0: attached.
+ *   d3. CAS 0 (or an abandoned value)         CLAIMED: CAS it to 0 (cancel
+ *       -> CLAIMED|D, or stop                   the removal), attached.
+ *   d4. a live entry now? CAS back to 0,      COMMITTED by a live process,
+ *       stop                                    or REMOVED: clear the slot,
+ *   d5. CAS CLAIMED|D -> COMMITTED|D, or        fail with ESTALE (the opener
+ *       stop (an attacher cancelled)            opens the path again and
+ *   d6. unlink the path if it still holds       gets a new file).
+ *       this file; REMOVED on success,        Abandoned: CAS it to 0,
+ *       0 on failure                            attached.
+ *   d7. clears its slot, unlocks its byte
  *
- *   Abandoned: CLAIMED or COMMITTED by a dead process (killed while
- *   removing), or a value no process writes (a damaged file).
+ *   A LEAVING entry is not counted live (so that two processes leaving at
+ *   once see each other gone, and the last one removes the file), but its
+ *   lock vouches for the remover: a removal value is abandoned when the
+ *   slot it names no longer holds that attachment LEAVING with its lock
+ *   held (the remover was killed), or is a value no process writes.
  *
- * Invariants:
- * 1. Slots hold 0 or the identity of a process that attached and has not
- *    detached; a dead process's identity is never written again.
- * 2. The file is unlinked only by the one process whose CAS d5 succeeded,
- *    after d4 found no live entry.
- * 3. d1, a1, d3/d4 and a2 are sequentially consistent (slot CAS, slot
+ * 5. d1, a2, d3/d4 and a3 are sequentially consistent (slot CAS, slot
  *    loads, removal-word operations): in their single total order either
- *    A's slot (a1) comes before D's scan (d4), which then sees it and
- *    undoes the claim, or D's claim (d3) comes before a2, which then sees
+ *    A's slot (a2) comes before D's scan (d4), which then sees it and
+ *    undoes the claim, or D's claim (d3) comes before a3, which then sees
  *    CLAIMED and cancels it, or COMMITTED and backs out. So an attacher
  *    never stays attached to a file that is unlinked under it, except in
  *    the limit below. Two detaching processes likewise see each other's
- *    cleared slots: the last one to clear finds the table empty.
+ *    LEAVING tags: the last one to tag finds no live entry.
  *
- * Progress: every step is one CAS or load; a failed CAS means another
- * process changed that word. Nobody waits: an attacher that finds a
- * removal in progress either cancels it or reports ESTALE at once.
+ * Progress: every step is one CAS, load or non-blocking fcntl; a failed
+ * CAS means another process changed that word, a refused lock that
+ * another attachment holds that slot. Nobody waits.
  *
- * Limits: a process killed between d5 and d6 leaves COMMITTED with a dead
- * id; the next process takes it for "not removed" and clears it. If the
- * process was killed after unlinking but before writing REMOVED, a
- * process that had opened the path before the unlink and attaches after
- * the kill stays alone on the removed file. Pids are compared in the pid
- * namespace of the caller: all processes sharing an arena must share one.
- * A read-only attachment writes nothing, so it is not in the table. A
- * forked child shares its parent's mapping but not its entry.
- * /proc must be mounted for pid reuse to be recognised.
+ * Limits: a process killed after unlinking but before writing REMOVED
+ * leaves a process that had opened the path before the unlink and
+ * attaches after the kill alone on the removed file. A read-only
+ * attachment writes nothing, so it is not in the table (it holds the
+ * attachment read lock, arena_open.c). A forked child shares its parent's
+ * mapping but not its entry: the fork handler closes the child's copy of
+ * the descriptor (arena_registry.c), so the parent's lock is the parent's
+ * alone. The file system must support open-file-description locks (local
+ * file systems and tmpfs do); where it does not, processes are not
+ * entered and nobody is seen dead.
  */
 #include "process_table.h"
 
 #include <errno.h>
 
+#include "layout.h"
 #include "os.h"
 #include "shared_header.h"
 
@@ -98,140 +126,157 @@
 #define SLOT_COUNT (SHMI_PROCESS_TABLE_SIZE / 8 - HEADER_WORDS)
 
 #define PID_BITS 22
-#define START_BITS 40
+#define SEQ_BITS 40
 #define PID_MASK (((uint64_t)1 << PID_BITS) - 1)
-#define START_MASK (((uint64_t)1 << START_BITS) - 1)
-#define ID_MASK (((uint64_t)1 << (PID_BITS + START_BITS)) - 1)
+#define SEQ_MASK (((uint64_t)1 << SEQ_BITS) - 1)
+#define ID_MASK (((uint64_t)1 << (PID_BITS + SEQ_BITS)) - 1)
+#define TAG_MASK ((uint64_t)3 << 62)
+#define TAG_EXITED ((uint64_t)1 << 62)
+#define TAG_LEAVING ((uint64_t)2 << 62)
 
 #define REMOVAL_CLAIMED ((uint64_t)1 << 62)
 #define REMOVAL_COMMITTED ((uint64_t)2 << 62)
 #define REMOVAL_REMOVED ((uint64_t)3 << 62)
 #define REMOVAL_STATE ((uint64_t)3 << 62)
+#define REMOVAL_SLOT_SHIFT 40
+#define REMOVAL_SLOT_MASK (((uint64_t)1 << 22) - 1)
 
 struct process_table {
     shmi_atomic_word removal;
-    shmi_atomic_word reserved[HEADER_WORDS - 1];
+    shmi_atomic_word counter;
+    shmi_atomic_word cursor;
+    shmi_atomic_word reserved[HEADER_WORDS - 3];
     shmi_atomic_word slot[SLOT_COUNT];
 };
 
 _Static_assert(sizeof(struct process_table) == SHMI_PROCESS_TABLE_SIZE,
                "the table fills its part of the shared header");
+_Static_assert(SHMI_LOCK_SLOTS_AT + SLOT_COUNT <= 4096,
+               "the lock bytes lie in the first page of the smallest size");
+_Static_assert(SLOT_COUNT < (1u << 16), "a record owner holds the slot");
 
 static struct process_table *table_of(const struct shmi_process_table *t)
 {
     return (struct process_table *)t->words;
 }
 
-static int self_identity(uint64_t *id)
+static uint64_t sequence_of(uint64_t value)
 {
-    uint32_t pid = shmi_os_pid();
-    if ((uint64_t)pid > PID_MASK)
-        return EOVERFLOW;
-    char state;
-    uint64_t start = 0;
-    if (shmi_os_process_stat(pid, &state, &start) != 0)
-        start = 0;
-    *id = (uint64_t)pid | (start & START_MASK) << PID_BITS;
-    return 0;
+    return (value >> PID_BITS) & SEQ_MASK;
 }
 
-static bool identity_live(uint64_t id)
+static uint64_t owner_key(size_t slot, uint64_t value)
 {
-    uint32_t pid = (uint32_t)(id & PID_MASK);
-    uint64_t start = (id >> PID_BITS) & START_MASK;
-    if (pid == 0)
-        return false; /* not an identity we write: clear it */
-    int probe = shmi_os_process_signal_probe(pid);
-    bool signalable = probe == 0;
-    if (probe == ESRCH)
-        return false;
-    char state = '\0';
-    uint64_t now = 0;
-    int err = shmi_os_process_stat(pid, &state, &now);
-    if (err == ENOENT && signalable)
-        return false; /* exited since kill() */
-    if (err != 0)
-        return true; /* cannot tell (another user's process under
-                        hidepid, no /proc): never clear what may live */
-    if (state == 'Z' || state == 'X')
-        return false; /* exited, not yet reaped: its mappings are gone */
-    return start == 0 || (now & START_MASK) == start;
+    return sequence_of(value) << 16 | (uint64_t)slot;
+}
+
+static uint64_t lock_byte(size_t slot)
+{
+    return SHMI_LOCK_SLOTS_AT + (uint64_t)slot;
+}
+
+static uint64_t new_identity(struct process_table *table)
+{
+    uint64_t seq;
+    do {
+        /* Relaxed: only uniqueness matters, which the RMW gives; nothing
+         * is published through the counter. */
+        seq = (atomic_fetch_add_explicit(&table->counter, 1,
+                                         memory_order_relaxed) +
+               1) &
+              SEQ_MASK;
+    } while (seq == 0);
+    return ((uint64_t)shmi_os_pid() & PID_MASK) | seq << PID_BITS;
+}
+
+/* State of `value` read from slot i. */
+static enum shmi_entry_state state_of(const struct shmi_process_table *t,
+                                      size_t i, uint64_t value)
+{
+    if (value == 0)
+        return SHMI_ENTRY_FREE;
+    uint64_t tag = value & TAG_MASK;
+    bool held;
+    if (i == t->slot) {
+        /* Our own lock does not show: we know what we wrote. */
+        held = (value & ID_MASK) == (t->identity & ID_MASK);
+    } else if (shmi_os_lock_probe(t->fd, lock_byte(i), true, &held) != 0) {
+        return SHMI_ENTRY_LIVE; /* cannot tell: never clear what may live */
+    }
+    if (tag == TAG_EXITED)
+        return held ? SHMI_ENTRY_EXITING : SHMI_ENTRY_EXITED;
+    if (!held)
+        return SHMI_ENTRY_DEAD;
+    return tag == TAG_LEAVING ? SHMI_ENTRY_LEAVING : SHMI_ENTRY_LIVE;
 }
 
 static size_t slot_first(uint64_t id)
 {
-    return (size_t)((id & PID_MASK) % SLOT_COUNT);
+    uint64_t x = id * UINT64_C(0x9e3779b97f4a7c15);
+    return (size_t)((x >> 32) % SLOT_COUNT);
 }
 
-/* Clears a dead entry. Seq_cst as every slot update, though nothing pairs
- * with it: the word carries no data, and the value it removes is never
- * written again (invariant 1). */
-static bool slot_clear_dead(struct process_table *table, size_t i,
-                            uint64_t dead)
+/* Steps a1 and a2: a free slot for id. */
+static int slot_take(struct shmi_process_table *t, uint64_t id)
 {
-    return shmi_atomic_cas_seq_cst(&table->slot[i], &dead, 0);
-}
-
-/* Takes a slot for id: first a free one, then one of a dead process. */
-static int slot_take(struct process_table *table, uint64_t id, size_t *taken)
-{
+    struct process_table *table = table_of(t);
     size_t first = slot_first(id);
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t k = 0; k < SLOT_COUNT; k++) {
-            size_t i = (first + k) % SLOT_COUNT;
-            /* Relaxed: only a hint; the CAS below decides. */
-            uint64_t cur = shmi_atomic_load_relaxed(&table->slot[i]);
-            if (cur != 0) {
-                if (pass == 0 || identity_live(cur))
-                    continue;
-                slot_clear_dead(table, i, cur);
-            }
-            uint64_t expected = 0;
-            /* Seq_cst: step a1, ordered against the scans d2/d4 of
-             * detaching processes (invariant 3). */
-            if (shmi_atomic_cas_seq_cst(&table->slot[i], &expected, id)) {
-                *taken = i;
-                return 0;
-            }
+    for (size_t k = 0; k < SLOT_COUNT; k++) {
+        size_t i = (first + k) % SLOT_COUNT;
+        /* Relaxed: only a filter; the CAS below decides. */
+        if (shmi_atomic_load_relaxed(&table->slot[i]) != 0)
+            continue;
+        int err = shmi_os_lock_try(t->fd, lock_byte(i), 1, true);
+        if (err == EAGAIN)
+            continue; /* an attacher or a detacher between its steps */
+        if (err != 0)
+            return err;
+        uint64_t expected = 0;
+        /* Seq_cst: step a2, ordered against the scans d2/d4 of detaching
+         * processes (invariant 5). */
+        if (shmi_atomic_cas_seq_cst(&table->slot[i], &expected, id)) {
+            t->slot = i;
+            t->identity = id;
+            return 0;
         }
+        shmi_os_lock_release(t->fd, lock_byte(i), 1);
     }
     return ENOSPC;
 }
 
-/* Gives back one slot holding id; false when there is none. */
-static bool slot_give_back(struct process_table *table, uint64_t id)
+/* Clears the handle's slot if it holds `value`, and drops its lock unless
+ * the caller closes the descriptor next (which drops it, one walk of the
+ * kernel's lock list fewer). */
+static void slot_give_back_as(struct shmi_process_table *t, uint64_t value,
+                              bool unlock)
 {
-    size_t first = slot_first(id);
-    for (size_t k = 0; k < SLOT_COUNT; k++) {
-        size_t i = (first + k) % SLOT_COUNT;
-        uint64_t expected = id;
-        /* Relaxed load: only a filter for the CAS. Seq_cst CAS: step d1,
-         * ordered before this process's own scan d2 and against the scans
-         * of other detaching processes (invariant 3). */
-        if (shmi_atomic_load_relaxed(&table->slot[i]) == id &&
-            shmi_atomic_cas_seq_cst(&table->slot[i], &expected, 0))
-            return true;
-    }
-    return false;
+    if (t->slot == SHMI_PROCESS_NO_SLOT)
+        return;
+    uint64_t expected = value;
+    /* Seq_cst: as every slot update (invariant 5); the lock is dropped
+     * after it (invariant 1). */
+    shmi_atomic_cas_seq_cst(&table_of(t)->slot[t->slot], &expected, 0);
+    if (unlock)
+        shmi_os_lock_release(t->fd, lock_byte(t->slot), 1);
+    t->slot = SHMI_PROCESS_NO_SLOT;
+    t->identity = 0;
 }
 
-/* Counts live entries, clearing dead ones when clear is set (adding the
- * number cleared here to *cleared, when given); stops at the first live
- * one when first_only is set. */
-static size_t live_count(struct process_table *table, bool first_only,
-                         bool clear, size_t *cleared)
+static void slot_give_back(struct shmi_process_table *t, uint64_t value)
 {
+    slot_give_back_as(t, value, true);
+}
+
+/* Counts live entries; stops at the first one when first_only is set. */
+static size_t live_count(const struct shmi_process_table *t, bool first_only)
+{
+    struct process_table *table = table_of(t);
     size_t live = 0;
     for (size_t i = 0; i < SLOT_COUNT; i++) {
-        /* Seq_cst: steps d2/d4, ordered against a1 (invariant 3). */
+        /* Seq_cst: steps d2/d4, ordered against a2 (invariant 5). */
         uint64_t cur = shmi_atomic_load_seq_cst(&table->slot[i]);
-        if (cur == 0)
+        if (cur == 0 || state_of(t, i, cur) != SHMI_ENTRY_LIVE)
             continue;
-        if (!identity_live(cur)) {
-            if (clear && slot_clear_dead(table, i, cur) && cleared)
-                (*cleared)++;
-            continue;
-        }
         live++;
         if (first_only)
             break;
@@ -240,28 +285,37 @@ static size_t live_count(struct process_table *table, bool first_only,
 }
 
 /* A removal word left by a process killed while removing, or damaged. */
-static bool removal_abandoned(uint64_t word)
+static bool removal_abandoned(const struct shmi_process_table *t, uint64_t word)
 {
     uint64_t state = word & REMOVAL_STATE;
     if (word == 0 || word == REMOVAL_REMOVED)
         return false;
-    if (state == REMOVAL_CLAIMED || state == REMOVAL_COMMITTED)
-        return !identity_live(word & ID_MASK);
-    return true;
+    if (state != REMOVAL_CLAIMED && state != REMOVAL_COMMITTED)
+        return true;
+    size_t i = (size_t)((word >> REMOVAL_SLOT_SHIFT) & REMOVAL_SLOT_MASK);
+    if (i >= SLOT_COUNT)
+        return true;
+    /* Seq_cst, as every slot load of the removal protocol. */
+    uint64_t cur = shmi_atomic_load_seq_cst(&table_of(t)->slot[i]);
+    if ((cur & TAG_MASK) != TAG_LEAVING ||
+        sequence_of(cur) != (word & SEQ_MASK))
+        return true;
+    return state_of(t, i, cur) != SHMI_ENTRY_LEAVING;
 }
 
-/* Step a2: 0, or ESTALE when the file is being removed or is removed. */
-static int removal_check(struct process_table *table)
+/* Step a3: 0, or ESTALE when the file is being removed or is removed. */
+static int removal_check(const struct shmi_process_table *t)
 {
+    struct process_table *table = table_of(t);
     for (;;) {
-        /* Seq_cst: a2, ordered against d3 of a detaching process
-         * (invariant 3); reloaded after a failed CAS so that the decision
+        /* Seq_cst: a3, ordered against d3 of a detaching process
+         * (invariant 5); reloaded after a failed CAS so that the decision
          * is always taken on a seq_cst read. */
         uint64_t word = shmi_atomic_load_seq_cst(&table->removal);
         uint64_t state = word & REMOVAL_STATE;
         if (word == 0)
             return 0;
-        if (state != REMOVAL_CLAIMED && !removal_abandoned(word))
+        if (state != REMOVAL_CLAIMED && !removal_abandoned(t, word))
             return ESTALE; /* REMOVED, or COMMITTED by a live process */
         /* Seq_cst: cancels d3, or clears an abandoned value; d5 then
          * fails. */
@@ -276,22 +330,15 @@ int shmi_process_table_attach(struct shmi_process_table *t)
         return EINVAL;
     if (t->read_only)
         return EROFS;
+    if (t->slot != SHMI_PROCESS_NO_SLOT)
+        return EBUSY;
     int saved = errno;
-    uint64_t id;
-    int err = self_identity(&id);
-    struct process_table *table = table_of(t);
-    size_t slot = 0;
-    if (err == 0)
-        err = slot_take(table, id, &slot);
+    uint64_t id = new_identity(table_of(t));
+    int err = slot_take(t, id);
     if (err == 0) {
-        err = removal_check(table);
-        if (err != 0) {
-            slot_give_back(table, id);
-        } else {
-            t->entries++;
-            t->slot = (unsigned)slot;
-            t->identity = id;
-        }
+        err = removal_check(t);
+        if (err != 0)
+            slot_give_back(t, id);
     }
     errno = saved;
     return err;
@@ -299,14 +346,46 @@ int shmi_process_table_attach(struct shmi_process_table *t)
 
 void shmi_process_table_detach(struct shmi_process_table *t)
 {
-    if (t == NULL || t->entries == 0)
+    if (t == NULL || t->slot == SHMI_PROCESS_NO_SLOT)
         return;
-    t->entries--;
     int saved = errno;
-    uint64_t id;
-    if (self_identity(&id) == 0)
-        slot_give_back(table_of(t), id);
+    slot_give_back(t, t->identity);
     errno = saved;
+}
+
+void shmi_process_table_leave(struct shmi_process_table *t)
+{
+    if (t == NULL || t->slot == SHMI_PROCESS_NO_SLOT)
+        return;
+    int saved = errno;
+    slot_give_back_as(t, t->identity, false);
+    errno = saved;
+}
+
+void shmi_process_table_mark_exited(struct shmi_process_table *t)
+{
+    if (t == NULL || t->slot == SHMI_PROCESS_NO_SLOT)
+        return;
+    uint64_t expected = t->identity;
+    /* Seq_cst: as every slot update (invariant 5). The lock stays: the
+     * kernel drops it when the process is gone. */
+    shmi_atomic_cas_seq_cst(&table_of(t)->slot[t->slot], &expected,
+                            t->identity | TAG_EXITED);
+    t->slot = SHMI_PROCESS_NO_SLOT;
+    t->identity = 0;
+}
+
+void shmi_process_table_forget(struct shmi_process_table *t)
+{
+    t->slot = SHMI_PROCESS_NO_SLOT;
+    t->identity = 0;
+}
+
+uint64_t shmi_process_table_owner(const struct shmi_process_table *t)
+{
+    if (t == NULL || t->slot == SHMI_PROCESS_NO_SLOT)
+        return 0;
+    return owner_key(t->slot, t->identity);
 }
 
 /* Unlinks path if it still names the arena's file: the file at path must
@@ -335,40 +414,44 @@ int shmi_process_table_detach_last(struct shmi_process_table *t,
         return EINVAL;
     if (t->read_only)
         return EROFS;
+    if (t->slot == SHMI_PROCESS_NO_SLOT)
+        return 0; /* not entered: nothing vouches for a removal */
     int saved = errno;
+    int err = 0;
     struct process_table *table = table_of(t);
-    uint64_t id;
-    int err = self_identity(&id);
-    if (err != 0)
+    uint64_t leaving = t->identity | TAG_LEAVING;
+    uint64_t expected = t->identity;
+    /* Seq_cst: d1, ordered before this process's own scan d2 and against
+     * the scans of other detaching processes (invariant 5). */
+    if (!shmi_atomic_cas_seq_cst(&table->slot[t->slot], &expected, leaving))
+        goto out; /* cleared by someone who took us for dead: damage */
+    t->identity = leaving;
+    if (live_count(t, true) > 0) /* d2 */
         goto out;
-    if (t->entries > 0) { /* d1 */
-        t->entries--;
-        slot_give_back(table, id);
-    }
-    if (live_count(table, true, true, NULL) > 0) /* d2 */
-        goto out;
-    uint64_t claimed = REMOVAL_CLAIMED | id;
-    uint64_t expected = 0;
-    /* Seq_cst: d3, ordered against a2 (invariant 3); likewise when it
+    uint64_t who =
+        (uint64_t)t->slot << REMOVAL_SLOT_SHIFT | sequence_of(t->identity);
+    uint64_t claimed = REMOVAL_CLAIMED | who;
+    expected = 0;
+    /* Seq_cst: d3, ordered against a3 (invariant 5); likewise when it
      * takes over an abandoned value. */
     if (!shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed) &&
-        (!removal_abandoned(expected) ||
+        (!removal_abandoned(t, expected) ||
          !shmi_atomic_cas_seq_cst(&table->removal, &expected, claimed)))
         goto out; /* another process is removing it, or it is removed */
-    if (live_count(table, true, true, NULL) > 0) { /* d4 */
+    if (live_count(t, true) > 0) { /* d4 */
         expected = claimed;
         /* Seq_cst: undoes d3; fails harmlessly if an attacher did. */
         shmi_atomic_cas_seq_cst(&table->removal, &expected, 0);
         goto out;
     }
-    uint64_t committed = REMOVAL_COMMITTED | id;
+    uint64_t committed = REMOVAL_COMMITTED | who;
     expected = claimed;
-    /* Seq_cst: d5, ordered against the cancelling CAS of a2. */
+    /* Seq_cst: d5, ordered against the cancelling CAS of a3. */
     if (!shmi_atomic_cas_seq_cst(&table->removal, &expected, committed))
         goto out; /* an attacher cancelled the removal */
     err = path_unlink_if_ours(t, path, committed); /* d6 */
-    /* Seq_cst, as every access to the removal word (invariant 3). Only
-     * this process changes COMMITTED|id while it lives. A path that no
+    /* Seq_cst, as every access to the removal word (invariant 5). Only
+     * this process changes COMMITTED|who while it lives. A path that no
      * longer names this file (ESTALE) leaves the file usable. */
     expected = committed;
     shmi_atomic_cas_seq_cst(&table->removal, &expected,
@@ -376,6 +459,7 @@ int shmi_process_table_detach_last(struct shmi_process_table *t,
     if (err == ESTALE)
         err = 0;
 out:
+    slot_give_back(t, t->identity); /* d7 */
     errno = saved;
     return err;
 }
@@ -385,67 +469,66 @@ size_t shmi_process_table_live(const struct shmi_process_table *t)
     if (t == NULL)
         return 0;
     int saved = errno;
-    size_t live = live_count(table_of(t), false, false, NULL);
+    size_t live = live_count(t, false);
     errno = saved;
     return live;
 }
 
-size_t shmi_process_table_clear_dead(struct shmi_process_table *t)
+size_t shmi_process_table_slots(void)
 {
-    if (t == NULL || t->read_only)
-        return 0;
+    return SLOT_COUNT;
+}
+
+void shmi_process_table_entry(const struct shmi_process_table *t, size_t slot,
+                              struct shmi_process_info *out)
+{
     int saved = errno;
-    size_t cleared = 0;
-    live_count(table_of(t), false, true, &cleared);
+    /* Seq_cst: a recovery's read of an entry, ordered as the scans of the
+     * removal protocol; the probe after it decides (invariant 1). */
+    uint64_t cur = shmi_atomic_load_seq_cst(&table_of(t)->slot[slot]);
+    *out = (struct shmi_process_info){
+        .slot = slot,
+        .value = cur,
+        .owner = cur ? owner_key(slot, cur) : 0,
+        .pid = (uint32_t)(cur & PID_MASK),
+        .sequence = sequence_of(cur),
+        .state = state_of(t, slot, cur),
+    };
     errno = saved;
-    return cleared;
+}
+
+bool shmi_process_table_clear(struct shmi_process_table *t,
+                              const struct shmi_process_info *info)
+{
+    if (t == NULL || t->read_only || info->slot >= SLOT_COUNT ||
+        (info->state != SHMI_ENTRY_DEAD && info->state != SHMI_ENTRY_EXITED))
+        return false;
+    uint64_t expected = info->value;
+    /* Seq_cst as every slot update, though nothing pairs with it: the
+     * word carries no data, and the value it removes is never written
+     * again (invariant 2). */
+    return shmi_atomic_cas_seq_cst(&table_of(t)->slot[info->slot], &expected,
+                                   0);
+}
+
+size_t shmi_process_table_window(struct shmi_process_table *t, size_t count)
+{
+    /* Relaxed: the cursor only spreads the work; any value is correct. */
+    uint64_t c = atomic_fetch_add_explicit(&table_of(t)->cursor, count,
+                                           memory_order_relaxed);
+    return (size_t)(c % SLOT_COUNT);
 }
 
 void shmi_process_table_bind(struct shmi_process_table *t,
                              shmi_atomic_word *words, uint64_t file_offset,
-                             bool read_only)
+                             int fd, bool read_only)
 {
     t->words = words;
     t->file_offset = file_offset;
-    t->entries = 0;
+    t->fd = fd;
+    t->slot = SHMI_PROCESS_NO_SLOT;
+    t->identity = 0;
     t->read_only = read_only;
-}
-
-/* A token: slot index + 1 in the low 11 bits, the pid in the next 22,
- * the low 30 bits of the start time above them (bit 63 stays clear). */
-#define TOKEN_SLOT_BITS 11
-#define TOKEN_START_BITS 30
-_Static_assert(SLOT_COUNT < (1u << TOKEN_SLOT_BITS), "a slot index fits");
-
-static uint64_t token_of(size_t slot, uint64_t id)
-{
-    uint64_t start = (id >> PID_BITS) & ((UINT64_C(1) << TOKEN_START_BITS) - 1);
-    return (uint64_t)(slot + 1) | (id & PID_MASK) << TOKEN_SLOT_BITS |
-           start << (TOKEN_SLOT_BITS + PID_BITS);
-}
-
-uint64_t shmi_process_table_token(const struct shmi_process_table *t)
-{
-    if (t == NULL || t->entries == 0 ||
-        (t->identity & PID_MASK) != shmi_os_pid())
-        return 0;
-    return token_of(t->slot, t->identity);
-}
-
-bool shmi_process_table_token_live(const struct shmi_process_table *t,
-                                   uint64_t token)
-{
-    size_t slot = (size_t)(token & ((1u << TOKEN_SLOT_BITS) - 1));
-    if (t == NULL || slot == 0 || slot > SLOT_COUNT)
-        return false;
-    /* Seq_cst, as every slot load that decides about liveness. */
-    uint64_t id = shmi_atomic_load_seq_cst(&table_of(t)->slot[slot - 1]);
-    if (id == 0 || token_of(slot - 1, id) != token)
-        return false; /* detached, or the slot holds another process */
-    int saved = errno;
-    bool live = identity_live(id);
-    errno = saved;
-    return live;
 }
 
 int shmi_process_table_foreach(const struct shmi_process_table *t,
@@ -459,17 +542,26 @@ int shmi_process_table_foreach(const struct shmi_process_table *t,
     int saved = errno;
     int ret = 0;
     for (size_t i = 0; i < SLOT_COUNT && ret == 0; i++) {
-        /* Relaxed: a snapshot for display; nothing is read through it. */
-        uint64_t cur = shmi_atomic_load_relaxed(&table->slot[i]);
-        if (cur == 0)
+        /* Relaxed: a filter; the entry is read again below. */
+        if (shmi_atomic_load_relaxed(&table->slot[i]) == 0)
             continue;
-        struct shmi_process_info info = {
-            .pid = (uint32_t)(cur & PID_MASK),
-            .start_time = (cur >> PID_BITS) & START_MASK,
-            .live = identity_live(cur),
-        };
-        ret = visit(&info, ctx);
+        struct shmi_process_info info;
+        shmi_process_table_entry(t, i, &info);
+        if (info.state != SHMI_ENTRY_FREE)
+            ret = visit(&info, ctx);
     }
     errno = saved;
     return ret;
+}
+
+bool shmi_process_table_owner_live(const struct shmi_process_table *t,
+                                   uint64_t owner)
+{
+    size_t slot = (size_t)(owner & 0xffff);
+    if (t == NULL || owner == 0 || slot >= SLOT_COUNT)
+        return false;
+    struct shmi_process_info info;
+    shmi_process_table_entry(t, slot, &info);
+    return info.owner == owner && info.state != SHMI_ENTRY_FREE &&
+           info.state != SHMI_ENTRY_DEAD && info.state != SHMI_ENTRY_EXITED;
 }

@@ -3,8 +3,9 @@
  * header_offset, page aligned, zeroed when the file is created) is
  * divided:
  *
- *   offset 0      4096 bytes   named roots          (roots.c)
- *   offset 4096   the rest     attached processes   (process_table.c)
+ *   offset 0       4096 bytes    named roots          (roots.c)
+ *   offset 4096    12288 bytes   attached processes   (process_table.c)
+ *   offset 16384   the rest      thread records       (pending.c)
  *
  * Both parts hold only shmi_atomic_word (lock-free, address-free 64-bit
  * atomics, see atomics.h): the file is mapped at a different address in
@@ -20,10 +21,15 @@
 #define SHMI_ROOTS_OFFSET 0
 #define SHMI_ROOTS_SIZE 4096
 #define SHMI_PROCESS_TABLE_OFFSET SHMI_ROOTS_SIZE
-#define SHMI_PROCESS_TABLE_SIZE (SHMI_SHARED_HEADER_SIZE - SHMI_ROOTS_SIZE)
+#define SHMI_PROCESS_TABLE_SIZE 12288
+#define SHMI_THREAD_RECORDS_OFFSET                                             \
+    (SHMI_PROCESS_TABLE_OFFSET + SHMI_PROCESS_TABLE_SIZE)
+#define SHMI_THREAD_RECORD_SIZE 64
+#define SHMI_THREAD_RECORDS                                                    \
+    ((SHMI_SHARED_HEADER_SIZE - SHMI_THREAD_RECORDS_OFFSET) /                  \
+     SHMI_THREAD_RECORD_SIZE)
 
-_Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
-               "the process table needs at least one page");
+_Static_assert(SHMI_THREAD_RECORDS >= 256, "room for the thread records");
 
 /* The shared header in this process's mapping. */
 static inline uint8_t *shmi_shared_header(const struct shmi_geometry *g)

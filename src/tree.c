@@ -69,8 +69,10 @@
  * every word satisfying T1. What it can leave behind:
  *   - killed between claiming u and activating W (or between retiring W
  *     and clearing u): u stays set with W == 0, i.e. it reads as one
- *     allocated chunk of u's size that nobody owns. That leaks one node of
- *     the tier's root size (1 KiB with the default 32 B..4 KiB range).
+ *     allocated chunk of u's size that nobody owns, one node of the
+ *     tier's root size (1 KiB with the default 32 B..4 KiB range). The
+ *     thread recorded the operation (pending.c), so a recovery
+ *     (arena_recover.c) gives the node back (shmi_tree_release_orphan).
  *   - killed between a free's CAS and its hint updates: the hint is lost
  *     until the next free in that word sets it again, or until a process
  *     that clears the dead one's process-table entry runs
@@ -96,6 +98,7 @@
 
 #include "hint_index.h"
 #include "os.h"
+#include "pending.h"
 #include "word.h"
 
 #define ACTIVE SHMI_TREE_ACTIVE
@@ -326,11 +329,14 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
     uint64_t expected = 0;
+    shmi_pending_begin(g, SHMI_PENDING_ACTIVATE, tier, index); /* pending.c */
     SHMI_TEST_YIELD(); /* between the two steps of an activation */
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
      * the parent release after it; release as in try_claim_in_word. */
-    if (!shmi_atomic_cas_acq_rel(word_at(g, tier, index), &expected,
-                                 ACTIVE | shmi_word_subtree(node)))
+    bool activated = shmi_atomic_cas_acq_rel(word_at(g, tier, index), &expected,
+                                             ACTIVE | shmi_word_subtree(node));
+    shmi_pending_end(g, tier);
+    if (!activated)
         return false; /* damaged file: T2 broken; u stays claimed */
     SHMI_ASSERT_INTERNAL(
         shmi_word_is_closed(ACTIVE | shmi_word_subtree(node), 2));
@@ -369,7 +375,7 @@ static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
 
 /* Clears the parent node of word `index` of `tier` after the word was
  * retired, and publishes the space it frees. */
-static void release_parent(struct shmi_geometry *g, unsigned tier,
+static bool release_parent(struct shmi_geometry *g, unsigned tier,
                            uint64_t index)
 {
     uint64_t parent_index = index / SHMI_WORD_SLOTS;
@@ -380,12 +386,38 @@ static void release_parent(struct shmi_geometry *g, unsigned tier,
     uint64_t value = shmi_atomic_load_relaxed(parent);
     do {
         if (!(value & bit))
-            return; /* damaged file: nothing to release */
+            return false; /* damaged file: nothing to release */
         /* seq_cst: as a free (release to the next claimer of the node;
          * ordered before publish_free's hint loads). */
     } while (!shmi_atomic_cas_seq_cst(parent, &value, value & ~bit));
     check_transition(g, tier - 1, value, value & ~bit);
     publish_free(g, tier - 1, parent_index, value, value & ~bit);
+    return true;
+}
+
+uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
+                                  uint64_t index)
+{
+    if (tier == 0 || tier >= g->tiers || index >= g->tier[tier].count)
+        return 0; /* not an operation this file can hold: damage */
+    /* acquire: pairs with the retiring CAS (acq_rel) that zeroed it. */
+    if (shmi_atomic_load_acquire(word_at(g, tier, index)) != 0)
+        return 0;
+    /* A delegated parent node has no ancestor set in its word (W1), and a
+     * lower-tier parent word is active (T2): anything else is damage that
+     * clearing the node would only make worse. Relaxed: only a filter;
+     * release_parent's CAS acts. */
+    unsigned slot = (unsigned)(index % SHMI_WORD_SLOTS);
+    uint64_t parent =
+        shmi_atomic_load_relaxed(word_at(g, tier - 1, index / SHMI_WORD_SLOTS));
+    uint64_t ancestors = shmi_word_path_masks[slot] &
+                         ~(UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + slot)) &
+                         g->tier[tier - 1].eligible;
+    if ((parent & ancestors) != 0 || (tier - 1 > 0 && !(parent & ACTIVE)))
+        return 0;
+    return release_parent(g, tier, index)
+               ? UINT64_C(1) << g->tier[tier].span_log2
+               : 0;
 }
 
 /* Step 3: retires every empty word of the tiers below `tier`, deepest
@@ -404,7 +436,9 @@ static bool retire_empty_below(struct shmi_geometry *g, unsigned tier)
              * release hands their writes on through the parent. */
             if (!shmi_atomic_cas_acq_rel(word_at(g, t, index), &expected, 0))
                 continue;
-            SHMI_TEST_YIELD(); /* between the two steps of a retire */
+            shmi_pending_begin(g, SHMI_PENDING_RETIRE, t, index);
+            SHMI_TEST_YIELD();      /* between the two steps of a retire */
+            shmi_pending_end(g, t); /* before step 2: pending.c, P */
             release_parent(g, t, index);
             retired = true;
         }

@@ -44,4 +44,11 @@ uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);
  * or the size lives in another tier), EINVAL when x is not one. */
 int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 
+/* Recovery of a dead thread's pending operation on word `index` of
+ * `tier` (pending.c): when that word is 0 and its parent node is set,
+ * clears the parent node and publishes its hints. Returns the bytes given
+ * back (0 when there was nothing to do). Lock-free. */
+uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
+                                  uint64_t index);
+
 #endif /* SHM_TREE_H */

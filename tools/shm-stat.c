@@ -2,6 +2,7 @@
  * shm-stat: what an arena file holds, read without changing it.
  *
  *     shm-stat [--json] [--check] [--map] [--width N] FILE
+ *     shm-stat --recover FILE
  *
  * The file is opened with SHM_ARENA_READ_ONLY | SHM_ARENA_NO_CREATE, so a
  * file the user may only read works, a missing file is not created, and a
@@ -14,6 +15,9 @@
  * shm_arena_* functions, so the constructor that attaches $SHM_FILE is not
  * part of it: the environment of the caller cannot make it open, let
  * alone create, another file.
+ *
+ * --recover is the one mode that writes: it opens the file for writing
+ * (never creating it) and runs shm_arena_recover (recover_file below).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -55,6 +59,7 @@ enum exit_status {
 
 static const char usage_text[] =
     "usage: shm-stat [--json] [--check] [--map] [--width N] FILE\n"
+    "       shm-stat --recover FILE\n"
     "       shm-stat --help | --version\n";
 
 static const char help_text[] =
@@ -73,6 +78,10 @@ static const char help_text[] =
     "               ' ' free, '.' under 25% in use, ':' under 50%,\n"
     "               '*' under 75%, '#' 75% or more\n"
     "  --width N    blocks per line of the map (default 64)\n"
+    "  --recover    WRITES to the file (the only mode that does): opens it\n"
+    "               for writing and runs a recovery, which clears the\n"
+    "               entries of dead and exited processes and gives back\n"
+    "               what their pending operations held; prints what it did\n"
     "  --help       this text\n"
     "  --version    the version of shm-stat and its size range\n"
     "\n"
@@ -87,6 +96,7 @@ static const char help_text[] =
 
 struct options {
     const char *path;
+    bool recover;
     bool json;
     bool check;
     bool map;
@@ -138,6 +148,8 @@ static int parse_arguments(int argc, char **argv, struct options *opts)
             opts->path = arg;
         } else if (strcmp(arg, "--") == 0) {
             options_done = true;
+        } else if (strcmp(arg, "--recover") == 0) {
+            opts->recover = true;
         } else if (strcmp(arg, "--json") == 0) {
             opts->json = true;
         } else if (strcmp(arg, "--check") == 0) {
@@ -286,12 +298,67 @@ static double percent(size_t part, size_t whole)
 
 /* ---- text -------------------------------------------------------------- */
 
+static const char *state_name(const struct shm_process *p)
+{
+    switch (p->state) {
+    case SHM_PROCESS_LIVE:
+        return "live";
+    case SHM_PROCESS_DEAD:
+        return "dead";
+    case SHM_PROCESS_EXITED:
+        return "exited cleanly";
+    }
+    return "unknown";
+}
+
 static int print_process(const struct shm_process *p, void *context)
 {
-    (void)context;
-    printf("  pid %-10" PRIu32 " %s (started at tick %" PRIu64 ")\n", p->pid,
-           p->live ? "live" : "dead", p->start_time);
+    size_t *recoverable = context;
+    if (p->state != SHM_PROCESS_LIVE)
+        (*recoverable)++;
+    printf("  pid %-10" PRIu32 " %s (attachment %" PRIu64 ")\n", p->pid,
+           state_name(p), p->start_time);
     return 0;
+}
+
+static int print_process_json(const struct shm_process *p, void *context)
+{
+    size_t *seen = context;
+    printf("%s\n    {\"pid\": %" PRIu32 ", \"attachment\": %" PRIu64
+           ", \"state\": \"%s\"}",
+           (*seen)++ ? "," : "", p->pid, p->start_time,
+           p->state == SHM_PROCESS_EXITED ? "exited" : state_name(p));
+    return 0;
+}
+
+static int count_recoverable(const struct shm_process *p, void *context)
+{
+    if (p->state != SHM_PROCESS_LIVE)
+        ++*(size_t *)context;
+    return 0;
+}
+
+/* --recover: the one mode that writes to the file. */
+static int recover_file(const char *path)
+{
+    struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
+    shm_arena *arena = shm_arena_open(path, &opts);
+    if (!arena) {
+        complain("%s: %s\n", path, strerror(errno));
+        return EXIT_REFUSED;
+    }
+    struct shm_recovery r;
+    int err = shm_arena_recover(arena, &r);
+    shm_arena_close(arena);
+    if (err) {
+        complain("%s: recovery: %s\n", path, strerror(err));
+        return EXIT_REFUSED;
+    }
+    printf("recovered %s (this mode writes to the file): %zu entries of "
+           "dead or exited processes cleared, %zu thread records resolved, "
+           "%zu bytes given back\n",
+           path, r.entries, r.records, r.bytes);
+    return EXIT_OK;
 }
 
 static void print_text(shm_arena *arena, const char *path,
@@ -317,7 +384,10 @@ static void print_text(shm_arena *arena, const char *path,
            "free bytes)\n",
            f->fragmentation);
     printf("attached processes  %zu\n", s->attached_processes);
-    (void)shm_arena_processes(arena, print_process, NULL);
+    size_t recoverable = 0;
+    (void)shm_arena_processes(arena, print_process, &recoverable);
+    printf("to recover          %zu (entries of dead or exited processes)\n",
+           recoverable);
     if (f->inconsistent == 0)
         printf("check               consistent\n");
     else if (f->inconsistent > 0)
@@ -438,6 +508,12 @@ static int print_json(shm_arena *arena, const char *path,
     printf("  \"largest_free\": %zu,\n", s->largest_free);
     printf("  \"fragmentation\": %.6f,\n", f->fragmentation);
     printf("  \"attached_processes\": %zu,\n", s->attached_processes);
+    size_t seen = 0, recoverable = 0;
+    printf("  \"processes\": [");
+    (void)shm_arena_processes(arena, print_process_json, &seen);
+    printf("%s],\n", seen ? "\n  " : "");
+    (void)shm_arena_processes(arena, count_recoverable, &recoverable);
+    printf("  \"recoverable_entries\": %zu,\n", recoverable);
     printf("  \"free_chunks\": [");
     for (unsigned c = 0; c < s->classes; c++)
         printf("%s\n    {\"size\": %zu, \"count\": %zu}", c ? "," : "",
@@ -475,6 +551,8 @@ int main(int argc, char **argv)
     int status = parse_arguments(argc, argv, &opts);
     if (status >= 0)
         return status;
+    if (opts.recover)
+        return recover_file(opts.path);
 
     shm_arena *arena = open_arena(opts.path);
     if (!arena)

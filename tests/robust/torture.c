@@ -36,8 +36,14 @@
  * live with its recorded size, overlap no other, shm_arena_check must be 0,
  * and the bytes neither ledgered nor free (lost) must be at most the chunks
  * in flight in killed workers plus, for each kill inside an operation, one
- * word's span (a kill between the two steps of retiring a lower bitmap
- * word may leak it; no span exceeds 2^MAX).
+ * word's span (a kill in the few instructions between a step of
+ * activating or retiring a lower bitmap word and its record may leak it;
+ * no span exceeds 2^MAX).
+ *
+ * After each kill the controller runs shm_arena_recover, which gives back
+ * what the killed worker's pending operations held (workers' own opens and
+ * failed allocations recover too); the figures show the bytes the
+ * controller's recoveries gave back and the bytes still lost after them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -263,7 +269,8 @@ struct figures {
     uint64_t ops;
     uint64_t inflight_bytes; /* chunks in flight in killed workers */
     uint64_t span_bound;     /* one 2^MAX span per kill inside an op */
-    int64_t lost;
+    int64_t lost;            /* after recovery */
+    uint64_t recovered;      /* bytes the controller's recoveries gave back */
 };
 static struct figures stats;
 
@@ -458,6 +465,13 @@ static bool epoch(double end_time, long kills_left, uint64_t *rng)
         }
         stats.kills++;
         recover(base, slot);
+        struct shm_recovery rec;
+        if (shm_arena_recover(a, &rec) != 0) {
+            perror("torture: shm_arena_recover");
+            failed = true;
+            break;
+        }
+        stats.recovered += rec.bytes;
         spawn(slot, rng);
     }
 
@@ -482,6 +496,9 @@ static bool epoch(double end_time, long kills_left, uint64_t *rng)
         }
         recover(base, s); /* a worker that failed may have left an op */
     }
+    struct shm_recovery rec;
+    if (shm_arena_recover(a, &rec) == 0)
+        stats.recovered += rec.bytes;
 
     /* Every ledgered chunk: live, its size, its stamp, no overlap. */
     size_t cap_owned = (size_t)cfg.workers * ENTRIES + 4096;
@@ -554,10 +571,11 @@ static bool epoch(double end_time, long kills_left, uint64_t *rng)
 
     printf("torture: epoch: %ld kills (%ld inside malloc/free), %" PRIu64
            " operations, %zu chunks live at the end, bytes lost %" PRId64
-           ", in flight in killed workers %" PRIu64 ", bound %" PRIu64 "\n",
+           " after recovery (%" PRIu64 " given back by it), in flight in "
+           "killed workers %" PRIu64 ", bound %" PRIu64 "\n",
            stats.kills, stats.kills_in_op, stats.ops,
-           n - (size_t)cfg.ledger_chunks, stats.lost, stats.inflight_bytes,
-           bound);
+           n - (size_t)cfg.ledger_chunks, stats.lost, stats.recovered,
+           stats.inflight_bytes, bound);
     if (stats.lost < 0) {
         fprintf(stderr, "torture: available counts ledgered bytes as free\n");
         failed = true;
@@ -644,6 +662,7 @@ int main(int argc, char **argv)
         total.ops += stats.ops;
         total.inflight_bytes += stats.inflight_bytes;
         total.lost += stats.lost;
+        total.recovered += stats.recovered;
         fflush(stdout);
     }
     alarm(0);
@@ -652,10 +671,13 @@ int main(int argc, char **argv)
            "%ld workers started, %" PRIu64 " operations\n",
            now_seconds() - start, total.epochs, total.kills, total.kills_in_op,
            total.spawns, total.ops);
-    printf("torture: bytes lost %" PRId64 " (%.1f per kill), in flight in "
-           "killed workers %" PRIu64 "\n",
+    printf("torture: bytes lost %" PRId64 " after recovery (%.1f per kill), "
+           "at least %" PRIu64 " before it (%" PRIu64 " given back by the "
+           "controller's recoveries), in flight in killed workers %" PRIu64
+           "\n",
            total.lost,
            total.kills ? (double)total.lost / (double)total.kills : 0.0,
+           (uint64_t)total.lost + total.recovered, total.recovered,
            total.inflight_bytes);
     if (ok && total.kills < cfg.min_kills) {
         fprintf(stderr, "torture: only %ld kills, %ld required\n", total.kills,

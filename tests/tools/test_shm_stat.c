@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -804,6 +805,66 @@ static void command_line_errors(void **state)
     run_free(&r);
 }
 
+/* A child that attaches to path, then is killed (kill) or exits without
+ * closing. */
+static void leave_child(const char *path, bool kill_it)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
+        if (shm_arena_open(path, &opts) == NULL)
+            _exit(2);
+        if (kill_it)
+            raise(SIGKILL);
+        exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(kill_it ? WIFSIGNALED(status) : WIFEXITED(status));
+}
+
+static void dead_and_exited_are_shown_and_recovered(void **state)
+{
+    (void)state;
+    char *path = path_of("recover.shm");
+    shm_arena *a = create_arena(path, test_capacity());
+    assert_int_equal(shm_arena_close(a), 0);
+    leave_child(path, true);
+    leave_child(path, false);
+
+    const char *text[] = {path, NULL};
+    struct run r = run_tool(text);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, " dead (attachment "));
+    assert_non_null(strstr(r.out, " exited cleanly (attachment "));
+    assert_true(text_value(r.out, "to recover") == 2);
+    run_free(&r);
+    const char *json[] = {"--json", path, NULL};
+    r = run_tool(json);
+    assert_int_equal(r.status, 0);
+    assert_valid_json(r.out);
+    assert_true(json_value(r.out, "recoverable_entries") == 2);
+    assert_non_null(strstr(r.out, "\"state\": \"dead\""));
+    assert_non_null(strstr(r.out, "\"state\": \"exited\""));
+    run_free(&r);
+
+    const char *recover[] = {"--recover", path, NULL};
+    r = run_tool(recover);
+    if (r.status != 0)
+        fail_msg("status %d, stderr: %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "this mode writes to the file"));
+    run_free(&r);
+    r = run_tool(text);
+    assert_int_equal(r.status, 0);
+    assert_true(text_value(r.out, "to recover") == 0);
+    assert_null(strstr(r.out, " dead (attachment "));
+    run_free(&r);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +875,7 @@ int main(void)
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(environment_is_ignored),
         cmocka_unit_test(command_line_errors),
+        cmocka_unit_test(dead_and_exited_are_shown_and_recovered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,12 @@
 /*
- * The process table: entries for each open, dead processes (exited,
- * killed, zombie, pid reused) told from live ones and cleared, a full
- * table, and removing the file when the last process detaches, also
- * against processes attaching at that moment.
+ * The process table: entries for each open, dead processes (killed, pid
+ * reused, in another pid namespace) told from live ones by the kernel's
+ * locks and cleared by a recovery, processes that exit without closing
+ * told from dead ones, a full table, and removing the file when the last
+ * process detaches, also against processes attaching at that moment.
  */
+#include <fcntl.h>
+#include <sched.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,6 +26,7 @@
 #include "common/scratch.h"
 
 #include "arena.h"
+#include "os.h"
 #include "process_table.h"
 #include "shared_header.h"
 
@@ -30,6 +34,7 @@
 #define HEADER_WORDS 8
 #define SLOT_COUNT (SHMI_PROCESS_TABLE_SIZE / 8 - HEADER_WORDS)
 #define PID_BITS 22
+#define TAG_LEAVING ((uint64_t)2 << 62)
 #define REMOVAL_CLAIMED ((uint64_t)1 << 62)
 #define REMOVAL_COMMITTED ((uint64_t)2 << 62)
 #define REMOVAL_REMOVED ((uint64_t)3 << 62)
@@ -68,18 +73,23 @@ static shmi_atomic_word *slot_word(shm_arena *arena, size_t i)
 struct census {
     size_t entries;
     size_t live;
+    size_t dead;
+    size_t exited;
     size_t mine; /* live entries with this process's pid */
-    uint64_t my_start;
+    uint64_t my_sequence;
 };
 
 static int count_entry(const struct shmi_process_info *info, void *ctx)
 {
     struct census *c = ctx;
+    bool live = info->state == SHMI_ENTRY_LIVE;
     c->entries++;
-    c->live += info->live;
-    if (info->live && info->pid == (uint32_t)getpid()) {
+    c->live += live;
+    c->dead += info->state == SHMI_ENTRY_DEAD;
+    c->exited += info->state == SHMI_ENTRY_EXITED;
+    if (live && info->pid == (uint32_t)getpid()) {
         c->mine++;
-        c->my_start = info->start_time;
+        c->my_sequence = info->sequence;
     }
     return 0;
 }
@@ -92,17 +102,45 @@ static struct census census_of(shm_arena *arena)
     return c;
 }
 
-/* This process's identity, as the table stores it. */
+/* This handle's identity, as the table stores it. */
 static uint64_t my_identity(shm_arena *arena)
 {
-    struct census c = census_of(arena);
-    assert_true(c.mine > 0);
-    return (uint64_t)getpid() | c.my_start << PID_BITS;
+    assert_true(arena->processes.slot != SHMI_PROCESS_NO_SLOT);
+    return arena->processes.identity;
 }
 
-static uint64_t identity_of(pid_t pid, uint64_t start)
+static uint64_t identity_of(pid_t pid, uint64_t sequence)
 {
-    return (uint64_t)pid | start << PID_BITS;
+    return (uint64_t)pid | sequence << PID_BITS;
+}
+
+static size_t recover(shm_arena *arena)
+{
+    struct shm_recovery r;
+    assert_int_equal(shm_arena_recover(arena, &r), 0);
+    return r.entries;
+}
+
+/* An open-file-description write lock on `len` lock bytes of slots from
+ * `slot`, through fd: what an attachment in those slots holds. */
+static int lock_slots(int fd, size_t slot, size_t len, short type)
+{
+    struct flock fl = {.l_type = type,
+                       .l_whence = SEEK_SET,
+                       .l_start = (off_t)(SHMI_LOCK_SLOTS_AT + slot),
+                       .l_len = (off_t)len};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* A second view of the table through its own descriptor, as another
+ * attachment (in another process) would have. */
+static void other_table(struct fixture *f, struct shmi_process_table *t,
+                        int *fd)
+{
+    *fd = open(f->path, O_RDWR | O_CLOEXEC);
+    assert_true(*fd >= 0);
+    shmi_process_table_bind(t, f->arena->processes.words,
+                            f->arena->processes.file_offset, *fd, false);
 }
 
 /* A pid that belonged to a process now gone (and reaped). */
@@ -129,12 +167,14 @@ static void test_entries_follow_open_and_close(void **state)
     struct census c = census_of(f->arena);
     assert_int_equal(c.entries, 1);
     assert_int_equal(c.mine, 1);
-    assert_true(c.my_start != 0); /* /proc is mounted here */
+    assert_true(c.my_sequence != 0);
 
     shm_arena *second = arena_open(f->path);
     assert_non_null(second);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
     assert_int_equal(census_of(second).mine, 2);
+    /* Each attachment has its own number, so its own identity. */
+    assert_true(second->processes.identity != f->arena->processes.identity);
 
     /* A read-only attachment writes nothing, so it is not entered. */
     struct shm_arena_options ro = {.flags = SHM_ARENA_READ_ONLY};
@@ -195,9 +235,11 @@ static void test_dead_children_cleared(void **state)
     struct census c = census_of(f->arena);
     assert_int_equal(c.entries, 1 + CHILDREN); /* foreach changes nothing */
     assert_int_equal(c.live, CHILDREN);
+    assert_int_equal(c.dead, 1);
+    assert_int_equal(c.exited, 0);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), CHILDREN);
     assert_int_equal(census_of(f->arena).entries, 1 + CHILDREN); /* a query */
-    assert_int_equal(shmi_process_table_clear_dead(&f->arena->processes), 1);
+    assert_int_equal(recover(f->arena), 1);
     assert_int_equal(census_of(f->arena).entries, CHILDREN); /* cleared */
     int status;
     assert_int_equal(waitpid(pids[0], &status, 0), pids[0]);
@@ -211,7 +253,7 @@ static void test_dead_children_cleared(void **state)
     }
     close(ready[0]);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
-    shmi_process_table_clear_dead(&f->arena->processes);
+    assert_int_equal(recover(f->arena), 0);
     assert_int_equal(census_of(f->arena).entries, 1);
 }
 
@@ -219,130 +261,176 @@ static void test_pid_reuse_and_garbage(void **state)
 {
     struct fixture *f = *state;
     uint64_t me = my_identity(f->arena);
-    uint64_t start = me >> PID_BITS;
     pid_t gone = dead_pid();
 
-    /* Entries written where open would not put them: own pid with another
-     * start time (the pid reused by this process), own identity (live),
-     * a reaped child, pid 0. */
-    uint64_t fakes[] = {identity_of(getpid(), start + 1), me,
-                        identity_of(gone, 0), identity_of(0, start)};
+    /* Entries written where open would not put them, with no lock held on
+     * their bytes: this process's own pid with another attachment number
+     * (a pid reused, or an attachment of this process that died), a copy
+     * of this handle's identity in another slot, a reaped child, pid 0.
+     * All dead: the pid proves nothing, only the lock does. One more with
+     * its lock held by another description is live, whatever its pid. */
+    uint64_t fakes[] = {identity_of(getpid(), 77), me, identity_of(gone, 5),
+                        identity_of(0, 9), identity_of(gone, 11)};
     /* Free slots from the end of the table: never the one that holds this
-     * process's real entry (where that is depends on the pid). */
-    size_t at[4], n = 0;
-    for (size_t i = SLOT_COUNT; i-- > 0 && n < 4;)
+     * process's real entry (where that is depends on the hash). */
+    size_t at[5], n = 0;
+    for (size_t i = SLOT_COUNT; i-- > 0 && n < 5;)
         if (atomic_load(slot_word(f->arena, i)) == 0)
             at[n++] = i;
-    assert_int_equal(n, 4);
-    for (size_t i = 0; i < 4; i++)
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < 5; i++)
         atomic_store(slot_word(f->arena, at[i]), fakes[i]);
+    int holder = open(f->path, O_RDWR | O_CLOEXEC);
+    assert_true(holder >= 0);
+    assert_int_equal(lock_slots(holder, at[4], 1, F_WRLCK), 0);
     struct census c = census_of(f->arena);
-    assert_int_equal(c.entries, 5);
+    assert_int_equal(c.entries, 6);
     assert_int_equal(c.live, 2);
+    assert_int_equal(c.dead, 4);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
-    assert_int_equal(census_of(f->arena).entries, 5); /* a query */
-    assert_int_equal(shmi_process_table_clear_dead(&f->arena->processes), 3);
+    assert_int_equal(census_of(f->arena).entries, 6); /* a query */
+    assert_int_equal(recover(f->arena), 4);
     assert_int_equal(census_of(f->arena).entries, 2);
-    assert_int_equal(atomic_load(slot_word(f->arena, at[1])), me);
-    atomic_store(slot_word(f->arena, at[1]), 0);
+    assert_int_equal(atomic_load(slot_word(f->arena, at[4])), fakes[4]);
+    /* The holder goes: the kernel drops its lock, the entry is dead. */
+    close(holder);
+    assert_int_equal(census_of(f->arena).dead, 1);
+    assert_int_equal(recover(f->arena), 1);
+    assert_int_equal(census_of(f->arena).entries, 1);
+    assert_int_equal(my_identity(f->arena), me);
 }
 
 static void test_full_table(void **state)
 {
     struct fixture *f = *state;
-    uint64_t me = my_identity(f->arena);
-    uint64_t dead = identity_of(getpid(), (me >> PID_BITS) + 1);
+    size_t mine = f->arena->processes.slot;
+    uint64_t fake = identity_of(getpid(), 1234);
     size_t filled = 0;
     for (size_t i = 0; i < SLOT_COUNT; i++) {
         if (atomic_load(slot_word(f->arena, i)) == 0) {
-            atomic_store(slot_word(f->arena, i), me);
+            atomic_store(slot_word(f->arena, i), fake + ((uint64_t)i << 50));
             filled++;
         }
     }
     assert_int_equal(filled, SLOT_COUNT - 1);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ENOSPC);
+    /* Every other slot's lock held, as by live attachments. */
+    int holder = open(f->path, O_RDWR | O_CLOEXEC);
+    assert_true(holder >= 0);
+    if (mine > 0)
+        assert_int_equal(lock_slots(holder, 0, mine, F_WRLCK), 0);
+    if (mine + 1 < SLOT_COUNT)
+        assert_int_equal(
+            lock_slots(holder, mine + 1, SLOT_COUNT - mine - 1, F_WRLCK), 0);
+    struct shmi_process_table extra;
+    int fd;
+    other_table(f, &extra, &fd);
+    assert_int_equal(shmi_process_table_attach(&extra), ENOSPC);
     /* Opening still works; the process just is not entered. */
-    shm_arena *extra = arena_open(f->path);
-    assert_non_null(extra);
-    assert_int_equal(shm_arena_close(extra), 0);
+    shm_arena *outside = arena_open(f->path);
+    assert_non_null(outside);
+    assert_true(outside->processes.slot == SHMI_PROCESS_NO_SLOT);
+    assert_int_equal(shm_arena_close(outside), 0);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), SLOT_COUNT);
 
-    /* Entries of dead processes are reused when no slot is free. */
-    for (size_t i = 0; i < SLOT_COUNT; i++)
-        if (atomic_load(slot_word(f->arena, i)) == me)
-            atomic_store(slot_word(f->arena, i), dead);
-    assert_int_equal(census_of(f->arena).live, 0);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
+    /* Their holder gone, the entries are dead, and an open that finds no
+     * free slot recovers them first. */
+    close(holder);
     assert_int_equal(census_of(f->arena).live, 1);
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
-    shmi_process_table_clear_dead(&f->arena->processes);
-    assert_int_equal(census_of(f->arena).entries, 1);
+    shm_arena *inside = arena_open(f->path);
+    assert_non_null(inside);
+    assert_true(inside->processes.slot != SHMI_PROCESS_NO_SLOT);
+    assert_int_equal(census_of(f->arena).entries, 2);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
+    shm_arena_close(inside);
+    close(fd);
+}
+
+/* The remover's reference in the removal word. */
+static uint64_t who_of(const struct shmi_process_table *t)
+{
+    return (uint64_t)t->slot << 40 |
+           ((t->identity >> PID_BITS) & ((UINT64_C(1) << 40) - 1));
 }
 
 static void test_removal_word_states(void **state)
 {
     struct fixture *f = *state;
-    uint64_t me = my_identity(f->arena);
-    uint64_t dead = identity_of(dead_pid(), 0);
     shmi_atomic_word *removal = removal_word(f->arena);
+    struct shmi_process_table a, remover;
+    int fd_a, fd_r;
+    other_table(f, &a, &fd_a);
+    other_table(f, &remover, &fd_r);
 
     /* A removal only claimed is cancelled by an attacher. */
-    atomic_store(removal, REMOVAL_CLAIMED | me);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
+    atomic_store(removal, REMOVAL_CLAIMED | who_of(&f->arena->processes));
+    assert_int_equal(shmi_process_table_attach(&a), 0);
     assert_int_equal(atomic_load(removal), 0);
     assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
+    shmi_process_table_detach(&a);
 
-    /* Committed by a live process: the attacher backs out. */
-    atomic_store(removal, REMOVAL_COMMITTED | me);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ESTALE);
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
-    assert_int_equal(atomic_load(removal), REMOVAL_COMMITTED | me);
+    /* Committed by a live process (its entry LEAVING, its lock held): the
+     * attacher backs out. */
+    assert_int_equal(shmi_process_table_attach(&remover), 0);
+    atomic_store(slot_word(f->arena, remover.slot),
+                 remover.identity | TAG_LEAVING);
+    remover.identity |= TAG_LEAVING;
+    uint64_t live_commit = REMOVAL_COMMITTED | who_of(&remover);
+    atomic_store(removal, live_commit);
+    assert_int_equal(shmi_process_table_attach(&a), ESTALE);
+    assert_int_equal(a.slot, SHMI_PROCESS_NO_SLOT);
+    assert_int_equal(atomic_load(removal), live_commit);
 
-    /* Committed by a process that died before unlinking: cleared. */
-    atomic_store(removal, REMOVAL_COMMITTED | dead);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
+    /* The same, its process killed before unlinking (its lock dropped):
+     * abandoned, cleared. */
+    shmi_os_lock_release(fd_r, SHMI_LOCK_SLOTS_AT + remover.slot, 1);
+    assert_int_equal(shmi_process_table_attach(&a), 0);
     assert_int_equal(atomic_load(removal), 0);
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
+    shmi_process_table_detach(&a);
+    atomic_store(slot_word(f->arena, remover.slot), 0);
+    shmi_process_table_forget(&remover);
 
     atomic_store(removal, REMOVAL_REMOVED);
-    assert_int_equal(shmi_process_table_attach(&f->arena->processes), ESTALE);
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
+    assert_int_equal(shmi_process_table_attach(&a), ESTALE);
+    assert_int_equal(shmi_process_table_live(&f->arena->processes), 1);
 
     /* Values no process writes (a damaged file) are cleared. */
-    uint64_t damaged[] = {UINT64_MAX, REMOVAL_REMOVED | 1, 12345};
-    for (size_t i = 0; i < 3; i++) {
+    uint64_t damaged[] = {UINT64_MAX, REMOVAL_REMOVED | 1, 12345,
+                          REMOVAL_CLAIMED | (UINT64_C(4000) << 40)};
+    for (size_t i = 0; i < 4; i++) {
         atomic_store(removal, damaged[i]);
-        assert_int_equal(shmi_process_table_attach(&f->arena->processes), 0);
+        assert_int_equal(shmi_process_table_attach(&a), 0);
         assert_int_equal(atomic_load(removal), 0);
-        shmi_process_table_detach(&f->arena->processes);
+        shmi_process_table_detach(&a);
     }
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 3);
 
-    /* While other processes are attached, detaching leaves the file. */
-    atomic_store(removal, 0);
+    /* While another process is attached, detaching leaves the file. */
+    assert_int_equal(shmi_process_table_attach(&a), 0);
     assert_int_equal(
         shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
     assert_true(file_exists(f->path));
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 2);
+    assert_int_equal(shmi_process_table_live(&a), 1);
     assert_int_equal(atomic_load(removal), 0);
 
-    /* Nobody attached, but another process is removing the file: it is
-     * left to that one. */
-    shmi_process_table_detach(&f->arena->processes);
-    shmi_process_table_detach(&f->arena->processes);
-    assert_int_equal(shmi_process_table_live(&f->arena->processes), 0);
-    atomic_store(removal, REMOVAL_CLAIMED | me);
-    assert_int_equal(
-        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    /* Nobody attached, but another live process is removing the file: it
+     * is left to that one. */
+    assert_int_equal(shmi_process_table_attach(&remover), 0);
+    atomic_store(slot_word(f->arena, remover.slot),
+                 remover.identity | TAG_LEAVING);
+    remover.identity |= TAG_LEAVING;
+    atomic_store(removal, REMOVAL_CLAIMED | who_of(&remover));
+    assert_int_equal(shmi_process_table_detach_last(&a, f->path), 0);
     assert_true(file_exists(f->path));
-    assert_int_equal(atomic_load(removal), REMOVAL_CLAIMED | me);
+    assert_int_equal(atomic_load(removal), REMOVAL_CLAIMED | who_of(&remover));
 
     /* A removal abandoned by a killed process is taken over. */
-    atomic_store(removal, REMOVAL_CLAIMED | dead);
-    assert_int_equal(
-        shmi_process_table_detach_last(&f->arena->processes, f->path), 0);
+    close(fd_r); /* the remover dies: its lock goes */
+    assert_int_equal(shmi_process_table_attach(&a), 0);
+    assert_int_equal(atomic_load(removal), 0); /* the attacher cleared it */
+    atomic_store(removal, REMOVAL_CLAIMED | who_of(&remover));
+    assert_int_equal(shmi_process_table_detach_last(&a, f->path), 0);
     assert_false(file_exists(f->path));
     assert_int_equal(atomic_load(removal), REMOVAL_REMOVED);
+    close(fd_a);
 }
 
 static void test_last_process_removes_file(void **state)
@@ -480,6 +568,7 @@ static void test_attach_races_removal(void **state)
         shm_arena *arena = arena_open(path);
         assert_non_null(arena);
         shmi_process_table_detach(&arena->processes); /* mapped, not entered */
+        fflush(NULL);
         int ready[2], go[2];
         assert_int_equal(pipe(ready), 0);
         assert_int_equal(pipe(go), 0);
@@ -488,11 +577,13 @@ static void test_attach_races_removal(void **state)
         if (child == 0) {
             close(go[1]);
             char byte = 'r';
-            if (shmi_process_table_attach(&arena->processes) != 0 ||
-                write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 0)
+            /* Its own attachment: a forked child holds no entry. */
+            shm_arena *mine = arena_open(path);
+            if (mine == NULL || write(ready[1], &byte, 1) != 1 ||
+                read(go[0], &byte, 1) != 0)
                 _exit(1);
             spin(child_spin);
-            _exit(shmi_process_table_detach_last(&arena->processes, path) == 0
+            _exit(shmi_process_table_detach_last(&mine->processes, path) == 0
                       ? 0
                       : 2);
         }
