@@ -190,9 +190,11 @@ enum shm_arena_flags {
      * effective group (for arenas shared by a group; create with mode
      * 0660). */
     SHM_ARENA_SHARED_GROUP = 1u << 3,
-    /* Open an existing file for reading only (a file the caller may only
-     * read, e.g. for inspection tools). Calls that would write fail with
-     * EROFS. */
+    /* Open an existing file for reading only, e.g. for inspection tools:
+     * any arena file the caller may read, also one owned by another user
+     * (the ownership check guards writers only; the mapping is read-only
+     * and the process is not entered in the file's process table). Calls
+     * that would write fail with EROFS. */
     SHM_ARENA_READ_ONLY = 1u << 4,
     /* Map an existing file at the address its creator mapped it at, so
      * that plain pointers (ptr_malloc) mean the same in every process.

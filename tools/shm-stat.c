@@ -3,11 +3,12 @@
  *
  *     shm-stat [--json] [--check] [--map] [--width N] FILE
  *
- * The file is opened with SHM_ARENA_READ_ONLY | SHM_ARENA_NO_CREATE, so a
- * file the user may only read works, a missing file is not created, and a
- * file the library would refuse (another owner, a symlink, not a regular
- * file, another format or build, damaged geometry) is refused the same
- * way: one line on stderr, exit status 1. Everything shown is computed
+ * The file is opened with SHM_ARENA_READ_ONLY | SHM_ARENA_NO_CREATE, so
+ * any file the user may read works (also another user's: the library's
+ * owner check guards writers only), a missing file is not created, and a
+ * file the library would refuse (a symlink, not a regular file, another
+ * format or build, damaged geometry) is refused the same way: one line on
+ * stderr, exit status 1. Everything shown is computed
  * from the bitmaps while other processes go on: a snapshot.
  *
  * The tool is linked with the static library and calls only the
@@ -177,7 +178,7 @@ static const char *explain(int err)
     switch (err) {
     case EACCES:
     case EPERM:
-        return "not readable, or owned by another user";
+        return "not readable by this user";
     case ELOOP:
         return "a symbolic link: arena files are opened only directly";
     case EINVAL:

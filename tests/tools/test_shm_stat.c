@@ -641,6 +641,61 @@ static void read_only_file_is_read(void **state)
     free(path);
 }
 
+/* Runs shm-stat as `uid` (-1: as the test) on a file of another user and
+ * expects the figures of `s`, with the file byte for byte the same. */
+static void expect_inspection(const char *path, int uid,
+                              const struct shm_stats *s)
+{
+    size_t size_before, size_after;
+    char *before = read_file(path, &size_before);
+    const char *args[] = {"--json", "--check", path, NULL};
+    struct run r = run_as(args, NULL, uid);
+    if (r.status != 0)
+        fail_msg("%s as uid %d: status %d, stderr: %s", path, uid, r.status,
+                 r.err);
+    assert_string_equal(r.err, "");
+    assert_valid_json(r.out);
+    assert_true(json_value(r.out, "capacity") == (double)s->capacity);
+    assert_true(json_value(r.out, "bytes_in_use") == (double)s->bytes_in_use);
+    assert_non_null(strstr(r.out, "\"consistent\": true"));
+    run_free(&r);
+    char *after = read_file(path, &size_after);
+    assert_int_equal(size_after, size_before);
+    assert_memory_equal(after, before, size_before);
+    free(before);
+    free(after);
+}
+
+/* Read-only inspection needs no ownership: root inspects a file of
+ * another user, and another user inspects a 0644 file of root's. */
+static void another_users_file_is_inspected(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: files of another user need root\n");
+        skip();
+    }
+    char *path = path_of("theirs.shm");
+    shm_arena *a = create_arena(path, test_capacity());
+    assert_int_not_equal(shm_arena_malloc(a, BLOCK), SHM_NULL);
+    struct shm_stats s;
+    assert_int_equal(shm_arena_stats(a, &s), 0);
+    assert_int_equal(shm_arena_close(a), 0);
+    /* The writers' check is still there: the library refuses to write. */
+    assert_int_equal(chown(path, NOBODY, NOBODY), 0);
+    struct shm_arena_options rw = {.flags = SHM_ARENA_NO_CREATE};
+    errno = 0;
+    assert_null(shm_arena_open(path, &rw));
+    assert_int_equal(errno, EACCES);
+    expect_inspection(path, -1, &s);
+
+    assert_int_equal(chown(path, 0, 0), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    expect_inspection(path, NOBODY, &s);
+    unlink(path);
+    free(path);
+}
+
 /* Runs shm-stat on `path` and expects exit status 1, nothing on stdout
  * and exactly one line on stderr naming the file and strerror(err). */
 static void expect_refusal(const char *path, int err)
@@ -736,13 +791,6 @@ static void hostile_files_are_refused(void **state)
     expect_refusal(missing, ENOENT);
     assert_int_equal(access(missing, F_OK), -1);
 
-    /* Another user's arena (root can make one): refused as the library
-     * refuses it. */
-    if (geteuid() == 0) {
-        assert_int_equal(chown(good, NOBODY, NOBODY), 0);
-        expect_refusal(good, EACCES);
-    }
-
     const char *paths[] = {garbage, good, cut,  empty,
                            link,    fifo, sock, missing};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
@@ -810,6 +858,7 @@ int main(void)
         cmocka_unit_test(map_draws_every_block),
         cmocka_unit_test(check_reports_a_damaged_word),
         cmocka_unit_test(read_only_file_is_read),
+        cmocka_unit_test(another_users_file_is_inspected),
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(environment_is_ignored),
         cmocka_unit_test(command_line_errors),
