@@ -61,6 +61,23 @@ typedef uint64_t shm_offt;
  */
 SHM_API bool shm_init(void *optional_addr, const char *shm_filename);
 
+/*
+ * Opting out of the automatic attach. A program that uses only explicit
+ * arenas (shm_arena_open) and does not want an inherited $SHM_FILE to make
+ * the constructor map, or create, a file before main() defines, in one of
+ * its source files after including this header:
+ *
+ *     const int shm_no_auto_attach = 1;
+ *
+ * Nonzero: the constructor does nothing, the global functions fail with
+ * ENXIO until shm_init() is called explicitly (which still reads
+ * $SHM_FILE when given no path). The library declares the symbol weak, so
+ * programs that do not define it attach as before. It is a property of
+ * the program, not of its environment: it reaches neither the processes
+ * it starts nor other programs.
+ */
+SHM_API extern const int shm_no_auto_attach;
+
 /* Unmaps the default arena; the file stays. No other thread may be using
  * the arena. Attaching again afterwards is allowed. */
 SHM_API void shm_deinit(void);
