@@ -1,7 +1,9 @@
 # Sourced by scripts/*.sh and .ci/run: installing what a build needs.
 
-# The packages a build with tests needs on Debian.
-SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev)
+# The packages a build with tests needs on Debian (python3 and pytest for
+# the binding's tests in python/).
+SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev
+    python3 python3-pytest)
 
 shm_say() {
     printf '==> %s\n' "$*"
