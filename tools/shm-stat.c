@@ -579,14 +579,16 @@ static bool draw_map(shm_arena *arena, const struct figures *f, unsigned width,
 
 static void print_legend(const struct figures *f, const struct map *m)
 {
-    char a[32], b[32];
-    if (m->per_char == 1)
+    char a[32];
+    if (m->per_char == 1) {
         printf("\noccupancy, one character per block of %s:\n",
                human(f->stats.max_chunk, a));
-    else
+    } else {
+        char b[32];
         printf("\noccupancy, one character per %zu blocks of %s (%s):\n",
                m->per_char, human(f->stats.max_chunk, a),
                human(m->per_char * f->stats.max_chunk, b));
+    }
     printf("  ' ' free  '.' < 25%%  ':' < 50%%  '*' < 75%%  '#' >= 75%% in "
            "use\n");
 }
