@@ -88,6 +88,23 @@ SHM_API const char *shm_version(int *major, int *minor, int *patch);
  */
 SHM_API bool shm_init(void *optional_addr, const char *shm_filename);
 
+/*
+ * Opting out of the automatic attach. A program that uses only explicit
+ * arenas (shm_arena_open) and does not want an inherited $SHM_FILE to make
+ * the constructor map, or create, a file before main() defines, in one of
+ * its source files after including this header:
+ *
+ *     const int shm_no_auto_attach = 1;
+ *
+ * Nonzero: the constructor does nothing, the global functions fail with
+ * ENXIO until shm_init() is called explicitly (which still reads
+ * $SHM_FILE when given no path). The library declares the symbol weak, so
+ * programs that do not define it attach as before. It is a property of
+ * the program, not of its environment: it reaches neither the processes
+ * it starts nor other programs.
+ */
+SHM_API extern const int shm_no_auto_attach;
+
 /* Unmaps the default arena; the file stays. Attaching again afterwards is
  * allowed. Concurrency: no other call on the default arena in this
  * process. */
@@ -229,9 +246,11 @@ enum shm_arena_flags {
      * effective group (for arenas shared by a group; create with mode
      * 0660). */
     SHM_ARENA_SHARED_GROUP = 1u << 3,
-    /* Open an existing file for reading only (a file the caller may only
-     * read, e.g. for inspection tools). Calls that would write fail with
-     * EROFS. */
+    /* Open an existing file for reading only, e.g. for inspection tools:
+     * any arena file the caller may read, also one owned by another user
+     * (the ownership check guards writers only; the mapping is read-only
+     * and the process is not entered in the file's process table). Calls
+     * that would write fail with EROFS. */
     SHM_ARENA_READ_ONLY = 1u << 4,
     /* Map an existing file at the address its creator mapped it at, so
      * that plain pointers (ptr_malloc) mean the same in every process.

@@ -1,8 +1,10 @@
 # Sourced by scripts/*.sh and .ci/run: installing what a build needs.
 
-# The packages a build with tests and manual pages needs on Debian (scdoc
-# converts man/*.scd; a build without it skips the pages, see man/).
-SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev scdoc)
+# The packages a build with tests needs on Debian: scdoc converts
+# man/*.scd (a build without it skips the pages, see man/); python3 and
+# pytest run the binding's tests in python/.
+SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev scdoc
+    python3 python3-pytest)
 
 shm_say() {
     printf '==> %s\n' "$*"

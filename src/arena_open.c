@@ -106,7 +106,10 @@ static void handle_free(shm_arena *arena)
 static int attach(int fd, const struct shmi_file_info *info,
                   const struct shm_arena_options *opts, shm_arena **out)
 {
-    if (!shmi_os_may_adopt(info, opts->flags & SHM_ARENA_SHARED_GROUP))
+    /* The owner check protects writers: whoever the kernel lets read the
+     * file may inspect it through a read-only mapping. */
+    if (!(opts->flags & SHM_ARENA_READ_ONLY) &&
+        !shmi_os_may_adopt(info, opts->flags & SHM_ARENA_SHARED_GROUP))
         return EACCES;
     uint64_t page = shmi_os_page_size();
     struct shmi_superblock sb;

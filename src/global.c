@@ -2,10 +2,11 @@
  * The default arena and the global API of the old shm_alloc: thin
  * wrappers that forward to the shm_arena_* functions.
  *
- * A constructor attaches the file named by $SHM_FILE before main(). When
- * the variable is unset or empty the library stays inert; when the file
- * cannot be used, the errno of that failure is kept and reported by every
- * allocation until an attach succeeds. The program always starts: nothing
+ * A constructor attaches the file named by $SHM_FILE before main(), unless
+ * the program defines shm_no_auto_attach. When the variable is unset or
+ * empty the library stays inert; when the file cannot be used, the errno
+ * of that failure is kept and reported by every allocation until an
+ * attach succeeds. The program always starts: nothing
  * here prints, exits or aborts.
  *
  * The default arena is one atomic pointer. shm_init opens an arena and
@@ -104,8 +105,14 @@ void shm_deinit(void)
     shm_arena_close(arena);
 }
 
+/* Defined by a program that opens its arenas itself (shm_alloc.h); weak,
+ * so that its address is NULL in every other program. */
+extern const int shm_no_auto_attach __attribute__((weak));
+
 __attribute__((constructor)) static void attach_from_environment(void)
 {
+    if (&shm_no_auto_attach != NULL && shm_no_auto_attach != 0)
+        return;
     const char *path = getenv(SHM_PATH_ENV_NAME);
     if (!path || !*path)
         return;

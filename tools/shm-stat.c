@@ -4,11 +4,12 @@
  *     shm-stat [--json] [--check] [--map] [--width N] FILE
  *     shm-stat --recover FILE
  *
- * The file is opened with SHM_ARENA_READ_ONLY | SHM_ARENA_NO_CREATE, so a
- * file the user may only read works, a missing file is not created, and a
- * file the library would refuse (another owner, a symlink, not a regular
- * file, another format or build, damaged geometry) is refused the same
- * way: one line on stderr, exit status 1. Everything shown is computed
+ * The file is opened with SHM_ARENA_READ_ONLY | SHM_ARENA_NO_CREATE, so
+ * any file the user may read works (also another user's: the library's
+ * owner check guards writers only), a missing file is not created, and a
+ * file the library would refuse (a symlink, not a regular file, another
+ * format or build, damaged geometry) is refused the same way: one line on
+ * stderr, exit status 1. Everything shown is computed
  * from the bitmaps while other processes go on: a snapshot.
  *
  * The tool is linked with the static library and calls only the
@@ -22,6 +23,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,9 +31,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <shm_alloc.h>
+
+/* The superblock's layout, to say why a file was refused. */
+#include "layout.h"
 
 /* From the build (tools/CMakeLists.txt): the version and the size range
  * of the library linked in. */
@@ -54,11 +60,16 @@ enum exit_status {
 
 #define DEFAULT_WIDTH 64u
 #define MAX_WIDTH 4096u
+/* Rows of the map at most: a larger arena gets several blocks per
+ * character. */
+#define DEFAULT_HEIGHT 32u
+#define MAX_HEIGHT 4096u
 /* Blocks read from the arena per call of shm_arena_block_usage. */
 #define USAGE_BATCH 4096u
 
 static const char usage_text[] =
-    "usage: shm-stat [--json] [--check] [--map] [--width N] FILE\n"
+    "usage: shm-stat [--json] [--check] [--map] [--width N] [--height N] "
+    "FILE\n"
     "       shm-stat --recover FILE\n"
     "       shm-stat --help | --version\n";
 
@@ -74,10 +85,14 @@ static const char help_text[] =
     "               nobody allocates or frees); exit status 3 when a word\n"
     "               breaks one\n"
     "  --map        draw the occupancy of the arena, one character per\n"
-    "               block of the largest chunk size:\n"
-    "               ' ' free, '.' under 25% in use, ':' under 50%,\n"
+    "               block of the largest chunk size, or per several blocks\n"
+    "               when the arena has more than fit (the legend says how\n"
+    "               many): ' ' free, '.' under 25% in use, ':' under 50%,\n"
     "               '*' under 75%, '#' 75% or more\n"
-    "  --width N    blocks per line of the map (default 64)\n"
+    "  --width N    characters per line of the map (default 64, at most\n"
+    "               4096)\n"
+    "  --height N   lines of the map at most (default 32, at most 4096):\n"
+    "               the map of any arena fits width x height characters\n"
     "  --recover    WRITES to the file (the only mode that does): opens it\n"
     "               for writing and runs a recovery, which clears the\n"
     "               entries of dead and exited processes and gives back\n"
@@ -101,6 +116,7 @@ struct options {
     bool check;
     bool map;
     unsigned width;
+    unsigned height;
 };
 
 /* A message on stderr, "shm-stat: " first. Nothing more can be done when
@@ -123,25 +139,64 @@ static int usage_error(const char *what, const char *arg)
     return EXIT_USAGE;
 }
 
-static bool parse_width(const char *text, unsigned *width)
+/* A number in 1..max. */
+static bool parse_count(const char *text, unsigned max, unsigned *count)
 {
     char *end;
     errno = 0;
     unsigned long value = strtoul(text, &end, 10);
     if (errno || end == text || *end != '\0' || *text == '-' || value == 0 ||
-        value > MAX_WIDTH)
+        value > max)
         return false;
-    *width = (unsigned)value;
+    *count = (unsigned)value;
     return true;
+}
+
+/* "--name=VALUE" or "--name VALUE" at argv[*i] into *count: 1 when it
+ * was that option, 0 when not, -1 after a usage error (*status set). */
+static int count_option(int argc, char **argv, int *i, const char *name,
+                        unsigned max, unsigned *count, int *status)
+{
+    const char *arg = argv[*i];
+    size_t len = strlen(name);
+    const char *value;
+    if (strncmp(arg, name, len) != 0)
+        return 0;
+    if (arg[len] == '=') {
+        value = arg + len + 1;
+    } else if (arg[len] == '\0') {
+        value = *i + 1 < argc ? argv[++*i] : NULL;
+    } else {
+        return 0;
+    }
+    if (!value || !parse_count(value, max, count)) {
+        char what[64];
+        (void)snprintf(what, sizeof what, "bad %s (1..%u)", name + 2, max);
+        *status = usage_error(what, value);
+        return -1;
+    }
+    return 1;
 }
 
 /* Fills *opts; returns -1 to go on, or the exit status to end with. */
 static int parse_arguments(int argc, char **argv, struct options *opts)
 {
     opts->width = DEFAULT_WIDTH;
+    opts->height = DEFAULT_HEIGHT;
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
+        int status = 0, found = 0;
+        if (!options_done && arg[0] == '-')
+            found = count_option(argc, argv, &i, "--width", MAX_WIDTH,
+                                 &opts->width, &status);
+        if (!options_done && arg[0] == '-' && found == 0)
+            found = count_option(argc, argv, &i, "--height", MAX_HEIGHT,
+                                 &opts->height, &status);
+        if (found < 0)
+            return status;
+        if (found > 0)
+            continue;
         if (options_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
             if (opts->path)
                 return usage_error("more than one file", arg);
@@ -156,14 +211,6 @@ static int parse_arguments(int argc, char **argv, struct options *opts)
             opts->check = true;
         } else if (strcmp(arg, "--map") == 0) {
             opts->map = true;
-        } else if (strncmp(arg, "--width=", 8) == 0) {
-            if (!parse_width(arg + 8, &opts->width))
-                return usage_error("bad width (1..4096)", arg + 8);
-        } else if (strcmp(arg, "--width") == 0) {
-            if (i + 1 >= argc || !parse_width(argv[i + 1], &opts->width))
-                return usage_error("bad width (1..4096)",
-                                   i + 1 < argc ? argv[i + 1] : NULL);
-            i++;
         } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             printf("%s\n%s", usage_text, help_text);
             return EXIT_OK;
@@ -189,7 +236,7 @@ static const char *explain(int err)
     switch (err) {
     case EACCES:
     case EPERM:
-        return "not readable, or owned by another user";
+        return "not readable by this user";
     case ELOOP:
         return "a symbolic link: arena files are opened only directly";
     case EINVAL:
@@ -204,25 +251,117 @@ static const char *explain(int err)
     }
 }
 
+/* Why a file refused with EPROTO (not an arena of this build) or EBADMSG
+ * (damaged, or cut short) was refused, from its superblock read here with
+ * pread: what differs from this build, or how short the file is. Writes
+ * the reason into why and returns it, or NULL when the superblock does
+ * not say more than the errno. Reads only; the file is not mapped. */
+static const char *diagnose(const char *path, int err, char *why, size_t size)
+{
+    if (err != EPROTO && err != EBADMSG)
+        return NULL;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    struct shmi_superblock sb;
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        got = pread(fd, &sb, sizeof sb, 0);
+    close(fd);
+    if (got < 0)
+        return NULL;
+    unsigned long long file_size = (unsigned long long)st.st_size;
+    long page = sysconf(_SC_PAGESIZE);
+    if (file_size == 0) {
+        (void)snprintf(why, size, "an empty file");
+    } else if ((size_t)got < sizeof sb) {
+        (void)snprintf(why, size,
+                       "truncated: %llu bytes, shorter than a superblock",
+                       file_size);
+    } else if (memcmp(sb.magic, SHMI_MAGIC, sizeof sb.magic) != 0) {
+        (void)snprintf(why, size, "not an arena file: no shm_alloc magic");
+    } else if (sb.version != SHMI_FORMAT_VERSION &&
+               __builtin_bswap32(sb.version) == SHMI_FORMAT_VERSION) {
+        (void)snprintf(why, size, "made on a machine of the other byte order");
+    } else if (sb.version != SHMI_FORMAT_VERSION) {
+        (void)snprintf(why, size,
+                       "format version %" PRIu32 ", this build reads %u",
+                       sb.version, SHMI_FORMAT_VERSION);
+    } else if (page > 0 && sb.page_size != (uint64_t)page) {
+        (void)snprintf(why, size,
+                       "made for pages of %" PRIu32 " bytes, this machine's "
+                       "are %ld",
+                       sb.page_size, page);
+    } else if (sb.min_alloc_pow2 != SHM_MIN_ALLOC_POW2 ||
+               sb.max_alloc_pow2 != SHM_MAX_ALLOC_POW2) {
+        (void)snprintf(why, size,
+                       "made for chunks of 2^%" PRIu32 "..2^%" PRIu32
+                       ", this build serves 2^%d..2^%d",
+                       sb.min_alloc_pow2, sb.max_alloc_pow2, SHM_MIN_ALLOC_POW2,
+                       SHM_MAX_ALLOC_POW2);
+    } else if (err == EPROTO) {
+        (void)snprintf(why, size,
+                       "made by a build with another word size or layout "
+                       "(build fingerprint %#" PRIx64 ", this build's %#" PRIx64
+                       ")",
+                       sb.fingerprint, shmi_layout_fingerprint((uint64_t)page));
+    } else if (sb.file_size > file_size) {
+        (void)snprintf(why, size,
+                       "truncated: %llu bytes, the superblock says %" PRIu64,
+                       file_size, sb.file_size);
+    } else {
+        (void)snprintf(why, size, "%s", explain(err));
+    }
+    return why;
+}
+
+/* For the SIGBUS handler: the file, still open, and the size it had. */
 static const char *sigbus_path = "";
+static int sigbus_fd = -1;
+static uint64_t sigbus_size;
+
+static void write_all(const char *p, size_t left)
+{
+    while (left > 0) {
+        ssize_t n = write(STDERR_FILENO, p, left);
+        if (n <= 0)
+            break;
+        p += n;
+        left -= (size_t)n;
+    }
+}
+
+/* Async-signal-safe: the decimal digits of v. */
+static void write_number(uint64_t v)
+{
+    char digits[24];
+    size_t at = sizeof digits;
+    do {
+        digits[--at] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    write_all(digits + at, sizeof digits - at);
+}
 
 /* The file was cut short by someone else after it was validated: reading
  * past its new end raises SIGBUS. One line and out, as for any refusal. */
 static void on_sigbus(int sig)
 {
     (void)sig;
-    const char *parts[] = {"shm-stat: ", sigbus_path,
-                           ": the file shrank while it was read\n"};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        const char *p = parts[i];
-        size_t left = strlen(p);
-        while (left > 0) {
-            ssize_t n = write(STDERR_FILENO, p, left);
-            if (n <= 0)
-                break;
-            p += n;
-            left -= (size_t)n;
-        }
+    struct stat st;
+    write_all("shm-stat: ", 10);
+    write_all(sigbus_path, strlen(sigbus_path));
+    if (sigbus_fd >= 0 && fstat(sigbus_fd, &st) == 0 &&
+        (uint64_t)st.st_size < sigbus_size) {
+        write_all(": truncated while it was read: ", 31);
+        write_number((uint64_t)st.st_size);
+        write_all(" bytes, the superblock says ", 28);
+        write_number(sigbus_size);
+        write_all("\n", 1);
+    } else {
+        static const char shrank[] = ": the file shrank while it was read\n";
+        write_all(shrank, sizeof shrank - 1);
     }
     _exit(EXIT_REFUSED);
 }
@@ -235,12 +374,17 @@ static shm_arena *open_arena(const char *path)
     shm_arena *arena = shm_arena_open(path, &opts);
     if (!arena) {
         int err = errno;
-        const char *why = explain(err);
+        char detail[256];
+        const char *why = diagnose(path, err, detail, sizeof detail);
+        if (!why)
+            why = explain(err);
         complain("%s: %s%s%s%s\n", path, strerror(err), why ? " (" : "",
                  why ? why : "", why ? ")" : "");
         return NULL;
     }
     sigbus_path = path;
+    sigbus_size = shm_arena_mapping_size(arena);
+    sigbus_fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigbus;
@@ -407,15 +551,15 @@ static void print_text(shm_arena *arena, const char *path,
     printf("%12s %12zu %16zu\n", "total", total_count, total_bytes);
 }
 
-static char map_char(uint32_t used, size_t size)
+static char map_char(uint64_t used, uint64_t size)
 {
     if (used == 0)
         return ' ';
-    if ((uint64_t)used * 4 < size)
+    if (used * 4 < size)
         return '.';
-    if ((uint64_t)used * 2 < size)
+    if (used * 2 < size)
         return ':';
-    if ((uint64_t)used * 4 < (uint64_t)size * 3)
+    if (used * 4 < size * 3)
         return '*';
     return '#';
 }
@@ -428,50 +572,107 @@ static size_t block_size(const struct shm_stats *s, size_t b)
                                               : s->max_chunk;
 }
 
-/* Reads the usage of the blocks from `first` on, at most USAGE_BATCH of
- * them: how many it read, 0 after saying why it could not. */
-static size_t read_usage(shm_arena *arena, size_t blocks, size_t first,
-                         uint32_t used[USAGE_BATCH])
+/* The blocks' usage, read from the arena USAGE_BATCH blocks at a time as
+ * a walk from the first block to the last asks for it. */
+struct usage_cursor {
+    shm_arena *arena;
+    size_t blocks; /* in all */
+    size_t first;  /* the block of used[0] */
+    size_t count;  /* entries of used[] read */
+    uint32_t used[USAGE_BATCH];
+};
+
+/* Bytes in use of block b (b >= every block asked for before); false
+ * after saying why it could not be read. */
+static bool usage_of(struct usage_cursor *c, size_t b, uint32_t *used)
 {
-    size_t count = blocks - first;
-    if (count > USAGE_BATCH)
-        count = USAGE_BATCH;
-    int err = shm_arena_block_usage(arena, first, count, used);
-    if (err) {
-        complain("block usage: %s\n", strerror(err));
-        return 0;
+    if (b < c->first || b >= c->first + c->count) {
+        size_t count = c->blocks - b;
+        if (count > USAGE_BATCH)
+            count = USAGE_BATCH;
+        int err = shm_arena_block_usage(c->arena, b, count, c->used);
+        if (err) {
+            complain("block usage: %s\n", strerror(err));
+            return false;
+        }
+        c->first = b;
+        c->count = count;
     }
-    return count;
+    *used = c->used[b - c->first];
+    return true;
 }
 
-static int print_map(shm_arena *arena, const struct figures *f, unsigned width)
+/* The map: one character per `per_char` blocks, rows of `width`. */
+struct map {
+    size_t per_char; /* blocks per character */
+    size_t chars;
+    unsigned width;
+    char *cells; /* chars of them, no terminator */
+};
+
+/* Draws the map of at most width x height characters; false after saying
+ * why it could not. */
+static bool draw_map(shm_arena *arena, const struct figures *f, unsigned width,
+                     unsigned height, struct map *m)
 {
     const struct shm_stats *s = &f->stats;
+    size_t cells = (size_t)width * height;
+    m->width = width;
+    m->per_char = f->blocks > cells ? (f->blocks + cells - 1) / cells : 1;
+    m->chars = (f->blocks + m->per_char - 1) / m->per_char;
+    m->cells = malloc(m->chars ? m->chars : 1);
+    struct usage_cursor *cursor = calloc(1, sizeof *cursor);
+    if (!m->cells || !cursor) {
+        complain("%s\n", strerror(ENOMEM));
+        free(cursor);
+        return false;
+    }
+    cursor->arena = arena;
+    cursor->blocks = f->blocks;
+    for (size_t c = 0; c < m->chars; c++) {
+        uint64_t used = 0, size = 0;
+        size_t end = (c + 1) * m->per_char;
+        for (size_t b = c * m->per_char; b < end && b < f->blocks; b++) {
+            uint32_t u;
+            if (!usage_of(cursor, b, &u)) {
+                free(cursor);
+                return false;
+            }
+            used += u;
+            size += block_size(s, b);
+        }
+        m->cells[c] = map_char(used, size);
+    }
+    free(cursor);
+    return true;
+}
+
+static void print_legend(const struct figures *f, const struct map *m)
+{
     char a[32];
-    printf("\noccupancy, one character per block of %s:\n",
-           human(s->max_chunk, a));
+    if (m->per_char == 1) {
+        printf("\noccupancy, one character per block of %s:\n",
+               human(f->stats.max_chunk, a));
+    } else {
+        char b[32];
+        printf("\noccupancy, one character per %zu blocks of %s (%s):\n",
+               m->per_char, human(f->stats.max_chunk, a),
+               human(m->per_char * f->stats.max_chunk, b));
+    }
     printf("  ' ' free  '.' < 25%%  ':' < 50%%  '*' < 75%%  '#' >= 75%% in "
            "use\n");
+}
+
+static void print_map(const struct figures *f, const struct map *m)
+{
+    print_legend(f, m);
     printf("%10s\n", "block");
-    uint32_t used[USAGE_BATCH];
-    size_t column = 0;
-    for (size_t first = 0; first < f->blocks; first += USAGE_BATCH) {
-        size_t count = read_usage(arena, f->blocks, first, used);
-        if (count == 0)
-            return EXIT_REFUSED;
-        for (size_t i = 0; i < count; i++) {
-            if (column == 0)
-                printf("%10zu |", first + i);
-            putchar(map_char(used[i], block_size(s, first + i)));
-            if (++column == width) {
-                puts("|");
-                column = 0;
-            }
-        }
+    for (size_t row = 0; row * m->width < m->chars; row++) {
+        size_t first = row * m->width;
+        size_t n = m->chars - first < m->width ? m->chars - first : m->width;
+        printf("%10zu |%.*s%*s|\n", first * m->per_char, (int)n,
+               m->cells + first, (int)(m->width - n), "");
     }
-    if (column != 0)
-        printf("%*s|\n", (int)(width - column), "");
-    return EXIT_OK;
 }
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -491,7 +692,7 @@ static void print_json_string(const char *text)
 }
 
 static int print_json(shm_arena *arena, const char *path,
-                      const struct figures *f, bool map)
+                      const struct figures *f, const struct map *m)
 {
     const struct shm_stats *s = &f->stats;
     printf("{\n  \"file\": ");
@@ -523,19 +724,34 @@ static int print_json(shm_arena *arena, const char *path,
         printf(",\n  \"check\": {\"consistent\": %s, "
                "\"inconsistent_words\": %d}",
                f->inconsistent == 0 ? "true" : "false", f->inconsistent);
-    if (map) {
-        printf(",\n  \"block_used_bytes\": [");
-        uint32_t used[USAGE_BATCH];
-        for (size_t first = 0; first < f->blocks; first += USAGE_BATCH) {
-            size_t count = read_usage(arena, f->blocks, first, used);
-            if (count == 0)
-                return EXIT_REFUSED;
-            for (size_t i = 0; i < count; i++) {
-                size_t b = first + i;
-                printf("%s%s%u", b > 0 ? "," : "", b % 16 ? " " : "\n    ",
-                       used[i]);
-            }
+    if (m) {
+        printf(",\n  \"map\": {\"width\": %u, \"blocks_per_char\": %zu, "
+               "\"rows\": [",
+               m->width, m->per_char);
+        for (size_t first_char = 0; first_char < m->chars;
+             first_char += m->width) {
+            size_t n = m->chars - first_char < m->width ? m->chars - first_char
+                                                        : m->width;
+            printf("%s\n    \"%.*s\"", first_char ? "," : "", (int)n,
+                   m->cells + first_char);
         }
+        printf("\n  ]},\n  \"block_used_bytes\": [");
+        struct usage_cursor *cursor = calloc(1, sizeof *cursor);
+        if (!cursor) {
+            complain("%s\n", strerror(ENOMEM));
+            return EXIT_REFUSED;
+        }
+        cursor->arena = arena;
+        cursor->blocks = f->blocks;
+        for (size_t b = 0; b < f->blocks; b++) {
+            uint32_t used;
+            if (!usage_of(cursor, b, &used)) {
+                free(cursor);
+                return EXIT_REFUSED;
+            }
+            printf("%s%s%u", b > 0 ? "," : "", b % 16 ? " " : "\n    ", used);
+        }
+        free(cursor);
         printf("\n  ]");
     }
     printf("\n}\n");
@@ -559,12 +775,17 @@ int main(int argc, char **argv)
         return EXIT_REFUSED;
     struct figures f;
     compute_figures(arena, opts.check, &f);
-    if (opts.json) {
-        status = print_json(arena, opts.path, &f, opts.map);
-    } else {
+    struct map m = {0};
+    status = EXIT_OK;
+    if (opts.map && !draw_map(arena, &f, opts.width, opts.height, &m))
+        status = EXIT_REFUSED;
+    else if (opts.json)
+        status = print_json(arena, opts.path, &f, opts.map ? &m : NULL);
+    else
         print_text(arena, opts.path, &f);
-        status = opts.map ? print_map(arena, &f, opts.width) : EXIT_OK;
-    }
+    if (status == EXIT_OK && opts.map && !opts.json)
+        print_map(&f, &m);
+    free(m.cells);
     shm_arena_close(arena);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         complain("writing the output: %s\n", strerror(errno));

@@ -4,6 +4,11 @@
  * what it saw before calling anything but the queries. Whatever happens,
  * the library prints nothing: the child's stdout and stderr are captured
  * and must be empty; the child reports through descriptor 3 instead.
+ *
+ * The same source is also built as api_autoattach_opted_out, a program
+ * that defines shm_no_auto_attach (SHM_TEST_OPTED_OUT) with hidden
+ * visibility by default, as a program built with -fvisibility=hidden is;
+ * this test runs it as the child "opted-out".
  */
 #define _GNU_SOURCE /* setenv, mmap flags, pthread barriers */
 #include "api_util.h"
@@ -12,6 +17,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#ifdef SHM_TEST_OPTED_OUT
+/* This program opens its arenas itself: no attach before main(). */
+const int shm_no_auto_attach = 1;
+#endif
 
 #define REPORT_FD 3
 #define CHILD_MESSAGE "child" /* fits the largest chunk of any build */
@@ -114,8 +124,55 @@ static int child_unusable(void)
     return 0;
 }
 
+/* A program that defines shm_no_auto_attach, started with $SHM_FILE and
+ * $SHM_SIZE set: nothing attached or created before main(), ENXIO, explicit
+ * arenas work, and shm_init() attaches $SHM_FILE when asked to. Then as
+ * child_attached, so that the parent finds the message in the file. */
+static int child_opted_out(void)
+{
+    const char *path = getenv("SHM_FILE");
+    if (path == NULL || path[0] == '\0') {
+        report("no SHM_FILE\n");
+        return 40;
+    }
+    if (get_shm_user_base() != NULL || shm_default_arena() != NULL) {
+        report("attached before main\n");
+        return 41;
+    }
+    if (access(path, F_OK) == 0 || errno != ENOENT) {
+        report("%s exists before main\n", path);
+        return 42;
+    }
+    errno = 0;
+    if (shm_malloc(1) != SHM_NULL || errno != ENXIO) {
+        report("shm_malloc: errno %d\n", errno);
+        return 43;
+    }
+    char explicit_path[4096];
+    snprintf(explicit_path, sizeof explicit_path, "%s.explicit", path);
+    struct shm_arena_options opts = {.capacity = small_capacity()};
+    shm_arena *arena = shm_arena_open(explicit_path, &opts);
+    if (arena == NULL || shm_arena_malloc(arena, 1) == SHM_NULL) {
+        report("explicit arena: %s\n", strerror(errno));
+        return 44;
+    }
+    shm_arena_close(arena);
+    shm_arena_unlink(explicit_path);
+    if (access(path, F_OK) == 0) {
+        report("%s created by an explicit arena\n", path);
+        return 45;
+    }
+    if (!shm_init(NULL, NULL)) {
+        report("shm_init: %s\n", strerror(errno));
+        return 46;
+    }
+    return child_attached();
+}
+
 static int run_child(const char *role)
 {
+    if (strcmp(role, "opted-out") == 0)
+        return child_opted_out();
     if (strcmp(role, "attached") == 0)
         return child_attached();
     if (strcmp(role, "inert") == 0)
@@ -151,10 +208,10 @@ static void read_all(int fd, char *buf, size_t len)
     close(fd);
 }
 
-/* Runs this program as "--child role" with SHM_FILE and SHM_SIZE set to
- * the given values (NULL: unset). */
-static void run(struct run *r, const char *role, const char *file,
-                const char *size)
+/* Runs program as "--child role" with SHM_FILE and SHM_SIZE set to the
+ * given values (NULL: unset). */
+static void run_program(struct run *r, const char *program, const char *role,
+                        const char *file, const char *size)
 {
     int rep[2], out[2], err[2];
     assert_int_equal(pipe(rep), 0);
@@ -177,8 +234,7 @@ static void run(struct run *r, const char *role, const char *file,
             setenv("SHM_SIZE", size, 1);
         else
             unsetenv("SHM_SIZE");
-        execl("/proc/self/exe", "test_autoattach", "--child", role,
-              (char *)NULL);
+        execl(program, "test_autoattach", "--child", role, (char *)NULL);
         _exit(98);
     }
     close(rep[1]);
@@ -198,21 +254,33 @@ static void run(struct run *r, const char *role, const char *file,
                  r->err);
 }
 
+/* Runs this program as the child. */
+static void run(struct run *r, const char *role, const char *file,
+                const char *size)
+{
+    run_program(r, "/proc/self/exe", role, file, size);
+}
+
 struct attached_report {
     shm_offt off;
     size_t capacity;
     size_t mapping;
 };
 
+static struct attached_report parse_attached(const struct run *r)
+{
+    struct attached_report a;
+    if (sscanf(r->report, "%" SCNu64 " %zu %zu", &a.off, &a.capacity,
+               &a.mapping) != 3)
+        fail_msg("unexpected report: %s", r->report);
+    return a;
+}
+
 static struct attached_report run_attached(const char *file, const char *size)
 {
     struct run r;
-    struct attached_report a;
     run(&r, "attached", file, size);
-    if (sscanf(r.report, "%" SCNu64 " %zu %zu", &a.off, &a.capacity,
-               &a.mapping) != 3)
-        fail_msg("unexpected report: %s", r.report);
-    return a;
+    return parse_attached(&r);
 }
 
 /* The child's message is in the file, readable by another process. */
@@ -296,6 +364,24 @@ static void test_size_suffixes(void **state)
         unlink(path);
     }
 }
+
+#ifdef SHM_OPTED_OUT_PROGRAM
+static void test_opting_out_attaches_nothing(void **state)
+{
+    (void)state;
+    char path[4096], size[32];
+    scratch_path(path, sizeof path, "opted-out.shm");
+    unlink(path);
+    snprintf(size, sizeof size, "%zu", small_capacity());
+    struct run r;
+    run_program(&r, SHM_OPTED_OUT_PROGRAM, "opted-out", path, size);
+    /* The file exists only because the child called shm_init(). */
+    struct attached_report a = parse_attached(&r);
+    assert_int_equal(a.capacity, small_capacity());
+    assert_child_left_message(path, &a);
+    unlink(path);
+}
+#endif
 
 static void run_inert(const char *file)
 {
@@ -388,6 +474,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_constructor_attaches_before_main),
         cmocka_unit_test(test_size_suffixes),
         cmocka_unit_test(test_unset_or_empty_stays_inert),
+#ifdef SHM_OPTED_OUT_PROGRAM
+        cmocka_unit_test(test_opting_out_attaches_nothing),
+#endif
         cmocka_unit_test(test_unusable_file_starts_normally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -296,6 +296,45 @@ static void test_socket(void **state)
     close(fd);
 }
 
+/*
+ * Opens path with SHM_ARENA_READ_ONLY (and `flags`) and expects it to be
+ * accepted, whoever owns it: the owner check guards writers only. The
+ * arena shows the valid file's figures, refuses every write with EROFS,
+ * and the file and the directory stay as they were.
+ */
+static void expect_inspectable(const char *path, const char *what,
+                               unsigned flags)
+{
+    struct robust_snapshot snap;
+    robust_snapshot_take(path, &snap);
+    char before[4096], after[4096], why[512];
+    robust_dir_list(robust_dir(), before, sizeof before);
+    struct shm_arena_options ro = {.flags = SHM_ARENA_READ_ONLY | flags};
+    errno = 0;
+    shm_arena *a = shm_arena_open(path, &ro);
+    if (a == NULL)
+        fail_msg("%s: read-only open refused: %s", what, strerror(errno));
+    assert_int_equal(shm_arena_check(a), 0);
+    assert_int_equal(shm_arena_capacity(a), valid_capacity);
+    assert_int_equal(shm_arena_available(a), valid_capacity);
+    struct shm_stats s;
+    assert_int_equal(shm_arena_stats(a, &s), 0);
+    assert_int_equal(s.mapping_size, valid_len);
+    assert_int_equal(s.attached_processes, 0); /* inspectors do not count */
+    errno = 0;
+    assert_int_equal(shm_arena_malloc(a, 1), SHM_NULL);
+    assert_int_equal(errno, EROFS);
+    assert_int_equal(shm_arena_root_set(a, "inspector", SHM_NULL), EROFS);
+    assert_int_equal(shm_arena_reset(a), EROFS);
+    assert_int_equal(shm_arena_close(a), 0);
+    if (!robust_snapshot_same(path, &snap, why, sizeof why))
+        fail_msg("%s: %s", what, why);
+    robust_dir_list(robust_dir(), after, sizeof after);
+    if (strcmp(before, after) != 0)
+        fail_msg("%s: directory was [%s], now [%s]", what, before, after);
+    robust_snapshot_free(&snap);
+}
+
 static void test_other_owner(void **state)
 {
     (void)state;
@@ -313,9 +352,14 @@ static void test_other_owner(void **state)
     expect_refused_opts(path, NULL, &group,
                         "another uid and group, SHARED_GROUP", 2, EACCES,
                         EPERM);
+    /* but anyone who may read it may inspect it */
+    expect_inspectable(path, "another uid, READ_ONLY", SHM_ARENA_NO_CREATE);
+    expect_inspectable(path, "another uid, READ_ONLY | SHARED_GROUP",
+                       SHM_ARENA_SHARED_GROUP);
     /* world-writable does not make it ours */
     assert_int_equal(chmod(path, 0666), 0);
     expect_refused(path, "another uid, mode 0666", 2, EACCES, EPERM);
+    expect_inspectable(path, "another uid, mode 0666, READ_ONLY", 0);
 }
 
 static void test_shared_group(void **state)
@@ -343,26 +387,33 @@ static void test_shared_group(void **state)
 }
 
 /* A file the caller may only read: as root the kernel would let it write,
- * so a child drops to another uid that owns a mode 0400 file. */
+ * so a child drops to another uid that owns a mode 0400 file. Writable
+ * opens fail with EACCES, read-only ones work; so does a read-only open
+ * of a 0644 file of another user (root's), which is refused for writing. */
 static void test_read_only_file(void **state)
 {
     (void)state;
-    char path[1024];
+    char path[1024], theirs[1024];
     robust_path(path, sizeof path, "readonly.shm");
+    robust_path(theirs, sizeof theirs, "roots.shm");
     assert_int_equal(robust_write_file(path, valid, valid_len), 0);
     assert_int_equal(chmod(path, 0400), 0);
     if (geteuid() != 0) {
         expect_refused(path, "read-only file", 1, EACCES);
+        expect_inspectable(path, "read-only file, READ_ONLY", 0);
         return;
     }
     assert_int_equal(chown(path, NOBODY, NOBODY), 0);
+    assert_int_equal(robust_write_file(theirs, valid, valid_len), 0);
+    assert_int_equal(chmod(theirs, 0644), 0);
     /* the child must reach the file as NOBODY */
     if (access(robust_dir(), X_OK) != 0) {
         print_message("skipped: scratch dir not reachable by uid %d\n", NOBODY);
         skip();
     }
-    struct robust_snapshot snap;
+    struct robust_snapshot snap, snap_theirs;
     robust_snapshot_take(path, &snap);
+    robust_snapshot_take(theirs, &snap_theirs);
     char before[4096], after[4096], why[512];
     robust_dir_list(robust_dir(), before, sizeof before);
     int fds[2];
@@ -371,7 +422,12 @@ static void test_read_only_file(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        int result[2] = {-1, 0};
+        /* [0] -1: no switch, 1: a writable open succeeded; [1] the first
+         * writable errno other than EACCES (else EACCES); [2], [3] errno
+         * of the read-only opens of path and theirs (0: opened, and the
+         * check and capacity right); [4] errno of a writable open of
+         * theirs. */
+        int result[5] = {-1, 0, -1, -1, 0};
         if (setgid(NOBODY) == 0 && setuid(NOBODY) == 0) {
             unsigned flags[2] = {0, SHM_ARENA_NO_CREATE};
             result[0] = 0;
@@ -384,13 +440,30 @@ static void test_read_only_file(void **state)
                 else if (result[1] == 0 || errno != EACCES)
                     result[1] = errno;
             }
+            const char *ro_paths[2] = {path, theirs};
+            for (int t = 0; t < 2; t++) {
+                struct shm_arena_options ro = {.flags = SHM_ARENA_READ_ONLY};
+                errno = 0;
+                shm_arena *a = shm_arena_open(ro_paths[t], &ro);
+                result[2 + t] = a == NULL ? errno
+                                : shm_arena_check(a) == 0 &&
+                                        shm_arena_capacity(a) == valid_capacity
+                                    ? 0
+                                    : EBADMSG;
+                shm_arena_close(a);
+            }
+            struct shm_arena_options rw = {.flags = SHM_ARENA_NO_CREATE};
+            errno = 0;
+            shm_arena *a = shm_arena_open(theirs, &rw);
+            result[4] = a == NULL ? errno : 0;
+            shm_arena_close(a);
         }
         if (write(fds[1], result, sizeof result) != sizeof result)
             _exit(2);
         _exit(0);
     }
     close(fds[1]);
-    int result[2];
+    int result[5];
     assert_int_equal(read(fds[0], result, sizeof result), sizeof result);
     close(fds[0]);
     int status;
@@ -401,13 +474,22 @@ static void test_read_only_file(void **state)
         skip();
     }
     if (result[0] == 1)
-        fail_msg("a read-only file was opened");
+        fail_msg("a read-only file was opened for writing");
     assert_int_equal(result[1], EACCES);
+    if (result[2] != 0)
+        fail_msg("own 0400 file, READ_ONLY: %s", strerror(result[2]));
+    if (result[3] != 0)
+        fail_msg("another user's 0644 file, READ_ONLY: %s",
+                 strerror(result[3]));
+    assert_int_equal(result[4], EACCES);
     if (!robust_snapshot_same(path, &snap, why, sizeof why))
         fail_msg("read-only file: %s", why);
+    if (!robust_snapshot_same(theirs, &snap_theirs, why, sizeof why))
+        fail_msg("another user's file: %s", why);
     robust_dir_list(robust_dir(), after, sizeof after);
     assert_string_equal(before, after);
     robust_snapshot_free(&snap);
+    robust_snapshot_free(&snap_theirs);
 }
 
 static void test_empty_file(void **state)

@@ -368,6 +368,15 @@ static void scatter(shm_arena *a, uint64_t *rng)
     }
 }
 
+/* shm_arena_processes visitor: copies this process's entry and stops. */
+static int find_me(const struct shm_process *p, void *context)
+{
+    if (p->pid != (uint32_t)getpid() || !p->live)
+        return 0;
+    *(struct shm_process *)context = *p;
+    return 1;
+}
+
 static double expected_fragmentation(const struct shm_stats *s)
 {
     if (s->bytes_free == 0)
@@ -409,6 +418,11 @@ static void figures_are_the_librarys(void **state)
                  expected_fragmentation(&s), (unsigned long long)seed);
     /* no check line without --check (the path itself may say "check") */
     assert_null(strstr(r.out, "\ncheck "));
+    /* this process has the file open for writing: it is listed */
+    char pid_line[64];
+    snprintf(pid_line, sizeof pid_line, "\n  pid %-10ld live", (long)getpid());
+    if (!strstr(r.out, pid_line))
+        fail_msg("no '%s' in:\n%s", pid_line + 1, r.out);
     run_free(&r);
 
     const char *json_args[] = {"--json", "--map", path, NULL};
@@ -429,6 +443,31 @@ static void figures_are_the_librarys(void **state)
     assert_true(jfrag > expected_fragmentation(&s) - 0.000001 &&
                 jfrag < expected_fragmentation(&s) + 0.000001);
     size_t blocks = (size_t)json_value(r.out, "blocks");
+    char *path_json;
+    assert_true(asprintf(&path_json, "\"file\": \"%s\"", path) > 0);
+    assert_non_null(strstr(r.out, path_json));
+    free(path_json);
+    /* processes: this one, live, with the attachment number the library
+     * keeps */
+    const char *procs = strstr(r.out, "\"processes\": [");
+    assert_non_null(procs);
+    char pid_entry[64];
+    snprintf(pid_entry, sizeof pid_entry,
+             "{\"pid\": %ld, \"attachment\": ", (long)getpid());
+    const char *mine = strstr(procs, pid_entry);
+    if (!mine)
+        fail_msg("no '%s' in:\n%s", pid_entry, r.out);
+    unsigned long long attachment;
+    char state_word[8];
+    assert_int_equal(sscanf(mine + strlen(pid_entry),
+                            "%llu, \"state\": \"%6[a-z]\"}", &attachment,
+                            state_word),
+                     2);
+    assert_string_equal(state_word, "live");
+    struct shm_process me = {0};
+    assert_int_equal(shm_arena_processes(a, find_me, &me), 1);
+    assert_int_equal(attachment, me.start_time);
+    assert_true(json_value(r.out, "blocks_per_char") >= 1);
     assert_int_equal(blocks, (s.capacity + BLOCK - 1) / BLOCK);
 
     /* free_chunks: one {"size", "count"} per class, in order, the sizes
@@ -478,17 +517,103 @@ static void figures_are_the_librarys(void **state)
     free(path);
 }
 
-static char expected_char(uint32_t used, size_t size)
+static char expected_char(uint64_t used, uint64_t size)
 {
     if (used == 0)
         return ' ';
-    if ((uint64_t)used * 4 < size)
+    if (used * 4 < size)
         return '.';
-    if ((uint64_t)used * 2 < size)
+    if (used * 2 < size)
         return ':';
-    if ((uint64_t)used * 4 < (uint64_t)size * 3)
+    if (used * 4 < size * 3)
         return '*';
     return '#';
+}
+
+/* The character for the blocks first .. first + per_char - 1 (those that
+ * exist), from the library's usage of each. */
+static char expected_cell(const uint32_t *used, size_t blocks, size_t capacity,
+                          size_t first, size_t per_char)
+{
+    uint64_t in_use = 0, size = 0;
+    for (size_t b = first; b < first + per_char && b < blocks; b++) {
+        in_use += used[b];
+        size_t start = b * BLOCK;
+        size += capacity - start < BLOCK ? capacity - start : BLOCK;
+    }
+    return expected_char(in_use, size);
+}
+
+/* Runs --map with `width` and `height` (0: the default, 32) and checks
+ * every character of it against the library's block usage, the legend's
+ * blocks per character and the number of rows. Returns the blocks per
+ * character. */
+static size_t check_map(const char *path, const uint32_t *used, size_t blocks,
+                        size_t capacity, unsigned width, unsigned height,
+                        size_t full_block, uint64_t seed)
+{
+    char w[16], h[16];
+    snprintf(w, sizeof w, "%u", width);
+    snprintf(h, sizeof h, "%u", height);
+    const char *args[] = {"--map", "--width", w, "--height", h, path, NULL};
+    if (height == 0) {
+        args[3] = path;
+        args[4] = NULL;
+        height = 32;
+    }
+    struct run r = run_tool(args);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "'#' >= 75% in use"));
+    /* The map fits width x height characters: one block per character
+     * when the arena is small enough, the fewest per character otherwise. */
+    size_t cells = (size_t)width * height;
+    size_t per_char = blocks > cells ? (blocks + cells - 1) / cells : 1;
+    char legend[128];
+    if (per_char == 1)
+        snprintf(legend, sizeof legend, "one character per block of ");
+    else
+        snprintf(legend, sizeof legend, "one character per %zu blocks of ",
+                 per_char);
+    if (!strstr(r.out, legend))
+        fail_msg("no '%s' in:\n%s", legend, r.out);
+    const char *row = strstr(r.out, "     block\n");
+    assert_non_null(row);
+    row = strchr(row, '\n') + 1;
+    size_t b = 0, rows = 0, seen_full = 0, seen_free = 0;
+    while (b < blocks) {
+        unsigned long long label;
+        int skip = 0;
+        assert_int_equal(sscanf(row, "%llu |%n", &label, &skip), 1);
+        assert_int_equal(label, b);
+        const char *cells_at = row + skip;
+        for (unsigned col = 0; col < width; col++, b += per_char) {
+            char want = b < blocks
+                            ? expected_cell(used, blocks, capacity, b, per_char)
+                            : ' ';
+            if (cells_at[col] != want)
+                fail_msg("blocks from %zu: '%c' on the map, expected '%c' "
+                         "(%zu per character; seed %llu)",
+                         b, cells_at[col], want, per_char,
+                         (unsigned long long)seed);
+            if (per_char == 1 && b == full_block)
+                seen_full = cells_at[col] == '#';
+            seen_free += b < blocks && cells_at[col] == ' ';
+        }
+        assert_int_equal(cells_at[width], '|');
+        assert_int_equal(cells_at[width + 1], '\n');
+        row = cells_at + width + 2;
+        rows++;
+    }
+    assert_int_equal(*row, '\0');
+    assert_true(rows <= height);
+    assert_int_equal(rows,
+                     ((blocks + per_char - 1) / per_char + width - 1) / width);
+    if (per_char == 1) {
+        assert_true(seen_full);
+        assert_true(seen_free > 0);
+    }
+    run_free(&r);
+    return per_char;
 }
 
 static void map_draws_every_block(void **state)
@@ -502,50 +627,49 @@ static void map_draws_every_block(void **state)
     shm_offt full = shm_arena_malloc(a, BLOCK);
     assert_int_not_equal(full, SHM_NULL);
     scatter(a, &rng);
-    size_t blocks = (shm_arena_capacity(a) + BLOCK - 1) / BLOCK;
-    size_t data_start = shm_arena_mapping_size(a) - shm_arena_capacity(a);
+    size_t capacity = shm_arena_capacity(a);
+    size_t blocks = (capacity + BLOCK - 1) / BLOCK;
+    size_t data_start = shm_arena_mapping_size(a) - capacity;
     size_t full_block = (full - data_start) / BLOCK;
     uint32_t *used = calloc(blocks, sizeof *used);
     assert_non_null(used);
     assert_int_equal(shm_arena_block_usage(a, 0, blocks, used), 0);
 
-    const unsigned width = 10;
-    const char *args[] = {"--map", "--width", "10", path, NULL};
-    struct run r = run_tool(args);
+    /* As many rows as it takes, when they fit. */
+    check_map(path, used, blocks, capacity, 10, 4096, full_block, seed);
+    /* The default height, and a map much smaller than the arena: several
+     * blocks per character, and no more rows than asked for. */
+    check_map(path, used, blocks, capacity, 10, 0, full_block, seed);
+    size_t per_char =
+        check_map(path, used, blocks, capacity, 7, 3, full_block, seed);
+    assert_true(blocks <= 21 || per_char > 1);
+    check_map(path, used, blocks, capacity, 1, 1, full_block, seed);
+
+    /* The JSON map is the same drawing. */
+    const char *json_args[] = {"--json",   "--map", "--width", "7",
+                               "--height", "3",     path,      NULL};
+    struct run r = run_tool(json_args);
     assert_int_equal(r.status, 0);
-    assert_non_null(strstr(r.out, "'#' >= 75% in use"));
-    const char *row = strstr(r.out, "     block\n");
-    assert_non_null(row);
-    row = strchr(row, '\n') + 1;
-    size_t b = 0, rows = 0, seen_full = 0, seen_free = 0;
-    while (b < blocks) {
-        unsigned long long label;
-        int skip = 0;
-        assert_int_equal(sscanf(row, "%llu |%n", &label, &skip), 1);
-        assert_int_equal(label, b);
-        const char *cells = row + skip;
-        for (unsigned col = 0; col < width; col++, b++) {
-            char want = b < blocks ? expected_char(used[b], BLOCK) : ' ';
-            if (cells[col] != want)
-                fail_msg("block %zu: '%c' on the map, expected '%c' (%u "
-                         "bytes in use; seed %llu)",
-                         b, cells[col], want, used[b],
-                         (unsigned long long)seed);
-            if (b == full_block)
-                seen_full = cells[col] == '#';
-            seen_free += b < blocks && cells[col] == ' ';
-        }
-        assert_int_equal(cells[width], '|');
-        assert_int_equal(cells[width + 1], '\n');
-        row = cells + width + 2;
-        rows++;
+    assert_valid_json(r.out);
+    assert_true(json_value(r.out, "width") == 7);
+    assert_true(json_value(r.out, "blocks_per_char") == (double)per_char);
+    const char *at = strstr(r.out, "\"rows\": [");
+    assert_non_null(at);
+    at += strlen("\"rows\": [");
+    size_t chars = (blocks + per_char - 1) / per_char;
+    for (size_t c = 0; c < chars; c += 7) {
+        at = strchr(at, '"');
+        assert_non_null(at);
+        at++;
+        for (size_t i = 0; i < 7 && c + i < chars; i++)
+            assert_int_equal(at[i],
+                             expected_cell(used, blocks, capacity,
+                                           (c + i) * per_char, per_char));
+        at = strchr(at, '"') + 1;
     }
-    assert_int_equal(*row, '\0');
-    assert_int_equal(rows, (blocks + width - 1) / width);
-    assert_true(seen_full);
-    assert_true(seen_free > 0);
-    free(used);
     run_free(&r);
+
+    free(used);
     assert_int_equal(shm_arena_close(a), 0);
     unlink(path);
     free(path);
@@ -643,9 +767,67 @@ static void read_only_file_is_read(void **state)
     free(path);
 }
 
+/* Runs shm-stat as `uid` (-1: as the test) on a file of another user and
+ * expects the figures of `s`, with the file byte for byte the same. */
+static void expect_inspection(const char *path, int uid,
+                              const struct shm_stats *s)
+{
+    size_t size_before, size_after;
+    char *before = read_file(path, &size_before);
+    const char *args[] = {"--json", "--check", path, NULL};
+    struct run r = run_as(args, NULL, uid);
+    if (r.status != 0)
+        fail_msg("%s as uid %d: status %d, stderr: %s", path, uid, r.status,
+                 r.err);
+    assert_string_equal(r.err, "");
+    assert_valid_json(r.out);
+    assert_true(json_value(r.out, "capacity") == (double)s->capacity);
+    assert_true(json_value(r.out, "bytes_in_use") == (double)s->bytes_in_use);
+    assert_non_null(strstr(r.out, "\"consistent\": true"));
+    run_free(&r);
+    char *after = read_file(path, &size_after);
+    assert_int_equal(size_after, size_before);
+    assert_memory_equal(after, before, size_before);
+    free(before);
+    free(after);
+}
+
+/* Read-only inspection needs no ownership: root inspects a file of
+ * another user, and another user inspects a 0644 file of root's. */
+static void another_users_file_is_inspected(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: files of another user need root\n");
+        skip();
+    }
+    char *path = path_of("theirs.shm");
+    shm_arena *a = create_arena(path, test_capacity());
+    assert_int_not_equal(shm_arena_malloc(a, BLOCK), SHM_NULL);
+    struct shm_stats s;
+    assert_int_equal(shm_arena_stats(a, &s), 0);
+    assert_int_equal(shm_arena_close(a), 0);
+    /* The writers' check is still there: the library refuses to write. */
+    assert_int_equal(chown(path, NOBODY, NOBODY), 0);
+    struct shm_arena_options rw = {.flags = SHM_ARENA_NO_CREATE};
+    errno = 0;
+    assert_null(shm_arena_open(path, &rw));
+    assert_int_equal(errno, EACCES);
+    expect_inspection(path, -1, &s);
+
+    assert_int_equal(chown(path, 0, 0), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    expect_inspection(path, NOBODY, &s);
+    unlink(path);
+    free(path);
+}
+
+static void write_bytes(const char *path, const char *data, size_t size);
+
 /* Runs shm-stat on `path` and expects exit status 1, nothing on stdout
- * and exactly one line on stderr naming the file and strerror(err). */
-static void expect_refusal(const char *path, int err)
+ * and exactly one line on stderr naming the file and strerror(err), and
+ * holding `detail` when not NULL. */
+static void expect_refusal_saying(const char *path, int err, const char *detail)
 {
     const char *args[] = {path, NULL};
     struct run r = run_tool(args);
@@ -660,8 +842,28 @@ static void expect_refusal(const char *path, int err)
     char *newline = strchr(r.err, '\n');
     assert_non_null(newline);
     assert_int_equal(newline[1], '\0');
+    if (detail && !strstr(r.err, detail))
+        fail_msg("stderr '%s' does not say '%s'", r.err, detail);
     free(prefix);
     run_free(&r);
+}
+
+static void expect_refusal(const char *path, int err)
+{
+    expect_refusal_saying(path, err, NULL);
+}
+
+/* A copy of the arena file `from` at `to` with the 32-bit superblock
+ * field at `at` set to value. */
+static void copy_with_field(const char *from, const char *to, size_t at,
+                            uint32_t value)
+{
+    size_t size;
+    char *bytes = read_file(from, &size);
+    assert_true(size >= sizeof(struct shmi_superblock));
+    memcpy(bytes + at, &value, sizeof value);
+    write_bytes(to, bytes, size);
+    free(bytes);
 }
 
 static void write_bytes(const char *path, const char *data, size_t size)
@@ -688,7 +890,7 @@ static void hostile_files_are_refused(void **state)
     for (size_t i = 0; i < size; i++)
         bytes[i] = (char)next_random(&rng);
     write_bytes(garbage, bytes, size);
-    expect_refusal(garbage, EPROTO);
+    expect_refusal_saying(garbage, EPROTO, "no shm_alloc magic");
     size_t size_after;
     char *after = read_file(garbage, &size_after);
     assert_int_equal(size_after, size);
@@ -701,12 +903,50 @@ static void hostile_files_are_refused(void **state)
     char *cut = path_of("cut.shm");
     char *whole = read_file(good, &size);
     write_bytes(cut, whole, 4096);
-    expect_refusal(cut, EBADMSG);
+    char truncated[128];
+    snprintf(truncated, sizeof truncated,
+             "truncated: 4096 bytes, the superblock says %zu", size);
+    expect_refusal_saying(cut, EBADMSG, truncated);
+    /* Cut short by one page only: the same. */
+    write_bytes(cut, whole, size - 4096);
+    snprintf(truncated, sizeof truncated,
+             "truncated: %zu bytes, the superblock says %zu", size - 4096,
+             size);
+    expect_refusal_saying(cut, EBADMSG, truncated);
     free(whole);
+
+    /* Another build's file says what differs. */
+    char *foreign = path_of("foreign.shm");
+    char differs[128];
+    copy_with_field(good, foreign,
+                    offsetof(struct shmi_superblock, min_alloc_pow2),
+                    SHM_MIN_ALLOC_POW2 + 1);
+    copy_with_field(foreign, foreign,
+                    offsetof(struct shmi_superblock, max_alloc_pow2),
+                    SHM_MAX_ALLOC_POW2 + 1);
+    snprintf(differs, sizeof differs,
+             "made for chunks of 2^%d..2^%d, this build serves 2^%d..2^%d",
+             SHM_MIN_ALLOC_POW2 + 1, SHM_MAX_ALLOC_POW2 + 1, SHM_MIN_ALLOC_POW2,
+             SHM_MAX_ALLOC_POW2);
+    expect_refusal_saying(foreign, EPROTO, differs);
+    copy_with_field(good, foreign, offsetof(struct shmi_superblock, version),
+                    SHMI_FORMAT_VERSION + 6);
+    snprintf(differs, sizeof differs, "format version %u, this build reads %u",
+             SHMI_FORMAT_VERSION + 6, SHMI_FORMAT_VERSION);
+    expect_refusal_saying(foreign, EPROTO, differs);
+    copy_with_field(good, foreign, offsetof(struct shmi_superblock, version),
+                    __builtin_bswap32(SHMI_FORMAT_VERSION));
+    expect_refusal_saying(foreign, EPROTO, "the other byte order");
+    copy_with_field(good, foreign, offsetof(struct shmi_superblock, page_size),
+                    (uint32_t)sysconf(_SC_PAGESIZE) * 4);
+    snprintf(differs, sizeof differs,
+             "made for pages of %ld bytes, this machine's are %ld",
+             sysconf(_SC_PAGESIZE) * 4, sysconf(_SC_PAGESIZE));
+    expect_refusal_saying(foreign, EPROTO, differs);
 
     char *empty = path_of("empty.shm");
     write_bytes(empty, "", 0);
-    expect_refusal(empty, EBADMSG);
+    expect_refusal_saying(empty, EBADMSG, "an empty file");
 
     expect_refusal(scratch(), EINVAL);
 
@@ -738,15 +978,8 @@ static void hostile_files_are_refused(void **state)
     expect_refusal(missing, ENOENT);
     assert_int_equal(access(missing, F_OK), -1);
 
-    /* Another user's arena (root can make one): refused as the library
-     * refuses it. */
-    if (geteuid() == 0) {
-        assert_int_equal(chown(good, NOBODY, NOBODY), 0);
-        expect_refusal(good, EACCES);
-    }
-
-    const char *paths[] = {garbage, good, cut,  empty,
-                           link,    fifo, sock, missing};
+    const char *paths[] = {garbage, good, cut,     empty,  link,
+                           fifo,    sock, missing, foreign};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         unlink(paths[i]);
         free((char *)paths[i]);
@@ -782,7 +1015,11 @@ static void command_line_errors(void **state)
     const char *two[] = {"a.shm", "b.shm", NULL};
     const char *zero_width[] = {"--map", "--width", "0", "x", NULL};
     const char *no_width[] = {"--width", NULL};
-    const char *const *bad[] = {none, unknown, two, zero_width, no_width};
+    const char *zero_height[] = {"--map", "--height=0", "x", NULL};
+    const char *big_height[] = {"--map", "--height", "4097", "x", NULL};
+    const char *no_height[] = {"x", "--height", NULL};
+    const char *const *bad[] = {none,     unknown,     two,        zero_width,
+                                no_width, zero_height, big_height, no_height};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct run r = run_tool(bad[i]);
         assert_int_equal(r.status, 2);
@@ -794,6 +1031,7 @@ static void command_line_errors(void **state)
     struct run r = run_tool(help);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "fragmentation = 1 - "));
+    assert_non_null(strstr(r.out, "--height N"));
     run_free(&r);
     const char *version[] = {"--version", NULL};
     r = run_tool(version);
@@ -872,6 +1110,7 @@ int main(void)
         cmocka_unit_test(map_draws_every_block),
         cmocka_unit_test(check_reports_a_damaged_word),
         cmocka_unit_test(read_only_file_is_read),
+        cmocka_unit_test(another_users_file_is_inspected),
         cmocka_unit_test(hostile_files_are_refused),
         cmocka_unit_test(environment_is_ignored),
         cmocka_unit_test(command_line_errors),
