@@ -141,6 +141,9 @@ struct shm_stats {
      * a larger free chunk (buddies coalesced as far as they can). */
     size_t free_chunks[31];
     size_t attached_processes; /* live processes attached to the file */
+    /* Inconsistent bitmap states refused since the file was created (a
+     * stray write damaged the metadata): see shm_check. */
+    size_t damage_refused;
 };
 
 /* Fills *stats for the default arena; 0, or an errno value (EINVAL for a

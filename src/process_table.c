@@ -90,6 +90,7 @@
 #include "process_table.h"
 
 #include <errno.h>
+#include <stddef.h>
 
 #include "os.h"
 #include "shared_header.h"
@@ -110,12 +111,16 @@
 
 struct process_table {
     shmi_atomic_word removal;
-    shmi_atomic_word reserved[HEADER_WORDS - 1];
+    shmi_atomic_word damage_count; /* tree.c's, SHMI_DAMAGE_COUNT_OFFSET */
+    shmi_atomic_word reserved[HEADER_WORDS - 2];
     shmi_atomic_word slot[SLOT_COUNT];
 };
 
 _Static_assert(sizeof(struct process_table) == SHMI_PROCESS_TABLE_SIZE,
                "the table fills its part of the shared header");
+_Static_assert(offsetof(struct process_table, damage_count) ==
+                   SHMI_DAMAGE_COUNT_OFFSET - SHMI_PROCESS_TABLE_OFFSET,
+               "the damage count sits where shared_header.h says");
 
 static struct process_table *table_of(const struct shmi_process_table *t)
 {

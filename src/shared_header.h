@@ -5,6 +5,9 @@
  *
  *   offset 0      4096 bytes   named roots          (roots.c)
  *   offset 4096   the rest     attached processes   (process_table.c)
+ *   offset 4104   8 bytes      inside the process table's header: the
+ *                              count of damaged states the tree refused
+ *                              (tree.c, T5); 0 in files made before it
  *
  * Both parts hold only shmi_atomic_word (lock-free, address-free 64-bit
  * atomics, see atomics.h): the file is mapped at a different address in
@@ -21,6 +24,8 @@
 #define SHMI_ROOTS_SIZE 4096
 #define SHMI_PROCESS_TABLE_OFFSET SHMI_ROOTS_SIZE
 #define SHMI_PROCESS_TABLE_SIZE (SHMI_SHARED_HEADER_SIZE - SHMI_ROOTS_SIZE)
+
+#define SHMI_DAMAGE_COUNT_OFFSET (SHMI_PROCESS_TABLE_OFFSET + 8)
 
 _Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
                "the process table needs at least one page");

@@ -44,4 +44,8 @@ uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);
  * or the size lives in another tier), EINVAL when x is not one. */
 int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 
+/* Inconsistent states the tree refused (T5, tree.c) since the file was
+ * formatted, counted in the shared header by every process. */
+uint64_t shmi_tree_damage_count(const struct shmi_geometry *g);
+
 #endif /* SHM_TREE_H */
