@@ -295,16 +295,38 @@ delegated_below(const struct shmi_geometry *g, unsigned tier, uint64_t index,
     return delegated;
 }
 
+/* Whether any child word below `node` of word `index` of `tier` (not the
+ * last tier) is not 0: delegated_below without the mask, for the paths
+ * that only need the answer. The child words of one node lie side by
+ * side; relaxed loads, for the reason given at delegated_below. */
+static inline __attribute__((always_inline)) bool
+any_delegated_below(const struct shmi_geometry *g, unsigned tier,
+                    uint64_t index, unsigned node)
+{
+    unsigned row = shmi_word_row_of(node);
+    unsigned count = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    uint64_t first =
+        index * SHMI_WORD_SLOTS +
+        ((node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT);
+    const struct shmi_tier *below = &g->tier[tier + 1];
+    if (__builtin_expect(first + count > below->count, 0))
+        count = first < below->count ? (unsigned)(below->count - first) : 0;
+    uint64_t any = 0;
+    for (unsigned s = 0; s < count; s++)
+        any |= shmi_atomic_load_relaxed(below->words + first + s);
+    return any != 0;
+}
+
 /* Whether the parent node of word `index` of `tier` (> 0) is set, as T2
  * requires of an ACTIVE word. relaxed: the parent was set before the word
  * was activated, which happens-before any chunk of the word reaching its
  * owner; it is cleared only after the word is retired, which a live chunk
  * in it prevents. */
-static bool parent_is_set(const struct shmi_geometry *g, unsigned tier,
-                          uint64_t index)
+static inline __attribute__((always_inline)) bool
+parent_is_set(const struct shmi_geometry *g, unsigned tier, uint64_t index)
 {
-    uint64_t parent = shmi_atomic_load_relaxed(
-        shmi_tree_word(g, tier - 1, index / SHMI_WORD_SLOTS));
+    uint64_t parent = shmi_atomic_load_relaxed(g->tier[tier - 1].words +
+                                               index / SHMI_WORD_SLOTS);
     return parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1;
 }
 
@@ -385,6 +407,33 @@ static bool drop_hint(struct shmi_geometry *g, unsigned tier, unsigned row,
     return true;
 }
 
+/* The ancestors of each node on rows 1..4 (node 1, the ACTIVE flag of a
+ * lower-tier word, left out): a free node has none of them set (W1). */
+static const uint64_t ancestors_of[64] = {
+    UINT64_C(0x0),        UINT64_C(0x0),        UINT64_C(0x0),
+    UINT64_C(0x0),        UINT64_C(0x4),        UINT64_C(0x4),
+    UINT64_C(0x8),        UINT64_C(0x8),        UINT64_C(0x14),
+    UINT64_C(0x14),       UINT64_C(0x24),       UINT64_C(0x24),
+    UINT64_C(0x48),       UINT64_C(0x48),       UINT64_C(0x88),
+    UINT64_C(0x88),       UINT64_C(0x114),      UINT64_C(0x114),
+    UINT64_C(0x214),      UINT64_C(0x214),      UINT64_C(0x424),
+    UINT64_C(0x424),      UINT64_C(0x824),      UINT64_C(0x824),
+    UINT64_C(0x1048),     UINT64_C(0x1048),     UINT64_C(0x2048),
+    UINT64_C(0x2048),     UINT64_C(0x4088),     UINT64_C(0x4088),
+    UINT64_C(0x8088),     UINT64_C(0x8088),     UINT64_C(0x10114),
+    UINT64_C(0x10114),    UINT64_C(0x20114),    UINT64_C(0x20114),
+    UINT64_C(0x40214),    UINT64_C(0x40214),    UINT64_C(0x80214),
+    UINT64_C(0x80214),    UINT64_C(0x100424),   UINT64_C(0x100424),
+    UINT64_C(0x200424),   UINT64_C(0x200424),   UINT64_C(0x400824),
+    UINT64_C(0x400824),   UINT64_C(0x800824),   UINT64_C(0x800824),
+    UINT64_C(0x1001048),  UINT64_C(0x1001048),  UINT64_C(0x2001048),
+    UINT64_C(0x2001048),  UINT64_C(0x4002048),  UINT64_C(0x4002048),
+    UINT64_C(0x8002048),  UINT64_C(0x8002048),  UINT64_C(0x10004088),
+    UINT64_C(0x10004088), UINT64_C(0x20004088), UINT64_C(0x20004088),
+    UINT64_C(0x40008088), UINT64_C(0x40008088), UINT64_C(0x80008088),
+    UINT64_C(0x80008088),
+};
+
 /* After the CAS that claimed `node` (the word was `value` before it) found
  * the claim inconsistent (T5): keeps set what must stay set, gives back
  * the rest, counts and reports. Returns the word as this claim left it
@@ -454,15 +503,12 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * chunk (W1); only a tier's last word reaches past the capacity;
          * above the last tier, every child word below must be 0. */
         const struct shmi_tier *t = &g->tier[tier];
-        unsigned slot =
-            (node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT;
-        uint64_t above =
-            value & shmi_word_path_masks[slot] & ~mask & t->eligible;
+        uint64_t above = value & ancestors_of[node];
         bool past = index + 1 == t->count &&
                     offset_of(g, out) + node_size(g, out) > g->capacity;
         if (__builtin_expect(!above && !past, 1) &&
             (tier + 1 == g->tiers ||
-             delegated_below(g, tier, index, node) == 0))
+             !any_delegated_below(g, tier, index, node)))
             return true;
         value = keep_inconsistent(g, out, value, above, past);
     }
@@ -596,6 +642,42 @@ uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
 /* What find_owner found on x's path. */
 enum owner { OWNER_NONE, OWNER_FOUND, OWNER_DAMAGED };
 
+/* find_owner above the last tier: the walk goes on from the last tier's
+ * word on x's path, which was `w` and not ACTIVE. */
+static inline __attribute__((always_inline)) enum owner
+find_owner_above(struct shmi_geometry *g, uint64_t x, struct claim *out,
+                 uint64_t *value, uint64_t w)
+{
+    for (unsigned t = g->tiers - 1;; t--) {
+        const struct shmi_tier *tier = &g->tier[t];
+        uint64_t index = x >> tier->span_log2;
+        out->tier = t;
+        out->word = index;
+        if (t < g->tiers - 1)
+            /* relaxed: as in find_owner. */
+            w = shmi_atomic_load_relaxed(tier->words + index);
+        if (t > 0 && !(w & ACTIVE)) {
+            if (w != 0)
+                return OWNER_DAMAGED; /* T2: neither 0 nor ACTIVE */
+            continue;
+        }
+        unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
+        if (node == 0 ||
+            (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return OWNER_NONE;
+        out->node = node;
+        *value = w;
+        if (t > 0 && !parent_is_set(g, t, index))
+            return OWNER_DAMAGED; /* an active word under a free node */
+        /* The child word on x's path was just seen 0: a bottom-row node
+         * has no other. */
+        if (shmi_word_row_of(node) < SHMI_WORD_BOTTOM_ROW &&
+            any_delegated_below(g, t, index, node))
+            return OWNER_DAMAGED; /* a chunk over active words */
+        return OWNER_FOUND;
+    }
+}
+
 /* Finds the allocation covering x: its word and node, and the word's
  * value as read. OWNER_NONE when x is not covered by one, OWNER_DAMAGED
  * when the words on its path disagree (T5), with *out naming the word.
@@ -611,31 +693,24 @@ static inline __attribute__((always_inline)) enum owner
 find_owner(struct shmi_geometry *g, uint64_t x, struct claim *out,
            uint64_t *value)
 {
-    for (unsigned t = g->tiers - 1;; t--) {
-        const struct shmi_tier *tier = &g->tier[t];
-        uint64_t index = x >> tier->span_log2;
-        /* relaxed: the caller owns the chunk (or is mistaken, which the
-         * final CAS catches); the words on its path are stable. */
-        uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
-        out->tier = t;
-        out->word = index;
-        if (t > 0 && !(w & ACTIVE)) {
-            if (__builtin_expect(w != 0, 0))
-                return OWNER_DAMAGED; /* T2: neither 0 nor ACTIVE */
-            continue;
-        }
-        unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
-        if (node == 0 ||
-            (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
-            return OWNER_NONE; /* not allocated, or a damaged word (W1) */
-        out->node = node;
-        *value = w;
-        if (t > 0 && __builtin_expect(!parent_is_set(g, t, index), 0))
-            return OWNER_DAMAGED; /* an active word under a free node */
-        if (t + 1 < g->tiers && delegated_below(g, t, index, node) != 0)
-            return OWNER_DAMAGED; /* a chunk over active words */
-        return OWNER_FOUND;
-    }
+    unsigned t = g->tiers - 1;
+    const struct shmi_tier *tier = &g->tier[t];
+    uint64_t index = x >> tier->span_log2;
+    /* relaxed: the caller owns the chunk (or is mistaken, which the final
+     * CAS catches); the words on its path are stable. */
+    uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+    if (__builtin_expect(t > 0 && !(w & ACTIVE), 0))
+        return find_owner_above(g, x, out, value, w);
+    out->tier = t;
+    out->word = index;
+    unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
+    if (node == 0 || (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+        return OWNER_NONE; /* not allocated, or a damaged word (W1) */
+    out->node = node;
+    *value = w;
+    if (t > 0 && __builtin_expect(!parent_is_set(g, t, index), 0))
+        return OWNER_DAMAGED; /* an active word under a free node */
+    return OWNER_FOUND;
 }
 
 /* find_owner for a call that acts on the chunk: a disagreement is counted
