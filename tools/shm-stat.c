@@ -317,6 +317,7 @@ static void print_text(shm_arena *arena, const char *path,
            "free bytes)\n",
            f->fragmentation);
     printf("attached processes  %zu\n", s->attached_processes);
+    printf("damage refused      %zu\n", s->damage_refused);
     (void)shm_arena_processes(arena, print_process, NULL);
     if (f->inconsistent == 0)
         printf("check               consistent\n");
@@ -438,6 +439,7 @@ static int print_json(shm_arena *arena, const char *path,
     printf("  \"largest_free\": %zu,\n", s->largest_free);
     printf("  \"fragmentation\": %.6f,\n", f->fragmentation);
     printf("  \"attached_processes\": %zu,\n", s->attached_processes);
+    printf("  \"damage_refused\": %zu,\n", s->damage_refused);
     printf("  \"free_chunks\": [");
     for (unsigned c = 0; c < s->classes; c++)
         printf("%s\n    {\"size\": %zu, \"count\": %zu}", c ? "," : "",
