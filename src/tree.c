@@ -87,6 +87,9 @@
  *     may not find it (T4 weakened, not T1).
  *   - killed inside malloc after its CAS, or inside free before its CAS:
  *     the chunk in flight stays allocated.
+ *   - killed between the steps of a shrink across tiers (shmi_tree_resize):
+ *     the chunk is left larger than asked, still starting where it did,
+ *     and its owner's free releases all of it: nothing leaks.
  *
  * Damage. A co-process's stray write can put any value in any word. An
  * operation that finds T5 broken refuses to act on what it read: it
@@ -817,6 +820,38 @@ static int delegate_chunk(struct shmi_geometry *g, struct claim *c,
     return 0;
 }
 
+/* Shrinks the chunk c (word value `value`) to 2^want_log2 bytes, less
+ * than it has: within its word, then tier by tier down (see below). */
+static int shrink(struct shmi_geometry *g, struct claim *c, uint64_t value,
+                  unsigned want_log2)
+{
+    for (;;) {
+        unsigned span = g->tier[c->tier].span_log2;
+        unsigned row = shmi_word_row_of(c->node);
+        unsigned want_row = span - want_log2;
+        if (want_row <= SHMI_WORD_BOTTOM_ROW) {
+            if (want_row == row)
+                return 0;
+            return shrink_in_word(g, c, value, c->node << (want_row - row));
+        }
+        if (row < SHMI_WORD_BOTTOM_ROW) {
+            int err = shrink_in_word(g, c, value,
+                                     c->node << (SHMI_WORD_BOTTOM_ROW - row));
+            if (err)
+                return err;
+        }
+        /* The child word's rows hold nodes of span - 5 - row' bytes: the
+         * size wanted is on row want_row - 5 (>= 1), or below it. */
+        unsigned next_row = want_row - SHMI_WORD_BOTTOM_ROW;
+        if (next_row > SHMI_WORD_BOTTOM_ROW)
+            next_row = SHMI_WORD_BOTTOM_ROW;
+        int err = delegate_chunk(g, c, 1u << next_row);
+        if (err)
+            return err;
+        value = ACTIVE | shmi_word_subtree(c->node);
+    }
+}
+
 /*
  * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
  * descendant d on the row of that size and frees the rest of n's subtree
@@ -842,33 +877,8 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
     unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
     unsigned span = g->tier[c.tier].span_log2;
     unsigned row = shmi_word_row_of(c.node);
-    if (want_log2 < span - row) {
-        for (;;) {
-            unsigned want_row = span - want_log2;
-            unsigned keep_row = want_row < SHMI_WORD_BOTTOM_ROW
-                                    ? want_row
-                                    : SHMI_WORD_BOTTOM_ROW;
-            if (keep_row > row) {
-                int err =
-                    shrink_in_word(g, &c, value, c.node << (keep_row - row));
-                if (err)
-                    return err;
-            }
-            if (want_row <= SHMI_WORD_BOTTOM_ROW)
-                return 0;
-            /* Below this tier's bottom row: the next tier's first row
-             * holds nodes of span - 6, so want_row - 5 >= 1 there. */
-            unsigned next_row = want_row - SHMI_WORD_BOTTOM_ROW;
-            if (next_row > SHMI_WORD_BOTTOM_ROW)
-                next_row = SHMI_WORD_BOTTOM_ROW;
-            int err = delegate_chunk(g, &c, 1u << next_row);
-            if (err)
-                return err;
-            span = g->tier[c.tier].span_log2;
-            row = next_row;
-            value = ACTIVE | shmi_word_subtree(c.node);
-        }
-    }
+    if (want_log2 < span - row)
+        return shrink(g, &c, value, want_log2);
     if (want_log2 == span - row)
         return 0;
     if (want_log2 > span || span - want_log2 < first_row(g, c.tier))

@@ -162,7 +162,7 @@ struct damage_model {
     shm_arena *a;
     struct chunk live[MAX_LIVE];
     int nlive;
-    unsigned seed;
+    unsigned seed, first_seed;
 };
 
 static void locate(const struct shmi_geometry *g, struct chunk *c)
@@ -182,8 +182,8 @@ static void check_no_overlap(const struct damage_model *m, uint64_t x,
     for (int i = 0; i < m->nlive; i++)
         if (i != skip_index && overlaps(x, size, m->live[i].x, m->live[i].size))
             fail_msg("seed %u: chunk %#llx+%llu overlaps live %#llx+%llu",
-                     m->seed, (unsigned long long)x, (unsigned long long)size,
-                     (unsigned long long)m->live[i].x,
+                     m->first_seed, (unsigned long long)x,
+                     (unsigned long long)size, (unsigned long long)m->live[i].x,
                      (unsigned long long)m->live[i].size);
 }
 
@@ -276,12 +276,14 @@ static void random_damage_never_gives_a_byte_to_two_owners(void **state)
     (void)state;
     static struct damage_model m;
     for (unsigned seed = 1; seed <= 12; seed++) {
-        m.a = scratch_arena("random-damage.shm", 1 << 20);
+        m.a = scratch_arena("random-damage.shm",
+                            64 * get_shm_max_allocatable_size());
         assert_non_null(m.a);
         m.nlive = 0;
-        m.seed = seed;
+        m.seed = m.first_seed = seed;
         /* Half full, with holes. */
-        while (shm_arena_available(m.a) > m.a->geo.capacity / 2)
+        while (m.nlive < MAX_LIVE &&
+               shm_arena_available(m.a) > m.a->geo.capacity / 2)
             try_malloc(&m, random_size(&m));
         for (int i = 0; i < m.nlive; i++)
             if (rand_r(&m.seed) % 3 == 0)

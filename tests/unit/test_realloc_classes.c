@@ -29,7 +29,7 @@ static void fill(unsigned char *base, shm_offt off, size_t n)
 }
 
 /* The first n bytes of `now` are what was written at `was`. */
-static void assert_kept(unsigned char *base, shm_offt was, shm_offt now,
+static void assert_kept(const unsigned char *base, shm_offt was, shm_offt now,
                         size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -39,8 +39,7 @@ static void assert_kept(unsigned char *base, shm_offt was, shm_offt now,
 
 /* One resize of a fresh chunk of `from` bytes to `to` bytes (to_request
  * asks for it: 0 for the smallest class). */
-static void resize_once(shm_arena *a, size_t from, size_t to,
-                        size_t to_request)
+static void resize_once(shm_arena *a, size_t from, size_t to, size_t to_request)
 {
     unsigned char *base = shm_arena_base(a);
     shm_offt off = shm_arena_malloc(a, from);

@@ -86,8 +86,8 @@ static void hints_stay_complete_after_random_work(void **state)
             assert_int_equal(shmi_tree_free(&a->geo, live[i]), 0);
             live[i] = SHMI_NO_CHUNK;
         } else {
-            live[i] =
-                shmi_tree_alloc(&a->geo, (unsigned)rand_r(&seed) % SHMI_CLASSES);
+            live[i] = shmi_tree_alloc(&a->geo,
+                                      (unsigned)rand_r(&seed) % SHMI_CLASSES);
         }
         if (op % 10000 == 0)
             assert_hints_complete(a);
@@ -168,7 +168,8 @@ static void lost_hints_are_repaired(void **state)
     fill_with_smallest_then_free(a);
     /* As if every freeing process died before its hint updates: wipe all
      * hints. The space is free, but searches cannot see it. */
-    memset(a->geo.base + a->geo.layout.index_offset, 0, 8 * a->geo.layout.index_words);
+    memset(a->geo.base + a->geo.layout.index_offset, 0,
+           8 * a->geo.layout.index_words);
     unsigned top_tier = a->geo.layout.class_tier[SHMI_CLASSES - 1];
     unsigned top_row = a->geo.layout.class_row[SHMI_CLASSES - 1];
     uint64_t found;
