@@ -25,7 +25,8 @@
  *       r has its bit set in the (tier, r) index; an empty ACTIVE word
  *       has its bit set in the tier's empty index.
  *   T5  (at every instant, checked) what each operation reads agrees:
- *       a node being claimed has no set ancestor in its word (W1) and
+ *       a node being claimed has no set ancestor and no set node in its
+ *       subtree in its word (W1; the search reads only the bottom row) and
  *       lies below the capacity (T3); when its tier is not the last,
  *       every child word below it is 0 (T2: a child word that is not 0
  *       means its parent node is delegated, not free). The words below a
@@ -494,7 +495,6 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * are visible to its new owner. The release half is free on x86
          * and keeps the chain explicit for ThreadSanitizer, which does not
          * follow release sequences through acquire-only RMWs. */
-        SHMI_ASSERT_INTERNAL((value & mask) == 0);
         if (!shmi_atomic_cas_acq_rel(word, &value, value | mask))
             continue;
         check_transition(g, tier, value, value | mask);
@@ -502,11 +502,13 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
         out->word = index;
         out->node = node;
         /* T5: what the claim relied on, now that the node is ours. An
-         * ancestor set in the word means the node lies inside a live
-         * chunk (W1); only a tier's last word reaches past the capacity;
+         * ancestor set in the word, or a node of its subtree above the
+         * bottom row, means the node lies inside a live chunk (W1, which
+         * the bottom-row search does not see broken); only a tier's last
+         * word reaches past the capacity;
          * above the last tier, every child word below must be 0. */
         const struct shmi_tier *t = &g->tier[tier];
-        uint64_t above = value & ancestors_of[node];
+        uint64_t above = value & (ancestors_of[node] | mask);
         bool past = index + 1 == t->count &&
                     offset_of(g, out) + node_size(g, out) > g->capacity;
         if (__builtin_expect(!above && !past, 1) &&
@@ -590,9 +592,13 @@ static void release_parent(struct shmi_geometry *g, unsigned tier,
     /* relaxed: the CAS re-validates. */
     uint64_t value = shmi_atomic_load_relaxed(parent);
     do {
-        if (!(value & bit)) {
+        if (!(value & bit) ||
+            (value &
+             ancestors_of[SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS])) {
+            /* Free already, or inside a larger allocation (W1): the node
+             * stays as it is (set: read as one chunk nobody owns). */
             refuse_damage(g, tier - 1, parent_index,
-                          "a retired word's parent node was free");
+                          "a retired word's parent node was free or covered");
             return;
         }
         /* seq_cst: as a free (release to the next claimer of the node;
