@@ -8,13 +8,20 @@
  *   4 free(live chunk u8 + s8 delta) 5 usable_size(u64 offset)
  *   6 check, available exact         7 ptr_free(base + u64 offset)
  *   8 verify every live chunk        9 usable_size(live chunk u8 + s8 delta)
+ *  10 realloc(live chunk u8, u16 size, huge when its top bit is set)
+ *  11 roots: u8 name (4 names), u8 op (set/get/cas/bad), u64 offset
+ *  12 strndup(u8 n bytes from the input)
+ *  13 stats, exact               14 block usage of every block, exact
  *
  * The harness keeps its own list of live chunks and checks every answer
  * against it: new chunks are aligned, of the right size, inside the data
  * and overlap no live chunk; an offset that is not a live chunk's start is
  * refused with EINVAL and changes nothing; available is exactly the
  * capacity minus the live chunks; the bytes written into a chunk stay
- * until it is freed; and after each input everything is freed again.
+ * until it is freed; realloc keeps the contents up to the smaller size
+ * and shrinks in place; the named roots hold what was last stored; and
+ * after each input everything is freed again (the roots stay: the model
+ * of them lives as long as the arena).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -152,6 +159,141 @@ static void usable_any(shm_offt off)
     }
 }
 
+/* The chunk of live[i] resized to n bytes (reported or not). */
+static void realloc_live(int i, size_t n)
+{
+    struct live old = live[i];
+    verify(&old);
+    errno = 0;
+    shm_offt off = shm_arena_realloc(arena, old.off, n);
+    if (off == SHM_NULL) {
+        FUZZ_REQUIRE(errno == ENOMEM, "realloc failed with errno %d", errno);
+        FUZZ_REQUIRE(n > max_chunk || in_use > old.size,
+                     "realloc to %zu failed in an otherwise empty arena", n);
+        verify(&old);
+        expect_available();
+        return;
+    }
+    FUZZ_REQUIRE(n <= max_chunk, "realloc to %zu bytes succeeded", n);
+    size_t size = class_size(n);
+    if (size <= old.size)
+        FUZZ_REQUIRE(off == old.off, "a shrink moved the chunk");
+    size_t kept = size < old.size ? size : old.size;
+    for (size_t k = 0; k < kept; k++)
+        FUZZ_REQUIRE(base[off + k] == tag_of(old.off, k),
+                     "realloc lost byte %zu", k);
+    live[i] = live[--nlive];
+    in_use -= old.size;
+    adopt(off, n, 0);
+    expect_available();
+}
+
+/* The named roots: a model of four names, kept across inputs. */
+static const char *const root_names[4] = {"r0", "root-one", "r2", "r3"};
+static shm_offt root_model[4];
+
+static void roots_op(unsigned name, unsigned op, uint64_t off)
+{
+    const char *n = root_names[name % 4];
+    shm_offt *model = &root_model[name % 4];
+    off %= 2 * (uint64_t)mapping;
+    errno = 0;
+    switch (op % 4) {
+    case 0: {
+        int err = shm_arena_root_set(arena, n, off);
+        if (off >= mapping) {
+            FUZZ_REQUIRE(err == EINVAL, "root_set past the mapping: %d", err);
+        } else {
+            FUZZ_REQUIRE(err == 0, "root_set failed: %d", err);
+            *model = off;
+        }
+        break;
+    }
+    case 1: {
+        shm_offt got = shm_arena_root_get(arena, n);
+        FUZZ_REQUIRE(got == *model, "root %s holds %#llx, expected %#llx", n,
+                     (unsigned long long)got, (unsigned long long)*model);
+        if (got == SHM_NULL)
+            FUZZ_REQUIRE(errno == ENOENT, "empty root: errno %d", errno);
+        break;
+    }
+    case 2: {
+        shm_offt desired = off < mapping ? off : SHM_NULL;
+        bool right = off & 1;
+        shm_offt expected = right ? *model : *model + 8;
+        bool done = shm_arena_root_cas(arena, n, expected, desired);
+        FUZZ_REQUIRE(done == right, "root_cas with %s expectation: %d",
+                     right ? "the right" : "a wrong", done);
+        if (done)
+            *model = desired;
+        else
+            FUZZ_REQUIRE(errno == EAGAIN, "failed root_cas: errno %d", errno);
+        break;
+    }
+    default:
+        FUZZ_REQUIRE(shm_arena_root_set(arena, "", 64) == EINVAL &&
+                         shm_arena_root_get(arena, NULL) == SHM_NULL &&
+                         errno == EINVAL,
+                     "bad root names accepted");
+        break;
+    }
+}
+
+static void strndup_op(struct input *in)
+{
+    size_t n = (size_t)take(in, 1);
+    char text[256];
+    size_t got = 0;
+    for (; got < n && in->left > 0; got++)
+        text[got] = (char)take(in, 1);
+    if (nlive == MAX_LIVE)
+        release(0);
+    shm_offt off = shm_arena_strndup(arena, text, got);
+    if (off == SHM_NULL) {
+        FUZZ_REQUIRE(errno == ENOMEM, "strndup failed with errno %d", errno);
+        return;
+    }
+    size_t len = strnlen(text, got);
+    FUZZ_REQUIRE(memcmp(base + off, text, len) == 0 && base[off + len] == 0,
+                 "strndup copied something else");
+    adopt(off, len + 1, 0);
+}
+
+static void stats_op(void)
+{
+    struct shm_stats st;
+    FUZZ_REQUIRE(shm_arena_stats(arena, &st) == 0, "stats failed");
+    FUZZ_REQUIRE(st.capacity == capacity &&
+                     st.bytes_free == capacity - in_use &&
+                     st.bytes_in_use == in_use && st.damage_refused == 0 &&
+                     st.min_chunk == min_chunk && st.max_chunk == max_chunk,
+                 "stats: free %zu in use %zu, expected %zu", st.bytes_free,
+                 st.bytes_in_use, in_use);
+    size_t sum = 0;
+    for (unsigned c = 0; c < st.classes; c++)
+        sum += st.free_chunks[c] * (min_chunk << c);
+    FUZZ_REQUIRE(sum == st.bytes_free, "free chunks sum to %zu of %zu", sum,
+                 st.bytes_free);
+    FUZZ_REQUIRE(st.largest_free <= st.bytes_free &&
+                     (st.bytes_free == 0 || st.largest_free > 0),
+                 "largest free %zu", st.largest_free);
+}
+
+static void block_usage_op(void)
+{
+    size_t blocks = (capacity + max_chunk - 1) / max_chunk;
+    uint32_t used[256];
+    FUZZ_REQUIRE(blocks <= 256, "too many blocks for the harness");
+    FUZZ_REQUIRE(shm_arena_block_usage(arena, 0, blocks, used) == 0,
+                 "block usage failed");
+    size_t sum = 0;
+    for (size_t b = 0; b < blocks; b++)
+        sum += used[b];
+    FUZZ_REQUIRE(sum == in_use, "blocks use %zu, expected %zu", sum, in_use);
+    FUZZ_REQUIRE(shm_arena_block_usage(arena, blocks, 1, used) == EINVAL,
+                 "a block past the last accepted");
+}
+
 static void open_arena(void)
 {
     char path[600];
@@ -177,7 +319,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  "the previous input leaked");
     struct input in = {data, size};
     while (in.left > 0) {
-        unsigned op = (unsigned)take(&in, 1) % 10;
+        unsigned op = (unsigned)take(&in, 1) % 15;
         switch (op) {
         case 0:
         case 1: {
@@ -255,6 +397,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             expect_available();
             break;
         }
+        case 10:
+            if (nlive > 0) {
+                int i = (int)(take(&in, 1) % (uint64_t)nlive);
+                uint64_t v = take(&in, 2);
+                realloc_live(i, v & 0x8000 ? SIZE_MAX - (v & 0x7fff)
+                                           : (size_t)(v % (2 * max_chunk + 2)));
+            }
+            break;
+        case 11: {
+            unsigned name = (unsigned)take(&in, 1);
+            unsigned rop = (unsigned)take(&in, 1);
+            roots_op(name, rop, take(&in, 8));
+            break;
+        }
+        case 12:
+            strndup_op(&in);
+            break;
+        case 13:
+            stats_op();
+            break;
+        case 14:
+            block_usage_op();
+            break;
         default:
             for (int i = 0; i < nlive; i++)
                 verify(&live[i]);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
-#   fuzz/run.sh [SECONDS]      total time, split between the two targets
+#   fuzz/run.sh [SECONDS]      total time, split between the three targets
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2).
 # Prints the executions of each target; exits non-zero on any finding.
 set -eu
@@ -21,23 +21,23 @@ fi
 CC=clang cmake -S "$root" -B "$build" -DSHM_BUILD_FUZZ=ON \
     -DSHM_BUILD_TESTS=OFF -DSHM_BUILD_EXAMPLES=OFF -DSHM_BUILD_TOOLS=OFF \
     -DSHM_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_attach fuzz_api fuzz_make_seed \
-    >/dev/null
+cmake --build "$build" -j"$jobs" \
+    --target fuzz_attach fuzz_api fuzz_damage fuzz_make_seed >/dev/null
 
 work=$build/fuzz-work
-mkdir -p "$work/attach" "$work/api" "$work/seeds-attach" "$work/seeds-api" \
-    "$work/scratch" "$work/crashes"
+mkdir -p "$work/attach" "$work/api" "$work/damage" "$work/seeds-attach" \
+    "$work/seeds-api" "$work/scratch" "$work/crashes"
 unset SHM_FILE SHM_SIZE
 export SHM_FUZZ_DIR="$work/scratch"
 "$build/fuzz/fuzz_make_seed" "$work/seeds-attach" "$work/seeds-api"
 max_len=$(wc -c <"$work/seeds-attach/valid-larger.shm")
 
-half=$((seconds / 2))
-[ "$half" -ge 1 ] || half=1
+each=$((seconds / 3))
+[ "$each" -ge 1 ] || each=1
 status=0
 run() { # name, max_len, corpus, seeds
     log=$work/$1.log
-    if "$build/fuzz/$1" -max_total_time="$half" -max_len="$2" \
+    if "$build/fuzz/$1" -max_total_time="$each" -max_len="$2" \
         -print_final_stats=1 -artifact_prefix="$work/crashes/$1-" \
         "$3" "$4" >"$log" 2>&1; then
         result=ok
@@ -47,9 +47,10 @@ run() { # name, max_len, corpus, seeds
         tail -n 40 "$log" >&2
     fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    echo "$1: $result, ${execs:-0} executions in ${half} s" \
+    echo "$1: $result, ${execs:-0} executions in ${each} s" \
         "(corpus $(ls "$3" | wc -l) inputs, log $log)"
 }
 run fuzz_attach "$max_len" "$work/attach" "$work/seeds-attach"
 run fuzz_api 4096 "$work/api" "$work/seeds-api"
+run fuzz_damage 4096 "$work/damage" "$work/seeds-api"
 exit $status

@@ -81,7 +81,13 @@ SHM_API const char *shm_version(int *major, int *minor, int *patch);
  * Attaches the default arena: maps shm_filename (NULL: $SHM_FILE), creating
  * it with capacity $SHM_SIZE (or the built-in default) when it is missing.
  * optional_addr, when not NULL, asks for the mapping at that address
- * (refused with EEXIST rather than replacing another mapping).
+ * (refused with EEXIST rather than replacing another mapping; a file it
+ * would have created is then not left behind).
+ * $SHM_SIZE is exactly digits with an optional unit K, M, G or T (powers
+ * of 1024, upper case) optionally followed by "B" or "iB": "64M", "64MiB",
+ * "1T". Unset or empty: the built-in default. Anything else (a space, a
+ * sign, lower case, 0, more than a size_t holds) fails with EINVAL and
+ * creates nothing.
  * Returns true on success and when an arena is already attached; false
  * with errno set otherwise (see docs/how_to_use.md for every errno).
  * Concurrency: any; it may race with itself in other threads and processes.
@@ -150,9 +156,14 @@ SHM_API size_t shm_available(void);
 
 /*
  * Walks every bitmap word and checks the invariants of the buddy trees.
- * Returns 0 when they hold, the number of inconsistent words otherwise,
- * -1 with errno when no arena is attached. Concurrency: any, writes
- * nothing; exact only while no other thread or process allocates or frees.
+ * Returns 0 when they hold and no call ever met damaged bitmaps in this
+ * file; otherwise the number of inconsistent words plus the number of
+ * damaged states calls refused since the file was created or reset
+ * (struct shm_stats.damage_refused: a refusal may have mended the word,
+ * the file was damaged all the same). -1 with errno when no arena is
+ * attached. The word count is exact only while no other thread or
+ * process allocates or frees. Concurrency: any, writes
+ * nothing.
  */
 SHM_API int shm_check(void);
 
@@ -192,6 +203,9 @@ struct shm_stats {
      * a larger free chunk (buddies coalesced as far as they can). */
     size_t free_chunks[31];
     size_t attached_processes; /* live processes attached to the file */
+    /* Inconsistent bitmap states refused since the file was created (a
+     * stray write damaged the metadata): see shm_check. */
+    size_t damage_refused;
 };
 
 /* Fills *stats for the default arena; 0, or an errno value, also in errno
@@ -265,7 +279,8 @@ enum shm_arena_flags {
 
 struct shm_arena_options {
     size_t capacity; /* bytes for allocations in a new file; 0: default */
-    unsigned mode;   /* permission bits of a new file; 0: 0600 */
+    unsigned mode;   /* permission bits of a new file, within 0666 (else
+                        EINVAL), applied exactly (no umask); 0: 0600 */
     unsigned flags;  /* enum shm_arena_flags, or-ed */
     void *address;   /* map here (never replacing a mapping); NULL: any */
 };

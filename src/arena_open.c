@@ -271,9 +271,14 @@ static int handle_detach(shm_arena *arena)
     return 0;
 }
 
+/* A new file's mode may hold read and write bits only (0666): the file is
+ * data, so execute, setuid, setgid and sticky bits are refused, not
+ * dropped. The mode is applied exactly, umask aside (os.c fchmods it), so
+ * that which of several racing creators wins does not change who may
+ * open the file. */
 static bool options_valid(const struct shm_arena_options *opts)
 {
-    return !(opts->flags & ~KNOWN_FLAGS) && !(opts->mode & ~07777u) &&
+    return !(opts->flags & ~KNOWN_FLAGS) && !(opts->mode & ~0666u) &&
            !((opts->flags & SHM_ARENA_READ_ONLY) &&
              (opts->flags & SHM_ARENA_EXCLUSIVE));
 }

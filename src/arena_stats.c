@@ -53,6 +53,7 @@ int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
         stats->free_chunks[c] = (size_t)counts[c];
     stats->largest_free = largest_of(counts);
     stats->attached_processes = shmi_arena_live_processes(arena);
+    stats->damage_refused = (size_t)shmi_tree_damage_count(g);
     return 0;
 }
 
@@ -82,7 +83,11 @@ int shm_arena_check(shm_arena *arena)
         errno = EINVAL;
         return -1;
     }
+    /* The words broken now, and the damage refused before (which a claim
+     * may have mended since: the file was damaged all the same). */
     uint64_t bad = shmi_tree_check(&arena->geo);
+    uint64_t refused = shmi_tree_damage_count(&arena->geo);
+    bad = bad + refused < bad ? UINT64_MAX : bad + refused;
     return bad > INT_MAX ? INT_MAX : (int)bad;
 }
 

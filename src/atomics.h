@@ -79,4 +79,10 @@ static inline uint64_t shmi_atomic_fetch_and_seq_cst(shmi_atomic_word *p,
     return atomic_fetch_and_explicit(p, bits, memory_order_seq_cst);
 }
 
+static inline uint64_t shmi_atomic_fetch_add_relaxed(shmi_atomic_word *p,
+                                                     uint64_t v)
+{
+    return atomic_fetch_add_explicit(p, v, memory_order_relaxed);
+}
+
 #endif /* SHM_ATOMICS_H */

@@ -24,40 +24,50 @@
 static _Atomic(shm_arena *) default_arena;
 static _Atomic(int) attach_error;
 
-/* Parses a capacity: digits with an optional K, M or G suffix (powers of
- * 1024, optionally followed by "B" or "iB"). 0 on anything else. */
+/* Parses a capacity, exactly this grammar (docs/how_to_use.md):
+ *   size   = digits [ unit [ "B" | "iB" ] ]
+ *   digits = one or more of 0-9
+ *   unit   = "K" | "M" | "G" | "T"       powers of 1024
+ * Nothing before or after it (no space, sign, lower case). 0 for
+ * anything else, for a size of 0 and for one that does not fit a size_t:
+ * the caller refuses those with EINVAL. */
 static size_t parse_size(const char *text)
 {
-    char *end;
-    errno = 0;
-    unsigned long long value = strtoull(text, &end, 10);
-    if (errno || end == text || *text == '-')
+    const char *p = text;
+    uint64_t value = 0;
+    if (*p < '0' || *p > '9')
         return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            return 0;
+        value = value * 10 + digit;
+    }
     unsigned shift = 0;
-    switch (*end) {
-    case 'k':
+    switch (*p) {
     case 'K':
         shift = 10;
-        end++;
         break;
-    case 'm':
     case 'M':
         shift = 20;
-        end++;
         break;
-    case 'g':
     case 'G':
         shift = 30;
-        end++;
+        break;
+    case 'T':
+        shift = 40;
         break;
     default:
         break;
     }
-    if (shift && end[0] == 'i' && end[1] == 'B')
-        end += 2;
-    else if (shift && end[0] == 'B')
-        end++;
-    if (*end != '\0' || value > (SIZE_MAX >> shift))
+    if (shift) {
+        p++;
+        if (p[0] == 'B')
+            p++;
+        else if (p[0] == 'i' && p[1] == 'B')
+            p += 2;
+    }
+    if (*p != '\0' || value > (SIZE_MAX >> shift))
         return 0;
     return (size_t)(value << shift);
 }

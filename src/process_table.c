@@ -117,6 +117,7 @@
 #include "process_table.h"
 
 #include <errno.h>
+#include <stddef.h>
 
 #include "layout.h"
 #include "os.h"
@@ -145,7 +146,8 @@ struct process_table {
     shmi_atomic_word removal;
     shmi_atomic_word counter;
     shmi_atomic_word cursor;
-    shmi_atomic_word reserved[HEADER_WORDS - 3];
+    shmi_atomic_word damage_count; /* tree.c's, SHMI_DAMAGE_COUNT_OFFSET */
+    shmi_atomic_word reserved[HEADER_WORDS - 4];
     shmi_atomic_word slot[SLOT_COUNT];
 };
 
@@ -154,6 +156,9 @@ _Static_assert(sizeof(struct process_table) == SHMI_PROCESS_TABLE_SIZE,
 _Static_assert(SHMI_LOCK_SLOTS_AT + SLOT_COUNT <= 4096,
                "the lock bytes lie in the first page of the smallest size");
 _Static_assert(SLOT_COUNT < (1u << 16), "a record owner holds the slot");
+_Static_assert(offsetof(struct process_table, damage_count) ==
+                   SHMI_DAMAGE_COUNT_OFFSET - SHMI_PROCESS_TABLE_OFFSET,
+               "the damage count sits where shared_header.h says");
 
 static struct process_table *table_of(const struct shmi_process_table *t)
 {

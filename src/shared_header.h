@@ -6,6 +6,9 @@
  *   offset 0       4096 bytes    named roots          (roots.c)
  *   offset 4096    12288 bytes   attached processes   (process_table.c)
  *   offset 16384   the rest      thread records       (pending.c)
+ *                  (the process table's header holds, at
+ *                  SHMI_DAMAGE_COUNT_OFFSET, the count of damaged states
+ *                  the tree refused: tree.c, T5)
  *
  * Both parts hold only shmi_atomic_word (lock-free, address-free 64-bit
  * atomics, see atomics.h): the file is mapped at a different address in
@@ -29,6 +32,10 @@
     ((SHMI_SHARED_HEADER_SIZE - SHMI_THREAD_RECORDS_OFFSET) /                  \
      SHMI_THREAD_RECORD_SIZE)
 
+#define SHMI_DAMAGE_COUNT_OFFSET (SHMI_PROCESS_TABLE_OFFSET + 24)
+
+_Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
+               "the process table needs at least one page");
 _Static_assert(SHMI_THREAD_RECORDS >= 256, "room for the thread records");
 
 /* The shared header in this process's mapping. */

@@ -24,7 +24,17 @@
  *   T4  hints (hint_index.c) are complete: a word with a free node on row
  *       r has its bit set in the (tier, r) index; an empty ACTIVE word
  *       has its bit set in the tier's empty index.
- *
+ *   T5  (at every instant, checked) what each operation reads agrees:
+ *       a node being claimed has no set ancestor and no set node in its
+ *       subtree in its word (W1; the search reads only the bottom row) and
+ *       lies below the capacity (T3); when its tier is not the last,
+ *       every child word below it is 0 (T2: a child word that is not 0
+ *       means its parent node is delegated, not free). The words below a
+ *       chunk's owner on its path are 0, the owner's word (lower tier) has
+ *       its parent node set, and the child words under the chunk are 0.
+ *       Only a damaged file (a stray write into the metadata) breaks T5;
+ *       see "Damage" below for what is done then.
+ * *
  * Claim (malloc) of a node on row r of tier t:
  *   1. try the word this thread last used for (t, r) (its cursor), then
  *      the words the (t, r) index names, starting from the cursor: load it,
@@ -80,6 +90,40 @@
  *     may not find it (T4 weakened, not T1).
  *   - killed inside malloc after its CAS, or inside free before its CAS:
  *     the chunk in flight stays allocated.
+ *   - killed between the steps of a shrink across tiers (shmi_tree_resize):
+ *     the chunk is left larger than asked, still starting where it did,
+ *     and its owner's free releases all of it: nothing leaks.
+ *
+ * Damage. A co-process's stray write can put any value in any word. An
+ * operation that finds T5 broken refuses to act on what it read: it
+ * counts the event in the shared header (SHMI_DAMAGE_COUNT_OFFSET, so
+ * every process and shm-stat see it; shm_check adds it to the words it
+ * finds broken), reports it through the error handler, and
+ *   - claim: the check runs after the claiming CAS, when the node is this
+ *     claim's and the words below cannot change under it. A node inside
+ *     a live chunk or past the capacity stays set (that restores the bits
+ *     the damage cleared, W1 or T3); a node over delegated bottom-row
+ *     nodes keeps those set (restoring the delegation, so the chunks in
+ *     their words are theirs again) and gives the rest back. Then the
+ *     search goes on. Cost: one masked test of the value the CAS read on
+ *     every claim, and one load per bottom-row node below the claimed one
+ *     on claims in tiers above the last (large chunks only).
+ *   - free, resize (and usable size, which reports but does not count: a
+ *     query writes nothing): EINVAL, nothing changed. Cost: one load of
+ *     the parent word on frees in lower tiers, one per bottom-row node of
+ *     the chunk in tiers above the last.
+ *   - activation or delegation finding the child word not 0 after the
+ *     claim saw it 0, a retire finding its parent node clear: only a
+ *     write concurrent with the operation gets there; the node stays set
+ *     (leaked) or stays clear (the retired word was already 0).
+ * Limits: a check sees only states that disagree. Damage that turns one
+ * consistent state into another cannot be told from a real operation
+ * without a header: a live chunk's own bits cleared (it reads as free),
+ * an ancestor of it set in its word, a child word of a live chunk made
+ * ACTIVE. A stray write concurrent with the operations can also slip
+ * between a check and the next CAS, e.g. a claim of a node whose bit the
+ * damage cleared, racing the retire of its child word: the retire clears
+ * the node again after the claim found the child 0.
  *
  * Lock-freedom: no operation waits for another. Every loop either makes
  * progress itself (CAS success, a hint cleared, a word retired) or retries
@@ -94,11 +138,14 @@
 #include "tree.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 
 #include "hint_index.h"
 #include "os.h"
 #include "pending.h"
+#include "report.h"
+#include "shared_header.h"
 #include "word.h"
 
 #define ACTIVE SHMI_TREE_ACTIVE
@@ -199,6 +246,97 @@ static inline void check_transition(const struct shmi_geometry *g,
     (void)first;
 }
 
+/* ---- damage (T5) ------------------------------------------------------- */
+
+static shmi_atomic_word *damage_counter(const struct shmi_geometry *g)
+{
+    return (shmi_atomic_word *)(shmi_shared_header(g) +
+                                SHMI_DAMAGE_COUNT_OFFSET);
+}
+
+uint64_t shmi_tree_damage_count(const struct shmi_geometry *g)
+{
+    /* relaxed: a statistic; nothing is ordered by it. */
+    return shmi_atomic_load_relaxed(damage_counter(g));
+}
+
+/* A state of the words that no sequence of operations produces (T5): it
+ * is counted in the file and reported, and the caller refuses to act on
+ * it. Only a damaged file gets here. */
+static __attribute__((cold, noinline)) void
+refuse_damage(const struct shmi_geometry *g, unsigned tier, uint64_t index,
+              const char *what)
+{
+    /* relaxed: a statistic; nothing is ordered by it. */
+    shmi_atomic_fetch_add_relaxed(damage_counter(g), 1);
+    shmi_report("shm_alloc: damaged bitmap word %u/%" PRIu64 ": %s; refused",
+                tier, index, what);
+}
+
+/* The bottom-row nodes under `node` of word `index` of `tier` (not the
+ * last tier) whose child word is not 0, i.e. delegated (T2); 0 when there
+ * is none, as T5 requires of a node being claimed or freed.
+ *
+ * relaxed loads: the caller holds `node` (it claimed it with an acquire
+ * CAS, or owns the chunk), and every retire that zeroed one of these words
+ * did so before the release CAS that cleared its parent node, which that
+ * acquire read from or followed; so a load sees that zero or a later
+ * value, and nobody but the holder of the node writes a word that is 0. */
+static __attribute__((noinline)) uint64_t
+delegated_below(const struct shmi_geometry *g, unsigned tier, uint64_t index,
+                unsigned node)
+{
+    unsigned row = shmi_word_row_of(node);
+    unsigned first =
+        (node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT;
+    unsigned count = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    const struct shmi_tier *below = &g->tier[tier + 1];
+    uint64_t delegated = 0;
+    for (unsigned s = first; s < first + count; s++) {
+        uint64_t child = index * SHMI_WORD_SLOTS + s;
+        if (child >= below->count)
+            break; /* past the capacity: no child word */
+        if (shmi_atomic_load_relaxed(below->words + child) != 0)
+            delegated |= UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + s);
+    }
+    return delegated;
+}
+
+/* Whether any child word below `node` of word `index` of `tier` (not the
+ * last tier) is not 0: delegated_below without the mask, for the paths
+ * that only need the answer. The child words of one node lie side by
+ * side; relaxed loads, for the reason given at delegated_below. */
+static inline __attribute__((always_inline)) bool
+any_delegated_below(const struct shmi_geometry *g, unsigned tier,
+                    uint64_t index, unsigned node)
+{
+    unsigned row = shmi_word_row_of(node);
+    unsigned count = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    uint64_t first =
+        index * SHMI_WORD_SLOTS +
+        ((node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT);
+    const struct shmi_tier *below = &g->tier[tier + 1];
+    if (__builtin_expect(first + count > below->count, 0))
+        count = first < below->count ? (unsigned)(below->count - first) : 0;
+    uint64_t any = 0;
+    for (unsigned s = 0; s < count; s++)
+        any |= shmi_atomic_load_relaxed(below->words + first + s);
+    return any != 0;
+}
+
+/* Whether the parent node of word `index` of `tier` (> 0) is set, as T2
+ * requires of an ACTIVE word. relaxed: the parent was set before the word
+ * was activated, which happens-before any chunk of the word reaching its
+ * owner; it is cleared only after the word is retired, which a live chunk
+ * in it prevents. */
+static inline __attribute__((always_inline)) bool
+parent_is_set(const struct shmi_geometry *g, unsigned tier, uint64_t index)
+{
+    uint64_t parent = shmi_atomic_load_relaxed(g->tier[tier - 1].words +
+                                               index / SHMI_WORD_SLOTS);
+    return parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1;
+}
+
 /* Bottom-row slot (0..31) of x's path in a word of `tier`. */
 static unsigned slot_of(const struct shmi_tier *tier, uint64_t x)
 {
@@ -276,6 +414,69 @@ static bool drop_hint(struct shmi_geometry *g, unsigned tier, unsigned row,
     return true;
 }
 
+/* The ancestors of each node on rows 1..4 (node 1, the ACTIVE flag of a
+ * lower-tier word, left out): a free node has none of them set (W1). */
+static const uint64_t ancestors_of[64] = {
+    UINT64_C(0x0),        UINT64_C(0x0),        UINT64_C(0x0),
+    UINT64_C(0x0),        UINT64_C(0x4),        UINT64_C(0x4),
+    UINT64_C(0x8),        UINT64_C(0x8),        UINT64_C(0x14),
+    UINT64_C(0x14),       UINT64_C(0x24),       UINT64_C(0x24),
+    UINT64_C(0x48),       UINT64_C(0x48),       UINT64_C(0x88),
+    UINT64_C(0x88),       UINT64_C(0x114),      UINT64_C(0x114),
+    UINT64_C(0x214),      UINT64_C(0x214),      UINT64_C(0x424),
+    UINT64_C(0x424),      UINT64_C(0x824),      UINT64_C(0x824),
+    UINT64_C(0x1048),     UINT64_C(0x1048),     UINT64_C(0x2048),
+    UINT64_C(0x2048),     UINT64_C(0x4088),     UINT64_C(0x4088),
+    UINT64_C(0x8088),     UINT64_C(0x8088),     UINT64_C(0x10114),
+    UINT64_C(0x10114),    UINT64_C(0x20114),    UINT64_C(0x20114),
+    UINT64_C(0x40214),    UINT64_C(0x40214),    UINT64_C(0x80214),
+    UINT64_C(0x80214),    UINT64_C(0x100424),   UINT64_C(0x100424),
+    UINT64_C(0x200424),   UINT64_C(0x200424),   UINT64_C(0x400824),
+    UINT64_C(0x400824),   UINT64_C(0x800824),   UINT64_C(0x800824),
+    UINT64_C(0x1001048),  UINT64_C(0x1001048),  UINT64_C(0x2001048),
+    UINT64_C(0x2001048),  UINT64_C(0x4002048),  UINT64_C(0x4002048),
+    UINT64_C(0x8002048),  UINT64_C(0x8002048),  UINT64_C(0x10004088),
+    UINT64_C(0x10004088), UINT64_C(0x20004088), UINT64_C(0x20004088),
+    UINT64_C(0x40008088), UINT64_C(0x40008088), UINT64_C(0x80008088),
+    UINT64_C(0x80008088),
+};
+
+/* After the CAS that claimed `node` (the word was `value` before it) found
+ * the claim inconsistent (T5): keeps set what must stay set, gives back
+ * the rest, counts and reports. Returns the word as this claim left it
+ * (the next value to search). */
+static __attribute__((cold, noinline)) uint64_t
+keep_inconsistent(struct shmi_geometry *g, const struct claim *c,
+                  uint64_t value, uint64_t above, bool past_capacity)
+{
+    uint64_t mask = shmi_word_subtree(c->node);
+    uint64_t now = value | mask;
+    if (above || past_capacity) {
+        /* Inside a live chunk of this word (W1 broken: the damage cleared
+         * part of its subtree), or past the capacity (a lost pin, T3):
+         * keeping the node set restores what the damage cleared. */
+        refuse_damage(g, c->tier, c->word,
+                      above ? "a free node under an allocated one"
+                            : "a free node past the capacity");
+        return now;
+    }
+    /* Delegated bottom-row nodes under the node read as free (their bit
+     * cleared while the child word is active): keep those set, which is
+     * what the damage cleared, and give back the rest of the subtree. */
+    uint64_t delegated = delegated_below(g, c->tier, c->word, c->node);
+    uint64_t give_back = mask & ~delegated;
+    refuse_damage(g, c->tier, c->word,
+                  "a free node whose child word is in use");
+    if (give_back == 0)
+        return now;
+    shmi_atomic_word *word = word_at(g, c->tier, c->word);
+    /* seq_cst: a free of what this claim took (see shmi_tree_free). */
+    while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
+        ;
+    publish_free(g, c->tier, c->word, now, now & ~give_back);
+    return now & ~give_back;
+}
+
 /* One word: claims a free node on `row` or reports that it has none. */
 static inline __attribute__((always_inline)) bool
 try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
@@ -291,25 +492,33 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
         if (node == 0)
             return false;
         SHMI_TEST_YIELD();
+        uint64_t mask = shmi_word_subtree(node);
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
          * are visible to its new owner. The release half is free on x86
          * and keeps the chain explicit for ThreadSanitizer, which does not
          * follow release sequences through acquire-only RMWs. */
-        if (shmi_atomic_cas_acq_rel(word, &value,
-                                    value | shmi_word_subtree(node))) {
-            check_transition(g, tier, value, value | shmi_word_subtree(node));
-            out->tier = tier;
-            out->word = index;
-            out->node = node;
-            /* Only a tier's last word reaches past the capacity. */
-            if (index + 1 < g->tier[tier].count ||
-                offset_of(g, out) + node_size(g, out) <= g->capacity)
-                return true;
-            /* A damaged file lost a pin (T3): the node lies past the
-             * capacity. Keeping it claimed restores the pin; look on. */
-            value |= shmi_word_subtree(node);
-        }
+        if (!shmi_atomic_cas_acq_rel(word, &value, value | mask))
+            continue;
+        check_transition(g, tier, value, value | mask);
+        out->tier = tier;
+        out->word = index;
+        out->node = node;
+        /* T5: what the claim relied on, now that the node is ours. An
+         * ancestor set in the word, or a node of its subtree above the
+         * bottom row, means the node lies inside a live chunk (W1, which
+         * the bottom-row search does not see broken); only a tier's last
+         * word reaches past the capacity;
+         * above the last tier, every child word below must be 0. */
+        const struct shmi_tier *t = &g->tier[tier];
+        uint64_t above = value & (ancestors_of[node] | mask);
+        bool past = index + 1 == t->count &&
+                    offset_of(g, out) + node_size(g, out) > g->capacity;
+        if (__builtin_expect(!above && !past, 1) &&
+            (tier + 1 == g->tiers ||
+             !any_delegated_below(g, tier, index, node)))
+            return true;
+        value = keep_inconsistent(g, out, value, above, past);
     }
 }
 
@@ -336,8 +545,12 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
     bool activated = shmi_atomic_cas_acq_rel(word_at(g, tier, index), &expected,
                                              ACTIVE | shmi_word_subtree(node));
     shmi_pending_end(g, tier);
-    if (!activated)
-        return false; /* damaged file: T2 broken; u stays claimed */
+    if (!activated) {
+        /* The claim of u saw this word 0 (T5), so only a stray write since
+         * then gets here: u stays claimed. */
+        refuse_damage(g, tier, index, "a word written under its claimer");
+        return false;
+    }
     SHMI_ASSERT_INTERNAL(
         shmi_word_is_closed(ACTIVE | shmi_word_subtree(node), 2));
     publish_free(g, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
@@ -385,8 +598,15 @@ static bool release_parent(struct shmi_geometry *g, unsigned tier,
     /* relaxed: the CAS re-validates. */
     uint64_t value = shmi_atomic_load_relaxed(parent);
     do {
-        if (!(value & bit))
-            return false; /* damaged file: nothing to release */
+        if (!(value & bit) ||
+            (value &
+             ancestors_of[SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS])) {
+            /* Free already, or inside a larger allocation (W1): the node
+             * stays as it is (set: read as one chunk nobody owns). */
+            refuse_damage(g, tier - 1, parent_index,
+                          "a retired word's parent node was free or covered");
+            return false;
+        }
         /* seq_cst: as a free (release to the next claimer of the node;
          * ordered before publish_free's hint loads). */
     } while (!shmi_atomic_cas_seq_cst(parent, &value, value & ~bit));
@@ -462,37 +682,92 @@ uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
 
 /* ---- release and lookup ------------------------------------------------ */
 
+/* What find_owner found on x's path. */
+enum owner { OWNER_NONE, OWNER_FOUND, OWNER_DAMAGED };
+
+/* find_owner above the last tier: the walk goes on from the last tier's
+ * word on x's path, which was `w` and not ACTIVE. */
+static inline __attribute__((always_inline)) enum owner
+find_owner_above(struct shmi_geometry *g, uint64_t x, struct claim *out,
+                 uint64_t *value, uint64_t w)
+{
+    for (unsigned t = g->tiers - 1;; t--) {
+        const struct shmi_tier *tier = &g->tier[t];
+        uint64_t index = x >> tier->span_log2;
+        out->tier = t;
+        out->word = index;
+        if (t < g->tiers - 1)
+            /* relaxed: as in find_owner. */
+            w = shmi_atomic_load_relaxed(tier->words + index);
+        if (t > 0 && !(w & ACTIVE)) {
+            if (w != 0)
+                return OWNER_DAMAGED; /* T2: neither 0 nor ACTIVE */
+            continue;
+        }
+        unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
+        if (node == 0 ||
+            (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return OWNER_NONE;
+        out->node = node;
+        *value = w;
+        if (t > 0 && !parent_is_set(g, t, index))
+            return OWNER_DAMAGED; /* an active word under a free node */
+        /* The child word on x's path was just seen 0: a bottom-row node
+         * has no other. */
+        if (shmi_word_row_of(node) < SHMI_WORD_BOTTOM_ROW &&
+            any_delegated_below(g, t, index, node))
+            return OWNER_DAMAGED; /* a chunk over active words */
+        return OWNER_FOUND;
+    }
+}
+
 /* Finds the allocation covering x: its word and node, and the word's
- * value as read. Returns false when x is not covered by one.
+ * value as read. OWNER_NONE when x is not covered by one, OWNER_DAMAGED
+ * when the words on its path disagree (T5), with *out naming the word.
  *
  * The walk goes up from the deepest tier: the first ACTIVE word on x's
  * path holds the allocation, if any. Below it the words are inactive
  * (nothing there); above it no node on the path can be allocated, since
  * an ACTIVE word's parent node is set as a delegation (T2) and a claim of
  * an ancestor would have needed that bit clear (W1). Small chunks, the
- * common ones, are found with one load. */
-static inline __attribute__((always_inline)) bool
+ * common ones, are found with one load, and their parent node checked
+ * with one more. */
+static inline __attribute__((always_inline)) enum owner
 find_owner(struct shmi_geometry *g, uint64_t x, struct claim *out,
            uint64_t *value)
 {
-    for (unsigned t = g->tiers - 1;; t--) {
-        const struct shmi_tier *tier = &g->tier[t];
-        uint64_t index = x >> tier->span_log2;
-        /* relaxed: the caller owns the chunk (or is mistaken, which the
-         * final CAS catches); the words on its path are stable. */
-        uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
-        if (t > 0 && !(w & ACTIVE))
-            continue;
-        unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
-        if (node == 0 ||
-            (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
-            return false; /* not allocated, or a damaged word (W1) */
-        out->tier = t;
-        out->word = index;
-        out->node = node;
-        *value = w;
+    unsigned t = g->tiers - 1;
+    const struct shmi_tier *tier = &g->tier[t];
+    uint64_t index = x >> tier->span_log2;
+    /* relaxed: the caller owns the chunk (or is mistaken, which the final
+     * CAS catches); the words on its path are stable. */
+    uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+    if (__builtin_expect(t > 0 && !(w & ACTIVE), 0))
+        return find_owner_above(g, x, out, value, w);
+    out->tier = t;
+    out->word = index;
+    unsigned node = shmi_word_owner(w, slot_of(tier, x), tier->eligible);
+    if (node == 0 || (w & shmi_word_subtree(node)) != shmi_word_subtree(node))
+        return OWNER_NONE; /* not allocated, or a damaged word (W1) */
+    out->node = node;
+    *value = w;
+    if (t > 0 && __builtin_expect(!parent_is_set(g, t, index), 0))
+        return OWNER_DAMAGED; /* an active word under a free node */
+    return OWNER_FOUND;
+}
+
+/* find_owner for a call that acts on the chunk: a disagreement is counted
+ * and reported. Returns whether a chunk covering x was found. */
+static inline __attribute__((always_inline)) bool
+owner_to_act_on(struct shmi_geometry *g, uint64_t x, struct claim *out,
+                uint64_t *value)
+{
+    enum owner found = find_owner(g, x, out, value);
+    if (__builtin_expect(found == OWNER_FOUND, 1))
         return true;
-    }
+    if (found == OWNER_DAMAGED)
+        refuse_damage(g, out->tier, out->word, "a chunk whose words disagree");
+    return false;
 }
 
 int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
@@ -503,7 +778,7 @@ int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
     uint64_t value;
     /* The chunk must start at x: x is on the node's path, so that holds
      * iff x is aligned to the node's size. */
-    if (!find_owner(g, x, &c, &value) || (x & (node_size(g, &c) - 1)) != 0)
+    if (!owner_to_act_on(g, x, &c, &value) || (x & (node_size(g, &c) - 1)) != 0)
         return EINVAL;
     shmi_atomic_word *word = word_at(g, c.tier, c.word);
     uint64_t mask = shmi_word_subtree(c.node);
@@ -531,51 +806,126 @@ uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(g, x, &c, &value) || offset_of(g, &c) != x)
+    /* A query: a disagreement reads as no chunk and is not counted. */
+    if (find_owner(g, x, &c, &value) != OWNER_FOUND || offset_of(g, &c) != x)
         return 0;
     return node_size(g, &c);
 }
 
 /* ---- resizing in place ------------------------------------------------ */
 
+/* Shrinks the chunk c (word value `value`) inside its word to its first
+ * descendant `keep`: one CAS frees the rest of its subtree, so no moment
+ * exists at which the chunk is not allocated. */
+static int shrink_in_word(struct shmi_geometry *g, struct claim *c,
+                          uint64_t value, unsigned keep)
+{
+    shmi_atomic_word *word = word_at(g, c->tier, c->word);
+    uint64_t old_mask = shmi_word_subtree(c->node);
+    uint64_t released = old_mask & ~shmi_word_subtree(keep);
+    do {
+        if ((value & old_mask) != old_mask)
+            return EINVAL;
+        /* seq_cst: a free of the released part (see shmi_tree_free). */
+    } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
+    check_transition(g, c->tier, value, value & ~released);
+    publish_free(g, c->tier, c->word, value, value & ~released);
+    c->node = keep;
+    return 0;
+}
+
+/* Hands the chunk c, a bottom-row node of a tier above the last, to its
+ * child word W, which keeps only its first descendant `keep`: one CAS of
+ * W from 0 (c allocated whole) to ACTIVE | mask(keep) (c delegated, its
+ * first part allocated, the rest free in W). */
+static int delegate_chunk(struct shmi_geometry *g, struct claim *c,
+                          unsigned keep)
+{
+    uint64_t index =
+        c->word * SHMI_WORD_SLOTS + (c->node - SHMI_WORD_FIRST_SLOT);
+    uint64_t expected = 0, now = ACTIVE | shmi_word_subtree(keep);
+    /* acq_rel: as activate_word's CAS (acquire from the retire that last
+     * zeroed W; release to the claimers of the nodes it frees, so that
+     * they see the chunk's writes, as after a free). Nobody but the
+     * chunk's owner writes W while it is 0, so only damage fails it. */
+    if (!shmi_atomic_cas_acq_rel(word_at(g, c->tier + 1, index), &expected,
+                                 now)) {
+        refuse_damage(g, c->tier + 1, index, "the word under a chunk in use");
+        return ENOMEM;
+    }
+    publish_free(g, c->tier + 1, index, ~UINT64_C(0) & ~UINT64_C(1), now);
+    c->tier++;
+    c->word = index;
+    c->node = keep;
+    return 0;
+}
+
+/* Shrinks the chunk c (word value `value`) to 2^want_log2 bytes, less
+ * than it has: within its word, then tier by tier down (see below). */
+static int shrink(struct shmi_geometry *g, struct claim *c, uint64_t value,
+                  unsigned want_log2)
+{
+    for (;;) {
+        unsigned span = g->tier[c->tier].span_log2;
+        unsigned row = shmi_word_row_of(c->node);
+        unsigned want_row = span - want_log2;
+        if (want_row <= SHMI_WORD_BOTTOM_ROW) {
+            if (want_row == row)
+                return 0;
+            return shrink_in_word(g, c, value, c->node << (want_row - row));
+        }
+        if (row < SHMI_WORD_BOTTOM_ROW) {
+            int err = shrink_in_word(g, c, value,
+                                     c->node << (SHMI_WORD_BOTTOM_ROW - row));
+            if (err)
+                return err;
+        }
+        /* The child word's rows hold nodes of span - 5 - row' bytes: the
+         * size wanted is on row want_row - 5 (>= 1), or below it. */
+        unsigned next_row = want_row - SHMI_WORD_BOTTOM_ROW;
+        if (next_row > SHMI_WORD_BOTTOM_ROW)
+            next_row = SHMI_WORD_BOTTOM_ROW;
+        int err = delegate_chunk(g, c, 1u << next_row);
+        if (err)
+            return err;
+        value = ACTIVE | shmi_word_subtree(c->node);
+    }
+}
+
 /*
  * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
  * descendant d on the row of that size and frees the rest of n's subtree
  * in the same CAS: the word goes from ...mask(n)... to ...mask(d)..., so no
- * moment exists at which the chunk is not allocated. Growing takes the
- * ancestor a of the right size when the chunk is a's first descendant and
- * the rest of a's subtree is free: one CAS sets mask(a). Both stay inside
- * one word; across a tier boundary the caller falls back to a copy.
+ * moment exists at which the chunk is not allocated. When 2^k lives in a
+ * deeper tier, the chunk is first shrunk to its first bottom-row node u,
+ * then delegated to u's child word W (CAS 0 -> ACTIVE | mask(d')), and so
+ * on down. Each step is one CAS from one consistent state to another in
+ * which the chunk still starts at x and is at least 2^k bytes: a process
+ * killed between two steps leaves a chunk larger than asked (its owner's
+ * free of x frees all of it), never a node that nobody owns, so the crash
+ * notes at the top gain nothing. Growing takes the ancestor a of the
+ * right size when the chunk is a's first descendant and the rest of a's
+ * subtree is free: one CAS sets mask(a), inside one word; across a tier
+ * boundary the caller falls back to a copy.
  */
 int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
 {
     struct claim c;
     uint64_t value;
-    if (!find_owner(g, x, &c, &value) || offset_of(g, &c) != x)
+    if (!owner_to_act_on(g, x, &c, &value) || offset_of(g, &c) != x)
         return EINVAL;
+    unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
     unsigned span = g->tier[c.tier].span_log2;
     unsigned row = shmi_word_row_of(c.node);
-    unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
-    if (want_log2 > span || span - want_log2 < first_row(g, c.tier) ||
-        span - want_log2 > SHMI_WORD_BOTTOM_ROW)
+    if (want_log2 < span - row)
+        return shrink(g, &c, value, want_log2);
+    if (want_log2 == span - row)
+        return 0;
+    if (want_log2 > span || span - want_log2 < first_row(g, c.tier))
         return ENOMEM; /* the new size lives in another tier */
     unsigned want_row = span - want_log2;
-    if (want_row == row)
-        return 0;
     shmi_atomic_word *word = word_at(g, c.tier, c.word);
     uint64_t old_mask = shmi_word_subtree(c.node);
-    if (want_row > row) {
-        unsigned keep = c.node << (want_row - row);
-        uint64_t released = old_mask & ~shmi_word_subtree(keep);
-        do {
-            if ((value & old_mask) != old_mask)
-                return EINVAL;
-            /* seq_cst: a free of the released part (see shmi_tree_free). */
-        } while (!shmi_atomic_cas_seq_cst(word, &value, value & ~released));
-        check_transition(g, c.tier, value, value & ~released);
-        publish_free(g, c.tier, c.word, value, value & ~released);
-        return 0;
-    }
     unsigned grown = c.node >> (row - want_row);
     if (grown << (row - want_row) != c.node)
         return ENOMEM; /* not the first descendant: the start would move */
@@ -592,6 +942,20 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
         /* acq_rel: a claim of the buddies (see try_claim_in_word). */
     } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
     check_transition(g, c.tier, value, value | taken);
+    if (c.tier + 1 < g->tiers &&
+        (delegated_below(g, c.tier, c.word, grown) & taken) != 0) {
+        /* T5, as for a claim: keep the delegated nodes the damage cleared
+         * set, give the rest of the buddies back, keep the chunk. */
+        uint64_t give_back = taken & ~delegated_below(g, c.tier, c.word, grown);
+        uint64_t now = value | taken;
+        refuse_damage(g, c.tier, c.word,
+                      "a free buddy whose child word is in use");
+        /* seq_cst: a free of the buddies (see shmi_tree_free). */
+        while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
+            ;
+        publish_free(g, c.tier, c.word, now, now & ~give_back);
+        return ENOMEM;
+    }
     return 0;
 }
 
@@ -636,6 +1000,7 @@ static void format_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
 
 void shmi_tree_format(struct shmi_geometry *g)
 {
+    shmi_atomic_store_relaxed(damage_counter(g), 0);
     for (uint64_t i = 0; i < g->tier[0].count; i++)
         format_word(g, 0, i, 0);
 }

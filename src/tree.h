@@ -51,4 +51,8 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
                                   uint64_t index);
 
+/* Inconsistent states the tree refused (T5, tree.c) since the file was
+ * formatted, counted in the shared header by every process. */
+uint64_t shmi_tree_damage_count(const struct shmi_geometry *g);
+
 #endif /* SHM_TREE_H */

@@ -528,6 +528,7 @@ static void print_text(shm_arena *arena, const char *path,
            "free bytes)\n",
            f->fragmentation);
     printf("attached processes  %zu\n", s->attached_processes);
+    printf("damage refused      %zu\n", s->damage_refused);
     size_t recoverable = 0;
     (void)shm_arena_processes(arena, print_process, &recoverable);
     printf("to recover          %zu (entries of dead or exited processes)\n",
@@ -715,6 +716,7 @@ static int print_json(shm_arena *arena, const char *path,
     printf("%s],\n", seen ? "\n  " : "");
     (void)shm_arena_processes(arena, count_recoverable, &recoverable);
     printf("  \"recoverable_entries\": %zu,\n", recoverable);
+    printf("  \"damage_refused\": %zu,\n", s->damage_refused);
     printf("  \"free_chunks\": [");
     for (unsigned c = 0; c < s->classes; c++)
         printf("%s\n    {\"size\": %zu, \"count\": %zu}", c ? "," : "",
