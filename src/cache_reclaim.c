@@ -231,10 +231,8 @@ static uint64_t claim_tag(unsigned slot_index, uint64_t tail)
 /* Whether an offset from the file can be a chunk of this arena. */
 static bool plausible_chunk(const shm_cache *c, uint64_t off)
 {
-    uint64_t data =
-        shm_arena_mapping_size(c->arena) - shm_arena_capacity(c->arena);
-    return off >= data && off < shm_arena_mapping_size(c->arena) &&
-           off % get_shm_min_allocatable_size() == 0;
+    return off >= c->data_start && off < c->data_end &&
+           off % SHMI_CACHE_MIN_CHUNK == 0;
 }
 
 bool shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot, uint64_t off)
