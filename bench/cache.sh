@@ -7,6 +7,8 @@
 #   bench/cache.sh --quick         fewer operations and runs
 #   bench/cache.sh --update-docs   also puts the section into
 #                                  docs/benchmarks.md (replacing its old one)
+#   bench/cache.sh --report-only   measure nothing: write the report again
+#                                  from the results of the last run
 #
 # Expects what bench/run.sh installs (hyperfine, memcached, liblmdb-dev,
 # libmemcached-dev, libboost-dev) and builds build-bench/bench/cache_bench
@@ -26,10 +28,12 @@ ops_mc=${SHM_BENCH_CACHE_OPS_MC:-20000}
 items=${SHM_BENCH_CACHE_ITEMS:-300000}
 runs=5
 update_docs=false
+report_only=false
 for arg in "$@"; do
     case $arg in
     --quick) ops=100000 ops_mc=5000 items=150000 runs=3 ;;
     --update-docs) update_docs=true ;;
+    --report-only) report_only=true ;;
     *)
         sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
         case $arg in -h | --help) exit 0 ;; *) exit 2 ;; esac
@@ -78,6 +82,7 @@ start_memcached() { # megabytes
     return 1
 }
 
+if ! $report_only; then
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date +%s)
 cb=("$bin" -d "$work" -s "$sock")
@@ -118,18 +123,31 @@ held_shm=$("${cb[@]}" -c 64 -k "$items" shm items)
 start_memcached 64
 held_mc=$("${cb[@]}" -k "$items" memcached items)
 stop_memcached
+# held and failed sets of each, and the keys inserted
+echo "$held_shm $held_mc $items" >"$out/cache-items.txt"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started))
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=
-git diff --quiet HEAD -- src include bench 2>/dev/null || dirty=" (with uncommitted changes)"
+git diff --quiet HEAD -- src include bench 2>/dev/null || commit="$commit (with uncommitted changes)"
+printf '%s\n' "$load_before" "$load_after" "$elapsed" "$commit" \
+    "$(date -u '+%Y-%m-%d %H:%M UTC')" "$ops $ops_mc $runs" >"$out/cache-run.txt"
+fi
+{
+    read -r load_before
+    read -r load_after
+    read -r elapsed
+    read -r commit
+    read -r measured
+    read -r ops ops_mc runs
+} <"$out/cache-run.txt"
 lmdb_version=$(dpkg-query -W -f '${Version}' liblmdb-dev 2>/dev/null || echo unknown)
 mc_version=$(memcached -V | sed 's/^memcached //')
 boost_version=$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' \
     /usr/include/boost/version.hpp)
-
-section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" '
+read -r held_shm failed_shm held_mc failed_mc items <"$out/cache-items.txt"
+section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" \
+    -v failed_shm="$failed_shm" -v failed_mc="$failed_mc" '
     /"command":/ { name = $0; sub(/.*"command": *"/, "", name); sub(/".*/, "", name) }
     /"median":/  { v = $2; gsub(/,/, "", v); med[name] = v }
     # per operation, in ns: (median with n ops - median with none) / n
@@ -159,7 +177,7 @@ section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" '
             g = per_op("get", s); w = per_op("set", s)
             g0 = per_op("get", "shm"); w0 = per_op("set", "shm")
             printf "| %s | %.0f | %.2fx | %.0f | %.2fx |\n", title[s], g,
-                   g0 > 0 ? g / g0 : 0, w, w0 > 0 ? w / w0 : 0
+                   (g0 > 0 ? g / g0 : 0), w, (w0 > 0 ? w / w0 : 0)
         }
         print ""
         gp = per_op("get", "private"); wp = per_op("set", "private")
@@ -179,15 +197,16 @@ section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" '
             printf "| %s | %.2f | %.2f | %.2fx |\n", title[s], m1, m2, m2 / m1
         }
         print ""
-        printf "Items held in 64 MiB, of %d keys inserted once each: shm_cache %d (%.0f%%), memcached -m 64 %d (%.0f%%): %.2fx.\n",
-               items, held_shm, 100 * held_shm / items, held_mc, 100 * held_mc / items, held_mc > 0 ? held_shm / held_mc : 0
+        printf "Items held in 64 MiB, of %d keys inserted once each: shm_cache %d (%.0f%%), memcached -m 64 %d (%.0f%%): %.2fx. ",
+               items, held_shm, 100 * held_shm / items, held_mc, 100 * held_mc / items, (held_mc > 0 ? held_shm / held_mc : 0)
+        printf "Sets refused with ENOMEM by the full store: shm_cache %d, memcached %d.\n", failed_shm, failed_mc
     }' "$out/cache-hyperfine.json")
 
 cat >"$out/cache.md" <<EOF
 ## Cache (shm_cache)
 
-Written by \`bench/cache.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at commit
-$commit$dirty; load average when it started / ended: $load_before /
+Measured by \`bench/cache.sh\` on $measured at commit
+$commit; load average when it started / ended: $load_before /
 $load_after ($(nproc) CPUs); it took ${elapsed} s. LMDB $lmdb_version,
 memcached $mc_version, Boost $boost_version.
 
@@ -211,9 +230,11 @@ figures to read.
 
 $section
 
+$(cat bench/cache_profile.md 2>/dev/null)
+
 \`\`\`sh
 bash bench/cache.sh        # as bench/run.sh runs it; raw: $out/cache-hyperfine.json
-$bin -h                    # the workloads; see bench/cache_bench.c
+$bin                       # no arguments: its usage; see bench/cache_bench.c
 \`\`\`
 EOF
 say "wrote $out/cache.md"
