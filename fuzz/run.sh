@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
-#   fuzz/run.sh [SECONDS]      total time, split between the two targets
+#   fuzz/run.sh [SECONDS]      half of it for each of fuzz_attach and
+#                              fuzz_api, and as much for fuzz_cache
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2).
 # Prints the executions of each target; exits non-zero on any finding.
 set -eu
@@ -22,9 +23,11 @@ CC=clang cmake -S "$root" -B "$build" -DSHM_BUILD_FUZZ=ON \
     -DSHM_BUILD_TESTS=OFF -DSHM_BUILD_EXAMPLES=OFF -DSHM_BUILD_TOOLS=OFF \
     -DSHM_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_attach fuzz_api fuzz_make_seed \
+    fuzz_cache \
     >/dev/null
 
 work=$build/fuzz-work
+mkdir -p "$work/cache" "$work/seeds-cache"
 mkdir -p "$work/attach" "$work/api" "$work/seeds-attach" "$work/seeds-api" \
     "$work/scratch" "$work/crashes"
 unset SHM_FILE SHM_SIZE
@@ -52,4 +55,5 @@ run() { # name, max_len, corpus, seeds
 }
 run fuzz_attach "$max_len" "$work/attach" "$work/seeds-attach"
 run fuzz_api 4096 "$work/api" "$work/seeds-api"
+run fuzz_cache 4096 "$work/cache" "$work/seeds-cache"
 exit $status
