@@ -278,7 +278,6 @@ static void store_open(struct store *s, bool fresh)
 {
     char path[512];
     size_t capacity = capacity_mib << 20;
-    int err;
     switch (s->kind) {
     case SHM: {
         path_of(path, sizeof path, "shm");
@@ -304,6 +303,7 @@ static void store_open(struct store *s, bool fresh)
             unlink(lock);
         }
         MDB_txn *txn;
+        int err;
         if ((err = mdb_env_create(&s->env)) != 0 ||
             (err = mdb_env_set_mapsize(s->env, capacity)) != 0 ||
             (err = mdb_env_open(s->env, path,

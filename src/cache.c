@@ -55,8 +55,11 @@ static unsigned log2_of(uint64_t power)
  * 4 KiB, or the largest chunk when that is smaller. */
 static size_t unit_size(void)
 {
-    size_t max = SHMI_CACHE_MAX_CHUNK;
-    return max < 4096 ? max : 4096;
+#if SHM_MAX_ALLOC_POW2 < 12
+    return (size_t)SHMI_CACHE_MAX_CHUNK;
+#else
+    return 4096;
+#endif
 }
 
 /* ---- creating and binding --------------------------------------------- */

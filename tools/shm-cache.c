@@ -68,15 +68,15 @@ static const char *file_name = "";
 
 static void complain(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "shm-cache: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+    (void)fprintf(stderr, "shm-cache: ");
+    (void)fprintf(stderr, fmt, a, b);
+    (void)fputc('\n', stderr);
 }
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "shm-cache: %s%s%s\n%s", what, arg ? ": " : "",
-            arg ? arg : "", usage_text);
+    (void)fprintf(stderr, "shm-cache: %s%s%s\n%s", what, arg ? ": " : "",
+                  arg ? arg : "", usage_text);
     return EXIT_USAGE;
 }
 
@@ -95,7 +95,7 @@ static int open_cache(struct handle *h, const char *name, bool write,
                       bool client_read)
 {
     char root[64];
-    snprintf(root, sizeof root, "shm_cache:%s", name);
+    (void)snprintf(root, sizeof root, "shm_cache:%s", name);
     unsigned flags = SHM_ARENA_NO_CREATE;
     if (!write && !(client_read && access(file_name, W_OK) == 0))
         flags |= SHM_ARENA_READ_ONLY;
@@ -147,8 +147,8 @@ static bool key_ok(const char *key)
 {
     size_t len = strlen(key);
     if (len == 0 || len > SHM_CACHE_KEY_MAX) {
-        fprintf(stderr, "shm-cache: a key is 1 to %d bytes\n",
-                SHM_CACHE_KEY_MAX);
+        (void)fprintf(stderr, "shm-cache: a key is 1 to %d bytes\n",
+                      SHM_CACHE_KEY_MAX);
         return false;
     }
     return true;
@@ -172,19 +172,19 @@ static void print_quoted(const unsigned char *p, size_t len)
     for (size_t i = 0; i < len; i++) {
         switch (p[i]) {
         case '"':
-            fputs("\\\"", stdout);
+            (void)fputs("\\\"", stdout);
             break;
         case '\\':
-            fputs("\\\\", stdout);
+            (void)fputs("\\\\", stdout);
             break;
         case '\t':
-            fputs("\\t", stdout);
+            (void)fputs("\\t", stdout);
             break;
         case '\n':
-            fputs("\\n", stdout);
+            (void)fputs("\\n", stdout);
             break;
         case '\r':
-            fputs("\\r", stdout);
+            (void)fputs("\\r", stdout);
             break;
         default:
             if (p[i] < 0x20 || p[i] > 0x7e)
@@ -220,7 +220,7 @@ static int dump_entry(const void *key, size_t key_len, const void *value,
     if (is_text(v, value_len)) {
         print_quoted(v, value_len);
     } else {
-        fputs("0x", stdout);
+        (void)fputs("0x", stdout);
         for (size_t i = 0; i < value_len; i++)
             printf("%02x", v[i]);
     }
@@ -258,7 +258,7 @@ static int cmd_get(struct handle *h, const char *key)
         free(buf);
         return EXIT_REFUSED;
     }
-    fwrite(buf, 1, len, stdout);
+    (void)fwrite(buf, 1, len, stdout);
     if (isatty(STDOUT_FILENO))
         putchar('\n');
     free(buf);

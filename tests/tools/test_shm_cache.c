@@ -52,8 +52,9 @@ static char *read_all(const char *path, size_t *size)
         len += n;
         if (len == cap) {
             cap *= 2;
-            data = realloc(data, cap + 1);
-            assert_non_null(data);
+            char *grown = realloc(data, cap + 1);
+            assert_non_null(grown);
+            data = grown;
         }
     }
     fclose(f);
