@@ -58,6 +58,10 @@ have cmake || missing+=(cmake)
 { have cc && have c++ && have make; } || missing+=(build-essential)
 dpkg -s libmm-dev >/dev/null 2>&1 || missing+=(libmm-dev)
 dpkg -s libboost-dev >/dev/null 2>&1 || missing+=(libboost-dev)
+# The cache figures (bench/cache.sh).
+have memcached || missing+=(memcached)
+dpkg -s liblmdb-dev >/dev/null 2>&1 || missing+=(liblmdb-dev)
+dpkg -s libmemcached-dev >/dev/null 2>&1 || missing+=(libmemcached-dev)
 have lscpu || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -324,3 +328,13 @@ open_benchmark "${SHM_BENCH_OPEN_ATTACHED:-1000}" "${SHM_BENCH_OPEN_COUNT:-1000}
 
 # ---- end ------------------------------------------------------------------
 say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"
+
+# ---- cache figures ----------------------------------------------------------
+# shm_cache against a private hash table, LMDB, memcached and Boost, by
+# bench/cache.sh (hyperfine): build-bench/bench-results/cache.md, and a
+# section of docs/benchmarks.md with --update-docs.
+cache_figures() {
+    say "cache figures: bench/cache.sh $*"
+    bash bench/cache.sh "$@"
+}
+cache_figures "$@"

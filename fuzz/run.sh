@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
-#   fuzz/run.sh [SECONDS]      total time, split between the three targets
+#   fuzz/run.sh [SECONDS]      total time, split between the four targets
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2).
 # Prints the executions of each target; exits non-zero on any finding.
 set -eu
@@ -22,17 +22,19 @@ CC=clang cmake -S "$root" -B "$build" -DSHM_BUILD_FUZZ=ON \
     -DSHM_BUILD_TESTS=OFF -DSHM_BUILD_EXAMPLES=OFF -DSHM_BUILD_TOOLS=OFF \
     -DSHM_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$jobs" \
-    --target fuzz_attach fuzz_api fuzz_damage fuzz_make_seed >/dev/null
+    --target fuzz_attach fuzz_api fuzz_damage fuzz_cache fuzz_make_seed \
+    >/dev/null
 
 work=$build/fuzz-work
-mkdir -p "$work/attach" "$work/api" "$work/damage" "$work/seeds-attach" \
-    "$work/seeds-api" "$work/scratch" "$work/crashes"
+mkdir -p "$work/attach" "$work/api" "$work/damage" "$work/cache" \
+    "$work/seeds-attach" "$work/seeds-api" "$work/seeds-cache" \
+    "$work/scratch" "$work/crashes"
 unset SHM_FILE SHM_SIZE
 export SHM_FUZZ_DIR="$work/scratch"
 "$build/fuzz/fuzz_make_seed" "$work/seeds-attach" "$work/seeds-api"
 max_len=$(wc -c <"$work/seeds-attach/valid-larger.shm")
 
-each=$((seconds / 3))
+each=$((seconds / 4))
 [ "$each" -ge 1 ] || each=1
 status=0
 run() { # name, max_len, corpus, seeds
@@ -53,4 +55,5 @@ run() { # name, max_len, corpus, seeds
 run fuzz_attach "$max_len" "$work/attach" "$work/seeds-attach"
 run fuzz_api 4096 "$work/api" "$work/seeds-api"
 run fuzz_damage 4096 "$work/damage" "$work/seeds-api"
+run fuzz_cache 4096 "$work/cache" "$work/seeds-cache"
 exit $status

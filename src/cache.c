@@ -55,8 +55,11 @@ static unsigned log2_of(uint64_t power)
  * 4 KiB, or the largest chunk when that is smaller. */
 static size_t unit_size(void)
 {
-    size_t max = get_shm_max_allocatable_size();
-    return max < 4096 ? max : 4096;
+#if SHM_MAX_ALLOC_POW2 < 12
+    return (size_t)SHMI_CACHE_MAX_CHUNK;
+#else
+    return 4096;
+#endif
 }
 
 /* ---- creating and binding --------------------------------------------- */
@@ -86,7 +89,7 @@ static void unbuild(shm_arena *arena, uint64_t header_off)
 
 static uint64_t build(shm_arena *arena, size_t expected_items)
 {
-    unsigned max_log2 = log2_of(get_shm_max_allocatable_size());
+    unsigned max_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
     size_t chunk = unit_size();
     unsigned unit_log2 = log2_of(chunk);
     if (expected_items == 0)
@@ -148,11 +151,13 @@ static int bind(shm_cache *c, uint64_t header_off)
     uint64_t data = end - shm_arena_capacity(arena);
     size_t chunk = unit_size();
     unsigned unit_log2 = log2_of(chunk);
-    unsigned max_log2 = log2_of(get_shm_max_allocatable_size());
+    unsigned max_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
     if (header_off < data ||
         header_off > end - sizeof(struct shmi_cache_header))
         return EINVAL;
     c->base = shm_arena_base(arena);
+    c->data_start = data;
+    c->data_end = end;
     c->header = (void *)(c->base + header_off);
     c->header_offset = header_off;
     const struct shmi_cache_header *h = c->header;
@@ -192,9 +197,8 @@ static int bind(shm_cache *c, uint64_t header_off)
     if (c->slot_count > SHMI_CACHE_SLOT_LIMIT)
         return EINVAL;
     c->ring_entries = (unsigned)(chunk / sizeof(struct shmi_cache_retired));
-    uint64_t fit =
-        (get_shm_max_allocatable_size() - sizeof(struct shmi_cache_block)) /
-        sizeof(struct shmi_cache_entry);
+    uint64_t fit = (SHMI_CACHE_MAX_CHUNK - sizeof(struct shmi_cache_block)) /
+                   sizeof(struct shmi_cache_entry);
     c->max_entries =
         (unsigned)(fit < SHMI_CACHE_MAX_ENTRIES ? fit : SHMI_CACHE_MAX_ENTRIES);
     return 0;
@@ -218,8 +222,8 @@ shm_cache *shm_cache_attach(shm_arena *arena, const char *name,
         return NULL;
     }
     /* The index, the rings and the blocks need chunks of 512 bytes. */
-    if (get_shm_max_allocatable_size() < 512 ||
-        get_shm_max_allocatable_size() < sizeof(struct shmi_cache_header)) {
+    if (SHMI_CACHE_MAX_CHUNK < 512 ||
+        SHMI_CACHE_MAX_CHUNK < sizeof(struct shmi_cache_header)) {
         errno = E2BIG;
         return NULL;
     }
@@ -393,7 +397,7 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
                     uint64_t expires_ms, uint64_t *out)
 {
     uint64_t size = sizeof(struct shmi_cache_item) + key_len + value_len;
-    if (value_len > UINT32_MAX || size > get_shm_max_allocatable_size())
+    if (value_len > UINT32_MAX || size > SHMI_CACHE_MAX_CHUNK)
         return E2BIG;
     shm_offt off = cache_alloc(c, slot, (size_t)size);
     if (off == SHM_NULL)

@@ -87,11 +87,9 @@ uint64_t shmi_cache_hash(const void *key, size_t len)
  * from the file are checked before they are followed. */
 static bool chunk_fits(const shm_cache *c, uint64_t off, uint64_t size)
 {
-    uint64_t end = shm_arena_mapping_size(c->arena);
-    uint64_t data = end - shm_arena_capacity(c->arena);
-    return off >= data && off < end && size <= end - off &&
-           size <= get_shm_max_allocatable_size() &&
-           off % get_shm_min_allocatable_size() == 0;
+    return off >= c->data_start && off < c->data_end &&
+           size <= c->data_end - off && size <= SHMI_CACHE_MAX_CHUNK &&
+           off % SHMI_CACHE_MIN_CHUNK == 0;
 }
 
 const struct shmi_cache_block *shmi_cache_block_at(const shm_cache *c,

@@ -26,6 +26,10 @@ struct shm_cache {
     bool own_arena; /* opened by shm_cache_open: closed with the cache */
     bool read_only;
     uint8_t *base;
+    /* The arena's chunks lie in [data_start, data_end): its geometry is
+     * fixed while it is open, so offsets read from the file are checked
+     * against these without a call. */
+    uint64_t data_start, data_end;
     struct shmi_cache_header *header;
     uint64_t header_offset;
     uint64_t serial; /* unique in this process */
@@ -63,6 +67,10 @@ static inline struct shmi_cache_slot *shmi_cache_slot_at(const shm_cache *c,
     return c->slot_chunk[index / c->slots_per_chunk] +
            index % c->slots_per_chunk;
 }
+
+/* The chunk sizes of the arena, fixed by the build (config.h). */
+#define SHMI_CACHE_MIN_CHUNK ((uint64_t)1 << SHM_MIN_ALLOC_POW2)
+#define SHMI_CACHE_MAX_CHUNK ((uint64_t)1 << SHM_MAX_ALLOC_POW2)
 
 /* Entries a block may hold: a bucket that would need more refuses the
  * update (a key hashing there is refused with ENOMEM). */

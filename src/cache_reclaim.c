@@ -211,10 +211,8 @@ static struct shmi_cache_retired *ring_of(const shm_cache *c,
 /* Whether an offset from the file can be a chunk of this arena. */
 static bool plausible_chunk(const shm_cache *c, uint64_t off)
 {
-    uint64_t data =
-        shm_arena_mapping_size(c->arena) - shm_arena_capacity(c->arena);
-    return off >= data && off < shm_arena_mapping_size(c->arena) &&
-           off % get_shm_min_allocatable_size() == 0;
+    return off >= c->data_start && off < c->data_end &&
+           off % SHMI_CACHE_MIN_CHUNK == 0;
 }
 
 void shmi_cache_retire(shm_cache *c, struct shmi_cache_slot *slot, uint64_t off)

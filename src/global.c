@@ -263,6 +263,28 @@ int shm_reset(void)
     return arena ? shm_arena_reset(arena) : errno;
 }
 
+/* The named roots of the current arena (roots.c holds the arena's; these
+ * stay here so that a program calling only shm_arena_* and shm_cache_*
+ * functions, linked statically, leaves this file and its constructor
+ * out). */
+shm_offt shm_root_get(const char *name)
+{
+    shm_arena *arena = shmi_current_arena();
+    return arena == NULL ? SHM_NULL : shm_arena_root_get(arena, name);
+}
+
+int shm_root_set(const char *name, shm_offt off)
+{
+    shm_arena *arena = shmi_current_arena();
+    return arena == NULL ? errno : shm_arena_root_set(arena, name, off);
+}
+
+bool shm_root_cas(const char *name, shm_offt expected, shm_offt desired)
+{
+    shm_arena *arena = shmi_current_arena();
+    return arena != NULL && shm_arena_root_cas(arena, name, expected, desired);
+}
+
 size_t get_shm_max_allocatable_size(void)
 {
     return (size_t)1 << SHM_MAX_ALLOC_POW2;

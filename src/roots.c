@@ -256,21 +256,3 @@ bool shm_arena_root_cas(shm_arena *arena, const char *name, shm_offt expected,
     errno = EAGAIN;
     return false;
 }
-
-shm_offt shm_root_get(const char *name)
-{
-    shm_arena *arena = shmi_current_arena();
-    return arena == NULL ? SHM_NULL : shm_arena_root_get(arena, name);
-}
-
-int shm_root_set(const char *name, shm_offt off)
-{
-    shm_arena *arena = shmi_current_arena();
-    return arena == NULL ? errno : shm_arena_root_set(arena, name, off);
-}
-
-bool shm_root_cas(const char *name, shm_offt expected, shm_offt desired)
-{
-    shm_arena *arena = shmi_current_arena();
-    return arena != NULL && shm_arena_root_cas(arena, name, expected, desired);
-}
