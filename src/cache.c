@@ -172,7 +172,7 @@ static int bind(shm_cache *c, uint64_t header_off)
     if (h->directory < data || h->directory > end - segments * 8)
         return EINVAL;
     c->segment = calloc(segments, sizeof *c->segment);
-    c->slot_chunk = calloc(h->slot_chunks, sizeof *c->slot_chunk);
+    c->slot_chunk = calloc(h->slot_chunks, sizeof(struct shmi_cache_slot *));
     c->held = calloc((size_t)h->slot_chunks * per_chunk, sizeof *c->held);
     if (!c->segment || !c->slot_chunk || !c->held)
         return ENOMEM;
@@ -493,7 +493,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
                  const void *value, size_t value_len, uint32_t ttl,
                  enum store_kind kind, uint64_t version)
 {
-    struct keyed k;
+    struct keyed k = {0};
     int err = !value && value_len ? EINVAL : keyed_begin(c, key, key_len, &k);
     uint64_t item = 0;
     if (!err)
@@ -619,7 +619,7 @@ int shm_cache_get(shm_cache *c, const void *key, size_t key_len, void *buf,
 
 int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
 {
-    struct keyed k;
+    struct keyed k = {0};
     int err = keyed_begin(c, key, key_len, &k);
     if (err)
         return fail(err);
@@ -644,7 +644,7 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
 int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
                    int64_t initial, uint32_t ttl_seconds, int64_t *result)
 {
-    struct keyed k;
+    struct keyed k = {0};
     int err = keyed_begin(c, key, key_len, &k);
     /* The new item is made once, before any read (making it may evict),
      * and rewritten on every try: it is this writer's alone until the

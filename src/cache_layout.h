@@ -19,6 +19,7 @@
 #ifndef SHM_CACHE_LAYOUT_H
 #define SHM_CACHE_LAYOUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "atomics.h"
@@ -40,7 +41,8 @@ struct shmi_cache_header {
     uint64_t directory; /* chunk of segment offsets */
     uint64_t slot_chunk[SHMI_CACHE_SLOT_CHUNKS];
     /* Written by writers, on lines of their own. */
-    _Alignas(SHMI_CACHE_LINE) shmi_atomic_word clock_hand;
+    uint8_t line_pad[3 * SHMI_CACHE_LINE - 168];
+    shmi_atomic_word clock_hand;
     shmi_atomic_word next_version;
     shmi_atomic_word items;
     shmi_atomic_word bytes;
@@ -75,8 +77,12 @@ struct shmi_cache_slot {
     shmi_atomic_word reserved[2];
 };
 
-_Static_assert(sizeof(struct shmi_cache_slot) == 2 * SHMI_CACHE_LINE,
+_Static_assert(sizeof(struct shmi_cache_slot) == (size_t)2 * SHMI_CACHE_LINE,
                "a slot is two cache lines");
+_Static_assert(offsetof(struct shmi_cache_header, clock_hand) %
+                       SHMI_CACHE_LINE ==
+                   0,
+               "what writers write starts a cache line");
 
 /* A retired chunk waiting until no hazard names it (0: done). */
 struct shmi_cache_retired {
