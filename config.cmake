@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Compile-time configuration of shm_alloc.
 #
 # Every entry is a CMake cache variable: override it on the command line,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 // Boost.Interprocess managed_mapped_file behind the C interface of
 // boost_heap.h: its default segment manager (rbtree_best_fit guarded by a
 // process-shared mutex), the configuration a Boost user gets out of the box.

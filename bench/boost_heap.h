@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A C interface to a Boost.Interprocess managed_mapped_file, so that the
  * C benchmark drives Boost through the same calls as the other heaps.

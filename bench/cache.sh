@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # The cache figures: shm_cache against a private hash table, LMDB,
 # memcached and a Boost.Interprocess map, timed by hyperfine. bench/run.sh
 # runs it last (cache_figures); alone:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The cache benchmark: shm_cache against a process-private chained hash
  * table, LMDB, memcached (over a unix socket) and a Boost.Interprocess

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 // The cache benchmark's Boost.Interprocess contender: a boost::unordered_map
 // of fixed-size keys to vectors of bytes in a managed_mapped_file, every
 // access under one interprocess_mutex kept in the same file. That is the

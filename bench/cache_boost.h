@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A C interface to the Boost.Interprocess map of cache_boost.cpp, for
  * cache_bench.c. No function throws; errors are NULL or -1.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The heaps the benchmark compares, behind one table of operations.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Runs the benchmark suite and writes a report with its plots.
 #
 #   bench/run.sh                 the full run (about 3 to 5 minutes on 2 cores)

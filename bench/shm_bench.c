@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_bench: the same workloads against shm_alloc, glibc malloc, OSSP mm
  * and Boost.Interprocess, printed as tab-separated results (one line per

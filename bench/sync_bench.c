@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Lock/unlock pairs of shm_mutex against a plain process-shared pthread
  * mutex (PTHREAD_PROCESS_SHARED, not robust) and, to show where the time

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # shm_mutex against a plain PTHREAD_PROCESS_SHARED pthread mutex, whole
 # processes timed by hyperfine in one run: uncontended lock/unlock pairs
 # in one thread, and two processes contending for one mutex. Prints a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The first program: attach an arena file, put a string in it, read it back
  * through its offset, give the memory back.

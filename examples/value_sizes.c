@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A program built for the sizes of its values: a cache whose values are
  * VALUE_MIN_BYTES to VALUE_MAX_BYTES long (40 to 700 unless defined

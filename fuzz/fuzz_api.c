@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The input is a sequence of calls on one arena, each an op byte followed
  * by its operands:

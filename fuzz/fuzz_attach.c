@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The input is the whole arena file. shm_arena_open must either refuse it
  * with EBADMSG or EPROTO, leaving the bytes as they were, or accept it;

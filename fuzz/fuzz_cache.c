@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The input is a mode byte and then a sequence of calls on one new cache,
  * each an op byte followed by its operands (a key number 0..15, a value

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Shared by the fuzz targets: a private scratch directory and a way to
  * report a broken property so that libFuzzer records the input.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Damaged metadata under a live arena: the input is a sequence of calls
  * on one arena (reset at the start of every input) mixed with stray

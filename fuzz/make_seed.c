@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Writes the seed corpora of the fuzz targets:
  *   make_seed ATTACH_DIR API_DIR

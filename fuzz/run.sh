@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
 #   fuzz/run.sh [SECONDS]      total time, split between the four targets
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_alloc: a lock-free heap shared by unrelated processes.
  *

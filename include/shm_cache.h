@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache: a key-value cache shared by unrelated processes, kept in an
  * shm_alloc arena. Lock-free: no call waits for another process, and a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Sourced by scripts/*.sh and .ci/run: installing what a build needs.
 
 # The packages a build with tests needs on Debian: scdoc converts

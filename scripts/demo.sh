@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs what is missing, builds shm_alloc and runs the demo: one process
 # writes a list of strings into an arena file, a second process attaches the
 # same file, prints the list and answers through the same file.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs what is missing, builds shm_alloc with its tests and runs the
 # whole suite with ctest.
 #

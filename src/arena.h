@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The process-local handle of an open arena, and the internal entry
  * points of the arena layer. Everything in the handle was derived from a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The allocation API of an arena: malloc, calloc, free, usable size and
  * realloc, as offsets and as pointers. Each public function is a thin

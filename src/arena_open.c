@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Arenas: opening (attach or create), closing, reset and removal of the
  * file, and the handle's plain accessors.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Recovery: what the dead and the exited left behind, given back while
  * others keep allocating and freeing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The process's open handles: what fork() and a normal exit must do to
  * the attachments of a process.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Statistics of an arena: free and used bytes, free chunks by size, block
  * usage, the consistency check and the list of attached processes. Every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The atomic operations the library uses on shared memory, each named by
  * its memory order so that a reader sees the order at the call site. Only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache: the public API (include/shm_cache.h) over the index
  * (cache_index.c) and its reclamation (cache_epoch.c).

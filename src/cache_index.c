@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The cache's index: buckets, blocks and items, and the one-CAS update.
  *

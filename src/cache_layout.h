@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What a cache keeps in its arena (cache_index.c, cache_reclaim.c and
  * cache.c implement the protocols). Everything is an arena chunk reached

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Reclamation for the cache: when a chunk that readers may still be
  * reading (a replaced block, a deleted item) can go back to the arena.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Compile-time configuration. CMake passes the values chosen in
  * config.cmake as definitions; the defaults here keep a bare compiler

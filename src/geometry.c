@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Binding a mapped file's layout to process-local pointers (geometry.h).
  * Pure arithmetic over a validated layout: nothing is read from the file.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The geometry of a mapped arena: where its bitmap words, tiers and hint
  * indexes lie in this process's mapping, derived once from a validated

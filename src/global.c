@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The default arena and the global API of the old shm_alloc: thin
  * wrappers that forward to the shm_arena_* functions.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Hint indexes: a bitmap of N bits (level 0) with summary levels above it,
  * each bit of level k+1 standing for one 64-bit word of level k, up to a

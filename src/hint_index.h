@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Hint indexes: lock-free bitmaps with summary levels, kept in the arena
  * file, that say which bitmap words may hold a free chunk of some size.

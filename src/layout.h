@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The arena file's layout: where each part starts, computed from the
  * capacity alone, and the superblock that records it. See layout.c.

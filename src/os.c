@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Operating-system calls (see os.h). Linux first; the O_TMPFILE path
  * falls back to a named temporary file elsewhere.

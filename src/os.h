@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Operating-system calls: files, mappings, time. The only file that
  * includes <sys/mman.h>. Every function returns 0 or an errno value.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Pending-operation records: what a thread is in the middle of, kept in
  * the file, so that after a death a survivor completes or undoes it (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Pending-operation records (pending.c): each thread that runs a
  * multi-step operation on the trees records it in a record of the file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The table of attached processes: who has the arena open, so that dead
  * processes are told from live ones, statistics can count them, recovery

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The table of processes attached to an arena (process_table.c): a
  * self-contained module over its own region of the shared header and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The error handler: a process-wide callback the library calls, in the
  * calling thread, when it refuses a call because of its input. It never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Named roots: a table of (name, offset) pairs in the shared header, so
  * that a process that just attached can find the structures others built.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * How the shared header (SHMI_SHARED_HEADER_SIZE bytes at the layout's
  * header_offset, page aligned, zeroed when the file is created) is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Copies of process-local strings and buffers into an arena: the usual way
  * to share a key or a message is to duplicate it and publish its offset.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * 32-bit atomic words for the synchronisation objects: a futex is a
  * 32-bit word, so the events and the reader-writer lock's gate word are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_event: auto- and manual-reset events on a futex word in the arena.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The robust process-shared mutex that shm_mutex wraps, shared with the
  * reader-writer lock (its writer gate and its reader places).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_rwlock: a robust reader-writer lock in the arena.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The buddy trees: how chunks are claimed and released with single-word
  * CAS, across tiers of bitmap words.

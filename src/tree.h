@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The buddy trees of an arena: claiming and releasing chunks, lock-free.
  * See tree.c for the protocol; tree_inspect.h reads the same words.

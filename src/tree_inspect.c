@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Inspection of the buddy trees: counts and checks computed from the
  * bitmap words while other processes go on (snapshots), and the hint

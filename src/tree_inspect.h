@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Reading the buddy trees without changing a chunk: census, free bytes,
  * block usage, the consistency check, and the hint repair that follows a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The constant tables of the bitmap word operations (see word.h).
  */

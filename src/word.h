@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Bitmap words: pure functions on one uint64_t, no atomics, no syscalls.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # The allocation fast path binds directly: in the built shared library,
 # neither the public malloc/free entry points nor the internal functions
 # they reach call or jump to one of the library's own functions through

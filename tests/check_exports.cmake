@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # The shared library exports the public API and nothing else: every
 # function the header marks SHM_API, no internal (shmi_) or static helper.
 #   cmake -DLIBRARY=libshm_alloc.so -DHEADERS=shm_alloc.h|shm_cache.h -DNM=nm

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # The include graph of src/ follows the layers named in docs/internals.md:
 #   - every file of src/ is in exactly one layer of the table there;
 #   - a file includes headers of its own layer or of the layers below it;

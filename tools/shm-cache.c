@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm-cache: look into and change the shm_cache kept in an arena file, as
  * memcached-tool and redis-cli do for their servers.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm-stat: what an arena file holds, read without changing it.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The package's PEP 517 build backend, in the source tree.
 
 The package is pure Python, so building it means zipping shm_alloc/ with

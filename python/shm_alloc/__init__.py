@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """shm_alloc: a lock-free heap shared by unrelated processes, from Python.
 
 An arena is a file mapped MAP_SHARED into every process that opens it;

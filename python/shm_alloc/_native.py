@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The C library, loaded with ctypes, and the prototypes of what the
 binding calls (include/shm_alloc.h)."""
 

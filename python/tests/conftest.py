@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Fixtures of the binding's tests: a fresh arena file per test, and a way
 to run Python code in another process (a new interpreter, so that it
 shares nothing with the test but the file)."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Runs the binding's pytest suite (ctest's python_binding) with the first
 # interpreter that has pytest: $SHM_PYTHON, /usr/bin/python3 (Debian's,
 # where apt's python3-pytest goes), then python3 on PATH. The library and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The binding against the real library: data crosses processes through
 the file, every failure is the library's errno, roots compare and swap as
 the C API says, views follow their chunk and their arena's lifetime."""

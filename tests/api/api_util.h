@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Helpers shared by the API tests: scratch paths, seeded randomness, the
  * size arithmetic of the contract, and a uniform way to run one test body

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The old shm_alloc's example, as its users wrote it: attach a file by
  * name, calloc a string, print it, free it, detach, remove the file.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The old shm_alloc's multi-process test, as its users wrote it: NPROCS
  * forked processes x NTHREADS threads. Every thread calls

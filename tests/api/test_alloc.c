@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Allocation through the public API: the sizes handed out, their
  * alignment, requests that must be refused, calloc, the pointer forms,

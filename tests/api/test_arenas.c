@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Explicit arenas: several open in one process are independent, the same
  * file opened twice is the same heap, a file keeps its allocations across

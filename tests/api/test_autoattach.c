@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The constructor: the test runs itself again (/proc/self/exe) with
  * $SHM_FILE and $SHM_SIZE set as each case needs, and the child reports

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Freeing through the public API: SHM_NULL does nothing, anything that is
  * not the start of a live allocation is refused with EINVAL and leaves the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The default arena's life: inert until attached, shm_init idempotent and
  * safe from many threads at once, shm_deinit then shm_init again, forked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Queries write nothing: statistics, the largest free chunk, available
  * bytes, block usage, the check and the process list, called on a
@@ -78,7 +79,8 @@ static void test_queries_leave_the_file_untouched(void **state)
     char path[512];
     scratch_path(path, sizeof path, "queries.shm");
     unlink(path);
-    struct shm_arena_options opts = {.capacity = 1 << 20};
+    struct shm_arena_options opts = {
+        .capacity = 4 * get_shm_max_allocatable_size() + (1 << 20)};
     shm_arena *arena = shm_arena_open(path, &opts);
     assert_non_null(arena);
     shm_offt kept = shm_arena_malloc(arena, get_shm_max_allocatable_size());

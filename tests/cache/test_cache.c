@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache through its public header, in one process: every call and
  * every error, expiry, eviction in a full arena, a cache that outlives its

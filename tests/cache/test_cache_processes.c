@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache across processes: writers, readers and deleters on one cache
  * with values that carry their key, version and checksum, verified on

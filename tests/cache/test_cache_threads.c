@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache shared by threads of one process through one handle: writers
  * replacing and deleting values that carry their key and a checksum,

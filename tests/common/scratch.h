@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Scratch files for tests: every test has its own directory in
  * $SHM_TEST_DIR (tests/CMakeLists.txt), /tmp when run by hand.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # cmake -DHEADER=include/shm_alloc.h -DGUIDE=docs/how_to_use.md -P THIS
 # Fails unless every function declared SHM_API in the header, and every
 # flag of enum shm_arena_flags, is named in the guide.

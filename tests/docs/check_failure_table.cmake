@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # cmake -DGUIDE=docs/how_to_use.md -DTESTS=tests -P THIS
 # Fails unless every test named in the last column of the guide's
 # "Failure behaviour" table exists: a test function or ctest name found in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Compiles and runs one C block of a Markdown guide, so that the guide
 # cannot drift from the library.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A program built against an installed shm_alloc, as a user builds it:
  * opens an arena, stores a string, lets a forked child read it and answer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A program written for the old shm_alloc API: it includes only
  * "shm_alloc.h", <stdlib.h> and <string.h> (the header brings printf, bool

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # The installed package as its users see it: builds shm_alloc, installs it
 # under a temporary prefix, moves the installed tree elsewhere (the package
 # files must not depend on where it was installed), then builds and runs a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Helpers shared by the robustness tests: scratch paths, byte-exact file
  * snapshots, directory listings, capture of anything printed, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Bad calls leave the arena exactly as it was: each is refused with its
  * errno, prints nothing (stdout and stderr are redirected into a file that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Hostile files: shm_arena_open must refuse each with the documented errno,
  * print nothing, leave the file byte for byte as it was (contents, size,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * SIGKILL torture: worker processes allocate, fill and free at random while
  * a controller SIGKILLs them at random moments and starts new ones.

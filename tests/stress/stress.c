@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Stress: STRESS_PROCESSES forked processes x STRESS_THREADS threads on one
  * arena file, started together, each making its share of at least 10^6

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Helpers for the tests of the locks and events: an arena for each test,
  * children that report through pipes, and the skip when the objects do

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_event: timeouts within bounds, broadcast waking every one of N
  * waiters, auto-reset releasing exactly one waiter per signal, manual

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_mutex: mutual exclusion between forked processes and their threads,
  * a holder SIGKILLed inside its critical section (the next locker, waiting

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_rwlock: readers and writers of 4 processes x 2 threads (writers
  * never lose an update, readers never see one half done), readers that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm-stat, run as a separate program on arena files made here: its
  * figures (text and JSON, parsed back) are the library's statistics of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_arena_block_usage: the bytes in use per block of 2^MAX bytes match
  * the live allocations placed in each block, sum to capacity minus

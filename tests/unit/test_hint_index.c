@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Unit tests of the hint index (src/hint_index.c): set/clear/find against
  * a plain bitmap model, summary invariant I1 after every operation, stale

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Unit tests of the file layout and superblock validation (src/layout.c):
  * tiers add up to the configured size range, parts do not overlap and sit

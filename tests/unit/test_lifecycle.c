@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Arena lifecycle: shm_arena_reset (everything freed, roots emptied,
  * refused with EBUSY while another process is attached), removal of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What a new file may be asked to be: its mode holds read and write bits
  * only (0666), applied exactly whatever the umask; its size in $SHM_SIZE

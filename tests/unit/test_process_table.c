@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The process table: entries for each open, dead processes (killed, pid
  * reused, in another pid namespace) told from live ones by the kernel's

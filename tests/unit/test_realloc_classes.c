@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_realloc between every pair of size classes of the build (derived
  * from get_shm_min/max_allocatable_size, so the test covers every range

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_arena_realloc (in place when it can, moved otherwise, old chunk
  * intact on failure), statistics (the census partitions the free space;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Named roots: errors, the table's capacity, publishing a structure that
  * unrelated processes started later find, concurrent set/cas from several

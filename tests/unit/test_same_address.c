@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * SHM_ARENA_SAME_ADDRESS: an unrelated process (this test run again with
  * exec, so with its own address-space layout) maps the file where its

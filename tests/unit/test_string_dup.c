@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_strdup, shm_strndup, shm_memdup and their arena twins: copies read
  * back byte for byte (also by another process), truncation, the NUL,

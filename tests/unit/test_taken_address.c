@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A new file asked for at an address range that is already mapped: the
  * open fails at once with EEXIST (not after rounds of retrying with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * White-box tests of the buddy trees (src/tree.c) on real arena files:
  * pinning past the capacity, the hint invariant T4 after random work,

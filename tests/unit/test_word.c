@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Unit tests of the bitmap word operations (src/word.h), checked against
  * direct definitions: a node's subtree by walking children, "free" as
