@@ -246,25 +246,37 @@ static void test_eviction(void **state)
     (void)state;
     if (!cache_fits())
         skip();
-    shm_cache *c = open_cache("evict.shm", 512 << 10);
-    char key[32], value[300];
+    shm_cache *c = open_cache("evict.shm", 2 << 20);
+    char key[32], value[1000];
     memset(value, 'v', sizeof value);
-    for (int i = 0; i < 20000; i++) {
+    /* Values of 16 to 1000 bytes, log-uniform: chunks of every size, so
+     * that making room takes evicting until a large enough one is free. */
+    uint64_t r = 88172645463325252u;
+    size_t largest = get_shm_max_allocatable_size() - 64 - 16;
+    for (int i = 0; i < 40000; i++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        size_t len = (size_t)16 << (r % 7);
+        len += (size_t)(r >> 8) % len;
+        if (len > 1000)
+            len = 1000;
+        if (len > largest)
+            len = largest;
         int kl = snprintf(key, sizeof key, "key-%d", i);
-        int err = shm_cache_set(c, key, (size_t)kl, value,
-                                100 + (size_t)(i % 200), 0);
+        int err = shm_cache_set(c, key, (size_t)kl, value, len, 0);
         if (err)
-            fail_msg("set %d failed: %s", i, strerror(err));
+            fail_msg("set %d (%zu bytes) failed: %s", i, len, strerror(err));
     }
     struct shm_cache_stats st;
     assert_int_equal(shm_cache_stats(c, &st), 0);
     assert_true(st.evictions > 0);
     assert_true(st.items > 100);
-    assert_true(st.items < 20000);
+    assert_true(st.items < 40000);
     /* The latest entry is there. */
-    char buf[400];
+    char buf[1000];
     size_t len;
-    int kl = snprintf(key, sizeof key, "key-%d", 19999);
+    int kl = snprintf(key, sizeof key, "key-%d", 39999);
     assert_int_equal(shm_cache_get(c, key, (size_t)kl, buf, sizeof buf, &len),
                      0);
     assert_int_equal(shm_arena_check(shm_cache_arena(c)), 0);
