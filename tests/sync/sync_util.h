@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -112,6 +113,35 @@ static inline void child_kill(pid_t pid)
 {
     kill(pid, SIGKILL);
     assert_int_equal(child_wait(pid), -SIGKILL);
+}
+
+/* Runs body(arg) in `threads` threads of each of `procs` forked
+ * processes, all at once, and asserts that every process exited 0: a
+ * process exits nonzero when a thread could not start or returned
+ * non-NULL. At most 8 processes and 8 threads each. */
+static inline void run_in_processes(int procs, int threads,
+                                    void *(*body)(void *), void *arg)
+{
+    pid_t pids[8];
+    assert_true(procs <= 8 && threads <= 8);
+    for (int p = 0; p < procs; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            pthread_t t[8];
+            int bad = 0;
+            for (int i = 0; i < threads; i++)
+                bad |= pthread_create(&t[i], NULL, body, arg) != 0;
+            for (int i = 0; i < threads; i++) {
+                void *r = NULL;
+                pthread_join(t[i], &r);
+                bad |= r != NULL;
+            }
+            _exit(bad);
+        }
+    }
+    for (int p = 0; p < procs; p++)
+        assert_int_equal(child_wait(pids[p]), 0);
 }
 
 #endif /* SYNC_UTIL_H */

@@ -47,25 +47,7 @@ static void test_counter_exact(void **state)
 {
     (void)state;
     struct shared *s = new_shared();
-    pid_t pids[PROCS];
-    for (int p = 0; p < PROCS; p++) {
-        pids[p] = fork();
-        assert_true(pids[p] >= 0);
-        if (pids[p] == 0) {
-            pthread_t t[THREADS];
-            int bad = 0;
-            for (int i = 0; i < THREADS; i++)
-                bad |= pthread_create(&t[i], NULL, bump, s) != 0;
-            for (int i = 0; i < THREADS; i++) {
-                void *r = NULL;
-                pthread_join(t[i], &r);
-                bad |= r != NULL;
-            }
-            _exit(bad);
-        }
-    }
-    for (int p = 0; p < PROCS; p++)
-        assert_int_equal(child_wait(pids[p]), 0);
+    run_in_processes(PROCS, THREADS, bump, s);
     assert_int_equal(s->counter, (uint64_t)PROCS * THREADS * ROUNDS);
     assert_int_equal(shm_mutex_destroy(&s->m), 0);
     sync_free(s);

@@ -67,25 +67,7 @@ static void test_readers_and_writers(void **state)
 {
     (void)state;
     struct shared *s = new_shared();
-    pid_t pids[PROCS];
-    for (int p = 0; p < PROCS; p++) {
-        pids[p] = fork();
-        assert_true(pids[p] >= 0);
-        if (pids[p] == 0) {
-            pthread_t t[THREADS];
-            intptr_t bad = 0;
-            for (int i = 0; i < THREADS; i++)
-                bad |= pthread_create(&t[i], NULL, mixed, s) != 0;
-            for (int i = 0; i < THREADS; i++) {
-                void *r = NULL;
-                pthread_join(t[i], &r);
-                bad |= (intptr_t)r;
-            }
-            _exit((int)bad);
-        }
-    }
-    for (int p = 0; p < PROCS; p++)
-        assert_int_equal(child_wait(pids[p]), 0);
+    run_in_processes(PROCS, THREADS, mixed, s);
     assert_int_equal(data->a, (uint64_t)PROCS * THREADS * (ROUNDS / 4));
     assert_int_equal(data->b, data->a);
     assert_int_equal(shm_rwlock_destroy(&s->rw), 0);
