@@ -64,6 +64,16 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);
 
+/* Bytes of the chunk a request of `size` bytes (<= 2^MAX) gets: the
+ * smallest power of two >= max(size, 2^MIN), what shmi_arena_usable_size
+ * then says, known without reading the bitmaps. */
+static inline size_t shmi_arena_chunk_size(size_t size)
+{
+    if (size <= (size_t)1 << SHM_MIN_ALLOC_POW2)
+        return (size_t)1 << SHM_MIN_ALLOC_POW2;
+    return (size_t)1 << (64u - (unsigned)__builtin_clzll((uint64_t)size - 1));
+}
+
 /* A nonzero token naming this handle's entry in the arena's process
  * table (its owner key for records in the file); 0 when it has none: a
  * read-only handle, a full table, a forked child's copy of its parent's

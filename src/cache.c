@@ -71,25 +71,24 @@ static size_t unit_size(void)
 
 static shm_offt chunk_new(shm_arena *arena, size_t size)
 {
-    return shm_arena_calloc(arena, 1, size);
+    return shmi_arena_calloc(arena, 1, size);
 }
 
 /* Frees what a creator that lost the race built. */
 static void unbuild(shm_arena *arena, uint64_t header_off)
 {
-    struct shmi_cache_header *h =
-        (void *)((uint8_t *)shm_arena_base(arena) + header_off);
+    struct shmi_cache_header *h = (void *)(arena->geo.base + header_off);
     if (h->directory) {
         const uint64_t *dir =
-            (const uint64_t *)((uint8_t *)shm_arena_base(arena) + h->directory);
+            (const uint64_t *)(arena->geo.base + h->directory);
         for (uint64_t s = 0;
              s < UINT64_C(1) << (h->bucket_log2 - h->segment_log2); s++)
-            shm_arena_free(arena, dir[s]);
-        shm_arena_free(arena, h->directory);
+            shmi_arena_free(arena, dir[s]);
+        shmi_arena_free(arena, h->directory);
     }
     for (unsigned k = 0; k < h->slot_chunks; k++)
-        shm_arena_free(arena, h->slot_chunk[k]);
-    shm_arena_free(arena, header_off);
+        shmi_arena_free(arena, h->slot_chunk[k]);
+    shmi_arena_free(arena, header_off);
 }
 
 static uint64_t build(shm_arena *arena, size_t expected_items)
@@ -98,7 +97,7 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
     size_t chunk = unit_size();
     unsigned unit_log2 = log2_of(chunk);
     if (expected_items == 0)
-        expected_items = shm_arena_capacity(arena) / 256;
+        expected_items = arena->geo.capacity / 256;
     unsigned bucket_log2 = 6;
     while (bucket_log2 < unit_log2 - 3 + max_log2 - 3 &&
            (UINT64_C(1) << bucket_log2) < expected_items)
@@ -114,7 +113,7 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
     shm_offt header_off = chunk_new(arena, sizeof(struct shmi_cache_header));
     if (header_off == SHM_NULL)
         return 0;
-    uint8_t *base = shm_arena_base(arena);
+    uint8_t *base = arena->geo.base;
     struct shmi_cache_header *h = (void *)(base + header_off);
     h->bucket_log2 = bucket_log2;
     h->segment_log2 = segment_log2;
@@ -135,13 +134,13 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
         return 0;
     }
     /* Every chunk above counts as the cache's memory. */
-    uint64_t memory = shm_arena_usable_size(arena, header_off) +
-                      shm_arena_usable_size(arena, h->directory);
+    uint64_t memory = shmi_arena_usable_size(arena, header_off) +
+                      shmi_arena_usable_size(arena, h->directory);
     for (unsigned s = 0; s < segments; s++)
-        memory += shm_arena_usable_size(arena,
-                                        ((uint64_t *)(base + h->directory))[s]);
+        memory += shmi_arena_usable_size(
+            arena, ((uint64_t *)(base + h->directory))[s]);
     for (unsigned k = 0; k < h->slot_chunks; k++)
-        memory += shm_arena_usable_size(arena, h->slot_chunk[k]);
+        memory += shmi_arena_usable_size(arena, h->slot_chunk[k]);
     shmi_atomic_store_relaxed(&h->memory, memory);
     h->version = SHMI_CACHE_VERSION;
     h->magic = SHMI_CACHE_MAGIC;
@@ -152,15 +151,15 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
 static int bind(shm_cache *c, uint64_t header_off)
 {
     shm_arena *arena = c->arena;
-    uint64_t end = shm_arena_mapping_size(arena);
-    uint64_t data = end - shm_arena_capacity(arena);
+    uint64_t end = arena->map_size;
+    uint64_t data = end - arena->geo.capacity;
     size_t chunk = unit_size();
     unsigned unit_log2 = log2_of(chunk);
     unsigned max_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
     if (header_off < data ||
         header_off > end - sizeof(struct shmi_cache_header))
         return EINVAL;
-    c->base = shm_arena_base(arena);
+    c->base = arena->geo.base;
     c->data_start = data;
     c->data_end = end;
     c->header = (void *)(c->base + header_off);
@@ -382,11 +381,9 @@ static shm_offt cache_alloc(shm_cache *c, struct shmi_cache_slot *slot,
                             size_t size)
 {
     for (unsigned round = 0; round <= EVICT_ROUNDS; round++) {
-        shm_offt off = shm_arena_malloc(c->arena, size);
-        if (off != SHM_NULL) {
-            shmi_cache_account(c, off, true);
+        shm_offt off = shmi_cache_chunk_new(c, size);
+        if (off != SHM_NULL)
             return off;
-        }
         if (errno != ENOMEM || round == EVICT_ROUNDS)
             break;
         evict(c, slot, EVICT_PER_ROUND);

@@ -229,10 +229,9 @@ int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
         return ENOMEM;
     size_t size = sizeof(struct shmi_cache_block) +
                   count * sizeof(struct shmi_cache_entry);
-    uint64_t new_block = shm_arena_malloc(c->arena, size);
+    uint64_t new_block = shmi_cache_chunk_new(c, size);
     if (new_block == SHM_NULL)
         return ENOMEM;
-    shmi_cache_account(c, new_block, true);
     uint64_t number =
         ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
         UINT32_MAX;

@@ -137,8 +137,9 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
  * retired chunks); returns how many. */
 unsigned shmi_cache_recover_slots(shm_cache *c, struct shmi_cache_slot *mine);
 
-/* Counts a chunk the cache took from the arena, or gave back. */
-void shmi_cache_account(shm_cache *c, uint64_t off, bool taken);
+/* A chunk of `size` bytes from the arena, counted in the cache's memory
+ * (freed by reclamation, which takes it out again); SHM_NULL with errno. */
+shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size);
 
 /* ---- cache_index.c ---- */
 

@@ -258,16 +258,26 @@ bool shmi_cache_ring_has_room(const shm_cache *c,
     return used + needed <= c->ring_entries;
 }
 
-void shmi_cache_account(shm_cache *c, uint64_t off, bool taken)
+shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
 {
-    uint64_t size = shm_arena_usable_size(c->arena, off);
+    shm_offt off = shmi_arena_malloc(c->arena, size);
     /* relaxed: a statistic; nothing is read through it. */
-    if (taken)
-        atomic_fetch_add_explicit(&c->header->memory, size,
+    if (off != SHM_NULL)
+        atomic_fetch_add_explicit(&c->header->memory,
+                                  shmi_arena_chunk_size(size),
                                   memory_order_relaxed);
-    else
-        atomic_fetch_sub_explicit(&c->header->memory, size,
-                                  memory_order_relaxed);
+    return off;
+}
+
+/* Gives a chunk back to the arena and takes it out of the cache's
+ * memory. */
+static void chunk_free(shm_cache *c, uint64_t off)
+{
+    /* relaxed: a statistic. */
+    atomic_fetch_sub_explicit(&c->header->memory,
+                              shmi_arena_usable_size(c->arena, off),
+                              memory_order_relaxed);
+    shmi_arena_free(c->arena, off);
 }
 
 /* ---- hazards --------------------------------------------------------- */
@@ -360,10 +370,8 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot)
          * Crashes). relaxed: the owner's own entry; a recoverer reads it
          * only after the owner died. */
         shmi_atomic_store_relaxed(&r->offset, 0);
-        if (plausible_chunk(c, off)) {
-            shmi_cache_account(c, off, false);
-            shm_arena_free(c->arena, off);
-        }
+        if (plausible_chunk(c, off))
+            chunk_free(c, off);
     }
     /* Past the entries done. A hazarded entry at the head is moved to the
      * tail when the ring is short of room, so that one stalled reader
@@ -453,12 +461,11 @@ static bool slot_take(shm_cache *c, unsigned index, uint64_t token)
     if (shmi_atomic_load_relaxed(&s->ring) == 0) {
         size_t size =
             (size_t)c->ring_entries * sizeof(struct shmi_cache_retired);
-        shm_offt ring = shm_arena_malloc(c->arena, size);
+        shm_offt ring = shmi_cache_chunk_new(c, size);
         if (ring == SHM_NULL) {
             slot_release(c, index);
             return false;
         }
-        shmi_cache_account(c, ring, true);
         shmi_atomic_store_relaxed(&s->ring_head, 0);
         shmi_atomic_store_relaxed(&s->ring_tail, 0);
         shmi_atomic_store_relaxed(&s->ring, ring);

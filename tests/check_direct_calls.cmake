@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # The allocation fast path binds directly: in the built shared library,
-# neither the public malloc/free entry points nor the internal functions
-# they reach call or jump to one of the library's own functions through
-# the PLT (which would cost an indirect jump and let an interposer split
+# neither the public malloc/free entry points, nor the internal functions
+# they reach, nor the cache's allocations and frees call or jump to one
+# of the library's own functions through the PLT (which would cost an indirect jump and let an interposer split
 # one arena's code in two).
 #   cmake -DLIBRARY=libshm_alloc.so -DOBJDUMP=objdump -P check_direct_calls.cmake
 cmake_minimum_required(VERSION 3.22)
@@ -15,7 +15,8 @@ endforeach()
 
 set(hot shm_malloc shm_calloc shm_free shm_realloc shm_usable_size
         ptr_malloc ptr_free shm_arena_malloc shm_arena_free
-        shmi_arena_malloc shmi_arena_free shmi_tree_alloc shmi_tree_free)
+        shmi_arena_malloc shmi_arena_free shmi_tree_alloc shmi_tree_free
+        shmi_cache_chunk_new shmi_cache_update shmi_cache_reclaim)
 
 execute_process(COMMAND ${OBJDUMP} -d --no-show-raw-insn ${LIBRARY}
   OUTPUT_VARIABLE dump RESULT_VARIABLE rc)
@@ -40,7 +41,8 @@ foreach(line ${lines})
 endforeach()
 
 # Aliases share one body, which objdump names once: of each pair, one.
-foreach(required shm_malloc shm_free shmi_tree_alloc shmi_tree_free)
+foreach(required shm_malloc shm_free shmi_tree_alloc shmi_tree_free
+                 shmi_cache_chunk_new shmi_cache_reclaim)
   if(NOT required IN_LIST seen)
     message(FATAL_ERROR "check_direct_calls: ${required} not found in ${LIBRARY}")
   endif()
