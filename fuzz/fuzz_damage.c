@@ -33,19 +33,14 @@
 
 #include "arena.h"
 #include "tree.h"
+#include "common/damage_model.h"
 #include "word.h"
 
 #define MAX_LIVE 256
 
-struct chunk {
-    uint64_t x, size; /* data offset, bytes */
-    unsigned tier, node;
-    uint64_t word;
-};
-
 static shm_arena *arena;
 static struct shmi_geometry *geo;
-static struct chunk live[MAX_LIVE];
+static struct damage_chunk live[MAX_LIVE];
 static int nlive;
 
 struct input {
@@ -71,29 +66,18 @@ static uint8_t tag_of(uint64_t x, uint64_t i)
     return (uint8_t)((x >> 4) ^ (i * 131u) ^ 0x3C);
 }
 
-static void stamp(const struct chunk *c)
+static void stamp(const struct damage_chunk *c)
 {
     for (uint64_t i = 0; i < c->size; i++)
         data()[c->x + i] = tag_of(c->x, i);
 }
 
-static void verify(const struct chunk *c)
+static void verify(const struct damage_chunk *c)
 {
     for (uint64_t i = 0; i < c->size; i++)
         FUZZ_REQUIRE(data()[c->x + i] == tag_of(c->x, i),
                      "chunk %#llx byte %llu overwritten",
                      (unsigned long long)c->x, (unsigned long long)i);
-}
-
-static void locate(struct chunk *c)
-{
-    unsigned cls = (unsigned)__builtin_ctzll(c->size) - SHM_MIN_ALLOC_POW2;
-    unsigned t = geo->layout.class_tier[cls], row = geo->layout.class_row[cls];
-    unsigned span = geo->tier[t].span_log2;
-    c->tier = t;
-    c->word = c->x >> span;
-    c->node = (1u << row) +
-              (unsigned)((c->x & ((UINT64_C(1) << span) - 1)) >> (span - row));
 }
 
 /* A chunk the library just handed out at offset off, of `size` bytes. */
@@ -111,8 +95,8 @@ static void adopt(shm_offt off, uint64_t size, int skip)
             "chunk %#llx+%llu overlaps live %#llx+%llu", (unsigned long long)x,
             (unsigned long long)size, (unsigned long long)live[i].x,
             (unsigned long long)live[i].size);
-    struct chunk c = {.x = x, .size = size};
-    locate(&c);
+    struct damage_chunk c = {.x = x, .size = size};
+    damage_chunk_locate(geo, &c);
     if (skip >= 0) {
         live[skip] = c;
     } else {
@@ -124,26 +108,6 @@ static void adopt(shm_offt off, uint64_t size, int skip)
 static void drop(int i)
 {
     live[i] = live[--nlive];
-}
-
-/* Whether the damage `changed` in word j of tier t touches chunk c's own
- * bits (see the top). */
-static int owns_bits(const struct chunk *c, unsigned t, uint64_t j,
-                     uint64_t changed)
-{
-    if (t == c->tier && j == c->word) {
-        unsigned row = shmi_word_row_of(c->node);
-        unsigned slot =
-            (c->node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT;
-        uint64_t mask = shmi_word_subtree(c->node) | shmi_word_path_masks[slot];
-        if (t > 0)
-            mask &= ~SHMI_TREE_ACTIVE;
-        return (changed & mask) != 0;
-    }
-    if (t <= c->tier)
-        return 0;
-    uint64_t start = j << geo->tier[t].span_log2;
-    return start >= c->x && start < c->x + c->size;
 }
 
 static void damage_word(struct input *in)
@@ -179,7 +143,7 @@ static void damage_word(struct input *in)
     }
     shmi_atomic_store_relaxed(word, w);
     for (int i = 0; i < nlive;)
-        if (owns_bits(&live[i], t, j, w ^ was))
+        if (damage_chunk_owns(geo, &live[i], t, j, w ^ was))
             drop(i);
         else
             i++;
@@ -256,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
             if (nlive > 0) {
                 int i = (int)(take(&in, 1) % (uint64_t)nlive);
                 uint64_t n = class_bytes((unsigned)take(&in, 1));
-                struct chunk old = live[i];
+                struct damage_chunk old = live[i];
                 verify(&old);
                 errno = 0;
                 shm_offt off = shm_arena_realloc(

@@ -257,39 +257,42 @@ static int acquired(struct mutex_impl *mi, int r)
     return shmi_sync_result(r);
 }
 
-SHM_API int shm_mutex_lock(shm_mutex *m)
+/* The mutex a lock call may try to take, or NULL with *err set: EINVAL
+ * (not a live mutex), ENOTRECOVERABLE, EDEADLK (the caller holds it). */
+static struct mutex_impl *lockable(shm_mutex *m, int *err)
 {
     struct mutex_impl *mi = live(m);
+    *err = mi == NULL            ? EINVAL
+           : not_recoverable(mi) ? ENOTRECOVERABLE
+           : held_by_caller(mi)  ? EDEADLK
+                                 : 0;
+    return *err ? NULL : mi;
+}
+
+SHM_API int shm_mutex_lock(shm_mutex *m)
+{
+    int err;
+    struct mutex_impl *mi = lockable(m, &err);
     if (mi == NULL)
-        return shmi_sync_result(EINVAL);
-    if (not_recoverable(mi))
-        return shmi_sync_result(ENOTRECOVERABLE);
-    if (held_by_caller(mi))
-        return shmi_sync_result(EDEADLK);
+        return shmi_sync_result(err);
     return acquired(mi, pthread_mutex_lock(&mi->pm));
 }
 
 SHM_API int shm_mutex_trylock(shm_mutex *m)
 {
-    struct mutex_impl *mi = live(m);
+    int err;
+    struct mutex_impl *mi = lockable(m, &err);
     if (mi == NULL)
-        return shmi_sync_result(EINVAL);
-    if (not_recoverable(mi))
-        return shmi_sync_result(ENOTRECOVERABLE);
-    if (held_by_caller(mi))
-        return shmi_sync_result(EDEADLK);
+        return shmi_sync_result(err);
     return acquired(mi, pthread_mutex_trylock(&mi->pm));
 }
 
 SHM_API int shm_mutex_timedlock(shm_mutex *m, uint64_t timeout_ns)
 {
-    struct mutex_impl *mi = live(m);
+    int err;
+    struct mutex_impl *mi = lockable(m, &err);
     if (mi == NULL)
-        return shmi_sync_result(EINVAL);
-    if (not_recoverable(mi))
-        return shmi_sync_result(ENOTRECOVERABLE);
-    if (held_by_caller(mi))
-        return shmi_sync_result(EDEADLK);
+        return shmi_sync_result(err);
     uint64_t deadline = timeout_ns == 0 ? SHMI_DEADLINE_NOW
                                         : shmi_os_deadline_after(timeout_ns);
     int r = shmi_robust_lock(&mi->pm, deadline);

@@ -29,6 +29,7 @@
 #include "arena.h"
 #include "tree.h"
 #include "tree_inspect.h"
+#include "common/damage_model.h"
 #include "word.h"
 
 #define ACTIVE SHMI_TREE_ACTIVE
@@ -151,31 +152,14 @@ static void free_under_a_cleared_parent_bit_is_refused(void **state)
 
 /* ---- random damage ----------------------------------------------------- */
 
-struct chunk {
-    uint64_t x, size; /* data offset and bytes */
-    unsigned tier, node;
-    uint64_t word;
-};
-
 enum { MAX_LIVE = 4096 };
 
 struct damage_model {
     shm_arena *a;
-    struct chunk live[MAX_LIVE];
+    struct damage_chunk live[MAX_LIVE];
     int nlive;
     unsigned seed, first_seed;
 };
-
-static void locate(const struct shmi_geometry *g, struct chunk *c)
-{
-    unsigned cls = (unsigned)__builtin_ctzll(c->size) - SHM_MIN_ALLOC_POW2;
-    unsigned t = g->layout.class_tier[cls], row = g->layout.class_row[cls];
-    unsigned span = g->tier[t].span_log2;
-    c->tier = t;
-    c->word = c->x >> span;
-    c->node = (1u << row) +
-              (unsigned)((c->x & ((UINT64_C(1) << span) - 1)) >> (span - row));
-}
 
 static void check_no_overlap(const struct damage_model *m, uint64_t x,
                              uint64_t size, int skip_index)
@@ -199,8 +183,8 @@ static void try_malloc(struct damage_model *m, uint64_t size)
     assert_true(x < m->a->geo.capacity && size <= m->a->geo.capacity - x);
     assert_int_equal(x % size, 0);
     check_no_overlap(m, x, size, -1);
-    struct chunk c = {.x = x, .size = size};
-    locate(&m->a->geo, &c);
+    struct damage_chunk c = {.x = x, .size = size};
+    damage_chunk_locate(&m->a->geo, &c);
     m->live[m->nlive++] = c;
 }
 
@@ -211,28 +195,6 @@ static void try_free(struct damage_model *m, int i)
     shm_arena_free(m->a, m->a->geo.data_offset + m->live[i].x);
     if (errno == 0)
         m->live[i] = m->live[--m->nlive];
-}
-
-/* The bits of word (t, j) that say who owns chunk c: its node's subtree
- * and ancestors in its own word (ACTIVE excepted), and every word of a
- * deeper tier inside the chunk. Damage there makes the chunk look free or
- * larger, which no check can tell from a real free. */
-static bool owns_bits(const struct shmi_geometry *g, const struct chunk *c,
-                      unsigned t, uint64_t j, uint64_t changed)
-{
-    if (t == c->tier && j == c->word) {
-        unsigned row = shmi_word_row_of(c->node);
-        unsigned slot =
-            (c->node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT;
-        uint64_t mask = shmi_word_subtree(c->node) | shmi_word_path_masks[slot];
-        if (t > 0)
-            mask &= ~ACTIVE;
-        return (changed & mask) != 0;
-    }
-    if (t <= c->tier)
-        return false;
-    uint64_t start = j << g->tier[t].span_log2;
-    return start >= c->x && start < c->x + c->size;
 }
 
 static void damage_one_word(struct damage_model *m)
@@ -261,7 +223,7 @@ static void damage_one_word(struct damage_model *m)
     uint64_t changed = w ^ shmi_atomic_load_relaxed(word);
     shmi_atomic_store_relaxed(word, w);
     for (int i = 0; i < m->nlive;)
-        if (owns_bits(g, &m->live[i], t, j, changed))
+        if (damage_chunk_owns(g, &m->live[i], t, j, changed))
             m->live[i] = m->live[--m->nlive];
         else
             i++;
