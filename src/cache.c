@@ -479,7 +479,7 @@ static bool keyed_again(shm_cache *c, struct keyed *k, int err)
 {
     shmi_cache_unprotect(k->slot);
     if (err == EBUSY)
-        shmi_cache_make_room(c, k->slot);
+        shmi_cache_reclaim(c, k->slot);
     return err == EAGAIN || err == EBUSY;
 }
 

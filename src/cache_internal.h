@@ -127,9 +127,6 @@ bool shmi_cache_ring_holds(const shm_cache *c,
  * half full. */
 void shmi_cache_maybe_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
 
-/* For a writer whose ring is full (shmi_cache_update said EBUSY). */
-void shmi_cache_make_room(shm_cache *c, struct shmi_cache_slot *slot);
-
 /* Frees what can be freed now; tries to move the epoch on first. */
 void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
 
@@ -168,7 +165,7 @@ static inline bool shmi_cache_expired(const struct shmi_cache_item *item,
  * caller has protected old_block (and the item at pos). Returns 0, EAGAIN
  * (the bucket changed since old_block was read: read it again), ENOMEM,
  * EBUSY (this writer's ring of retired chunks is full: call
- * shmi_cache_make_room and try again). On success the replaced block and
+ * shmi_cache_reclaim and try again). On success the replaced block and
  * the item no longer referenced are retired.
  */
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,

@@ -393,11 +393,6 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot)
     }
 }
 
-void shmi_cache_make_room(shm_cache *c, struct shmi_cache_slot *slot)
-{
-    shmi_cache_reclaim(c, slot);
-}
-
 /* ---- slots ------------------------------------------------------------ */
 
 /* Recovers the slot of a dead owner. With `mine`, the survivor's own
