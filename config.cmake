@@ -17,6 +17,11 @@ set(SHM_PATH_ENV_NAME "SHM_FILE" CACHE STRING
     "environment variable naming the file the constructor attaches")
 set(SHM_SIZE_ENV_NAME "SHM_SIZE" CACHE STRING
     "environment variable giving the capacity of a new file (bytes, or with a K/M/G suffix)")
+option(SHM_THREAD_CACHE "per-thread caches of free chunks, kept in the file (src/thread_cache.c); OFF: every malloc and free goes to the bitmaps" ON)
+set(SHM_THREAD_CACHE_CHUNKS 8 CACHE STRING
+    "thread caches: most chunks a thread keeps per size class (2..64)")
+set(SHM_THREAD_CACHE_BYTES 65536 CACHE STRING
+    "thread caches: most bytes one thread keeps in all; only sizes up to BYTES / (2 * CHUNKS) are cached, which makes the bound hold (4096..2^30)")
 set(SHM_DEBUG 0 CACHE STRING
     "assertion level: 0 none, 1 cheap (arguments the library passed itself), 2 internal invariants (every bitmap transition)")
 set(SHM_SANITIZE "" CACHE STRING
@@ -37,6 +42,14 @@ if(SHM_MIN_ALLOC_POW2 LESS 3 OR SHM_MAX_ALLOC_POW2 GREATER 30
    OR SHM_MIN_ALLOC_POW2 GREATER SHM_MAX_ALLOC_POW2)
   message(FATAL_ERROR "need 3 <= SHM_MIN_ALLOC_POW2 <= SHM_MAX_ALLOC_POW2 <= 30, "
                       "got ${SHM_MIN_ALLOC_POW2} and ${SHM_MAX_ALLOC_POW2}")
+endif()
+if(NOT SHM_THREAD_CACHE_CHUNKS MATCHES "^[0-9]+$" OR SHM_THREAD_CACHE_CHUNKS LESS 2
+   OR SHM_THREAD_CACHE_CHUNKS GREATER 64)
+  message(FATAL_ERROR "SHM_THREAD_CACHE_CHUNKS must be 2..64, got '${SHM_THREAD_CACHE_CHUNKS}'")
+endif()
+if(NOT SHM_THREAD_CACHE_BYTES MATCHES "^[0-9]+$" OR SHM_THREAD_CACHE_BYTES LESS 4096
+   OR SHM_THREAD_CACHE_BYTES GREATER 1073741824)
+  message(FATAL_ERROR "SHM_THREAD_CACHE_BYTES must be 4096..2^30, got '${SHM_THREAD_CACHE_BYTES}'")
 endif()
 if(NOT SHM_DEBUG MATCHES "^[0-2]$")
   message(FATAL_ERROR "SHM_DEBUG must be 0, 1 or 2, got '${SHM_DEBUG}'")

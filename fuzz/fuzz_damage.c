@@ -142,6 +142,10 @@ static void damage_word(struct input *in)
         break;
     }
     shmi_atomic_store_relaxed(word, w);
+    /* The chunks of the thread cache go back to the bitmaps now: a cached
+     * chunk is allocated there, and damage to its bits is damage to a
+     * live chunk's, which the model below drops for the chunks it tracks. */
+    shm_arena_flush_thread_cache(arena);
     for (int i = 0; i < nlive;)
         if (damage_chunk_owns(geo, &live[i], t, j, w ^ was))
             drop(i);

@@ -151,8 +151,9 @@ SHM_API void shm_free(shm_offt off);
  * errno = EINVAL when off is not the start of one. Concurrency: any. */
 SHM_API size_t shm_usable_size(shm_offt off);
 
-/* Bytes in free chunks right now (a snapshot while others run); 0 with
- * errno when no arena is attached. Concurrency: any; writes nothing. */
+/* Bytes in free chunks right now, those that threads keep in their caches
+ * included (a snapshot while others run); 0 with errno when no arena is
+ * attached. Concurrency: any; writes nothing. */
 SHM_API size_t shm_available(void);
 
 /*
@@ -194,7 +195,7 @@ SHM_API void *ptr_realloc(void *ptr, size_t size);
 struct shm_stats {
     size_t capacity;     /* bytes available to allocations in all */
     size_t mapping_size; /* size of the file and of the mapping */
-    size_t bytes_in_use; /* capacity - bytes_free */
+    size_t bytes_in_use; /* capacity - bytes_free - bytes_cached */
     size_t bytes_free;   /* bytes in free chunks */
     size_t largest_free; /* largest chunk a malloc could get now */
     size_t min_chunk;    /* 2^MIN */
@@ -207,6 +208,10 @@ struct shm_stats {
     /* Inconsistent bitmap states refused since the file was created (a
      * stray write damaged the metadata): see shm_check. */
     size_t damage_refused;
+    /* Bytes in thread caches: free chunks that threads keep for their next
+     * mallocs (at most SHM_THREAD_CACHE_BYTES per thread, config.cmake),
+     * counted neither in bytes_free nor in bytes_in_use. */
+    size_t bytes_cached;
 };
 
 /* Fills *stats for the default arena; 0, or an errno value, also in errno
@@ -418,6 +423,18 @@ struct shm_recovery {
  */
 SHM_API int shm_recover(struct shm_recovery *report);
 SHM_API int shm_arena_recover(shm_arena *arena, struct shm_recovery *report);
+
+/*
+ * Gives the chunks the calling thread keeps in its cache for the arena
+ * back to the bitmaps (see bytes_cached in struct shm_stats): for a thread
+ * about to sleep for long, or before inspecting where the free space lies.
+ * A thread's cache is also given back when the thread ends, when the arena
+ * is closed, at exit(), and by a malloc that would otherwise fail.
+ * Returns 0, or an errno value (also in errno): EINVAL (NULL arena), EROFS
+ * (read-only arena), ENXIO (no default arena). Concurrency: any.
+ */
+SHM_API int shm_flush_thread_cache(void);
+SHM_API int shm_arena_flush_thread_cache(shm_arena *arena);
 
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large.

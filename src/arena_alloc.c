@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "thread_cache.h"
 #include "tree.h"
 
 /* Index of the size class serving `size` (which is <= 2^MAX). */
@@ -69,12 +70,16 @@ static inline uint64_t data_position(const shm_arena *arena, shm_offt off)
 }
 
 /* Data offset and size of the live allocation starting at off; reports
- * and sets EINVAL (returning false) when there is none. */
+ * and sets EINVAL (returning false) when there is none (a chunk in a
+ * thread cache is free, whatever the bitmaps say). */
 static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
                        uint64_t *x, uint64_t *size)
 {
     *x = data_position(arena, off);
     *size = *x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(&arena->geo, *x);
+    if (*size != 0 && *size <= (UINT64_C(1) << SHMI_TCACHE_MAX_POW2) &&
+        SHMI_TCACHE_CLASSES > 0 && shmi_tcache_is_cached(&arena->geo, *x))
+        *size = 0;
     if (*size == 0) {
         not_live(call, off);
         return false;
@@ -82,11 +87,18 @@ static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
     return true;
 }
 
-/* No chunk was free: recover what dead processes left (arena_recover.c)
- * and, if that gave anything back, claim once more. */
+/* No chunk was free: give back the caller's thread cache, then recover
+ * what dead processes left (arena_recover.c), and claim again after each
+ * step that may have freed something. */
 static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
                                                                size_t size)
 {
+    if (SHMI_TCACHE_CLASSES > 0) {
+        shmi_tcache_flush_own(&arena->geo);
+        uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
+        if (x != SHMI_NO_CHUNK)
+            return x;
+    }
     struct shm_recovery report = {0, 0, 0};
     shmi_arena_recover_all(arena, &report);
     if (report.entries == 0 && report.records == 0)
@@ -99,7 +111,13 @@ alloc_named(shm_arena *arena, size_t size, const char *call)
 {
     if (!writable(arena) || too_large(call, size))
         return SHM_NULL;
-    uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
+    unsigned c = class_of(size);
+    if (c < SHMI_TCACHE_CLASSES) {
+        uint64_t cached = shmi_tcache_pop(&arena->geo, c);
+        if (__builtin_expect(cached != SHMI_NO_CHUNK, 1))
+            return arena->geo.data_offset + cached;
+    }
+    uint64_t x = shmi_tree_alloc(&arena->geo, c);
     if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
         (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
         errno = ENOMEM;
@@ -139,7 +157,27 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     if (off == SHM_NULL || !writable(arena))
         return;
     uint64_t x = data_position(arena, off);
-    if (x == SHMI_NO_CHUNK || shmi_tree_free(&arena->geo, x) != 0)
+    if (SHMI_TCACHE_CLASSES == 0) {
+        if (x == SHMI_NO_CHUNK || shmi_tree_free(&arena->geo, x) != 0)
+            not_live("shm_free", off);
+        return;
+    }
+    struct shmi_tree_chunk chunk;
+    if (x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk)) {
+        not_live("shm_free", off);
+        return;
+    }
+    unsigned c = shmi_tree_chunk_class(&arena->geo, &chunk);
+    if (c < SHMI_TCACHE_CLASSES) {
+        /* A chunk in a thread cache is free already: a double free. */
+        if (shmi_tcache_is_cached(&arena->geo, x)) {
+            not_live("shm_free", off);
+            return;
+        }
+        if (__builtin_expect(shmi_tcache_push(&arena->geo, c, x), 1))
+            return;
+    }
+    if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
         not_live("shm_free", off);
 }
 
@@ -180,6 +218,14 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
     memcpy(arena->geo.base + moved, arena->geo.base + off, (size_t)old_size);
     shmi_arena_free(arena, off);
     return moved;
+}
+
+int shm_arena_flush_thread_cache(shm_arena *arena)
+{
+    if (!writable(arena))
+        return errno;
+    shmi_tcache_flush_own(&arena->geo);
+    return 0;
 }
 
 /* Offset of ptr in the arena's mapping; SHM_NULL (reported, EINVAL) when

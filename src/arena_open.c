@@ -63,6 +63,7 @@
 #include "process_table.h"
 #include "report.h"
 #include "shared_header.h"
+#include "thread_cache.h"
 #include "tree.h"
 
 #define KNOWN_FLAGS                                                            \
@@ -412,6 +413,7 @@ int shm_arena_reset(shm_arena *arena)
         shmi_process_table_clear(&arena->processes, &info);
     }
     shmi_pending_clear_others(&arena->geo, arena->geo.record_owner);
+    shmi_tcache_clear_all(&arena->geo); /* their chunks go with the trees */
     const struct shmi_layout *l = &arena->geo.layout;
     memset(shmi_shared_header(&arena->geo), 0, SHMI_ROOTS_SIZE);
     memset(arena->geo.base + l->index_offset, 0,

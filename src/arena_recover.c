@@ -9,7 +9,8 @@
  *      gone, so no thread of theirs writes the file any more;
  *   2. one pass over the thread records (pending.c): each record owned by
  *      a kept entry is taken (a CAS on its owner word, so two recoveries
- *      never resolve one record), emptied, and its operations resolved by
+ *      never resolve one record), its thread cache drained back to the
+ *      tree (thread_cache.c), emptied, and its operations resolved by
  *      the tree (shmi_tree_release_orphan: pending.c argues why that never
  *      frees a chunk somebody holds);
  *   3. clear each kept entry with a CAS of the value read in 1: its
@@ -70,8 +71,10 @@ static bool recover_batch(shm_arena *arena, size_t first, size_t count,
                 continue;
             struct shmi_pending_op ops[SHMI_MAX_TIERS];
             unsigned count_ops;
-            if (shmi_pending_take(g, r, owner, ops, &count_ops)) {
+            uint64_t cached;
+            if (shmi_pending_take(g, r, owner, ops, &count_ops, &cached)) {
                 report->records++;
+                report->bytes += (size_t)cached;
                 for (unsigned o = 0; o < count_ops; o++)
                     report->bytes += (size_t)shmi_tree_release_orphan(
                         g, ops[o].tier, ops[o].index);

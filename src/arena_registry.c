@@ -30,6 +30,7 @@
 #include "arena.h"
 #include "layout.h"
 #include "os.h"
+#include "thread_cache.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static shm_arena *registry_head;
@@ -94,7 +95,12 @@ void shmi_arena_unregister(shm_arena *arena)
 __attribute__((destructor)) static void mark_exited_at_exit(void)
 {
     pthread_mutex_lock(&registry_lock);
-    for (shm_arena *a = registry_head; a; a = a->registry_next)
+    for (shm_arena *a = registry_head; a; a = a->registry_next) {
+        /* The exiting thread's cache goes back now; the others' when
+         * their threads end, or to the recovery after the process. */
+        if (!a->read_only)
+            shmi_tcache_flush_own(&a->geo);
         shmi_process_table_mark_exited(&a->processes);
+    }
     pthread_mutex_unlock(&registry_lock);
 }

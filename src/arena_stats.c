@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "process_table.h"
+#include "thread_cache.h"
 #include "tree_inspect.h"
 
 /* Returns err, and sets errno to it when it is nonzero. */
@@ -42,9 +43,10 @@ int shm_arena_stats(shm_arena *arena, struct shm_stats *stats)
     stats->capacity = (size_t)g->capacity;
     stats->mapping_size = (size_t)arena->map_size;
     stats->bytes_free = (size_t)shmi_tree_free_bytes(g);
-    stats->bytes_in_use = stats->capacity > stats->bytes_free
-                              ? stats->capacity - stats->bytes_free
-                              : 0;
+    stats->bytes_cached = (size_t)shmi_tcache_bytes(g);
+    size_t not_used = stats->bytes_free + stats->bytes_cached;
+    stats->bytes_in_use =
+        stats->capacity > not_used ? stats->capacity - not_used : 0;
     stats->min_chunk = (size_t)1 << SHM_MIN_ALLOC_POW2;
     stats->max_chunk = (size_t)1 << SHM_MAX_ALLOC_POW2;
     stats->classes = SHMI_CLASSES;
@@ -75,7 +77,9 @@ size_t shm_arena_available(shm_arena *arena)
         errno = EINVAL;
         return 0;
     }
-    return (size_t)shmi_tree_free_bytes(&arena->geo);
+    /* Chunks in thread caches are free to the program too. */
+    return (size_t)(shmi_tree_free_bytes(&arena->geo) +
+                    shmi_tcache_bytes(&arena->geo));
 }
 
 int shm_arena_check(shm_arena *arena)
@@ -86,7 +90,8 @@ int shm_arena_check(shm_arena *arena)
     }
     /* The words broken now, and the damage refused before (which a claim
      * may have mended since: the file was damaged all the same). */
-    uint64_t bad = shmi_tree_check(&arena->geo);
+    uint64_t bad =
+        shmi_tree_check(&arena->geo) + shmi_tcache_check(&arena->geo);
     uint64_t refused = shmi_tree_damage_count(&arena->geo);
     bad = bad + refused < bad ? UINT64_MAX : bad + refused;
     return bad > INT_MAX ? INT_MAX : (int)bad;
@@ -105,6 +110,8 @@ int shm_arena_block_usage(shm_arena *arena, size_t first_block, size_t count,
     if (count == 0)
         return 0;
     shmi_tree_block_free_bytes(&arena->geo, first_block, count, used_bytes);
+    /* Cached chunks are free to the program, as in shm_arena_available. */
+    shmi_tcache_block_bytes(&arena->geo, first_block, count, used_bytes);
     for (size_t i = 0; i < count; i++) {
         /* The last block may be cut by the capacity: only its part below
          * the capacity counts. */

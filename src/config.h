@@ -25,6 +25,15 @@
 #ifndef SHM_DEBUG
 #define SHM_DEBUG 0
 #endif
+#ifndef SHM_THREAD_CACHE
+#define SHM_THREAD_CACHE 1
+#endif
+#ifndef SHM_THREAD_CACHE_CHUNKS
+#define SHM_THREAD_CACHE_CHUNKS 8
+#endif
+#ifndef SHM_THREAD_CACHE_BYTES
+#define SHM_THREAD_CACHE_BYTES 65536
+#endif
 #ifndef SHM_TEST_YIELD
 #define SHM_TEST_YIELD 0
 #endif
@@ -39,6 +48,54 @@
 
 /* Number of size classes, 2^MIN .. 2^MAX. */
 #define SHMI_CLASSES (SHM_MAX_ALLOC_POW2 - SHM_MIN_ALLOC_POW2 + 1)
+
+/* Thread caches (thread_cache.c): a class is cached when K chunks of it
+ * and of every smaller class fit half the byte limit each way, i.e. when
+ * its chunks are at most BYTES / (2 * K): then K * (sum of the cached
+ * sizes) < K * 2 * that <= BYTES, the bound config.cmake states. */
+#if SHM_THREAD_CACHE_CHUNKS < 2 || SHM_THREAD_CACHE_CHUNKS > 64
+#error "SHM_THREAD_CACHE_CHUNKS must be 2..64"
+#endif
+/* floor(log2(v)) for 8 <= v, as a constant expression (0 below 8). */
+#define SHMI_LOG2_FLOOR(v)                                                     \
+    ((v) >= (1ULL << 30)   ? 30                                                \
+     : (v) >= (1ULL << 29) ? 29                                                \
+     : (v) >= (1ULL << 28) ? 28                                                \
+     : (v) >= (1ULL << 27) ? 27                                                \
+     : (v) >= (1ULL << 26) ? 26                                                \
+     : (v) >= (1ULL << 25) ? 25                                                \
+     : (v) >= (1ULL << 24) ? 24                                                \
+     : (v) >= (1ULL << 23) ? 23                                                \
+     : (v) >= (1ULL << 22) ? 22                                                \
+     : (v) >= (1ULL << 21) ? 21                                                \
+     : (v) >= (1ULL << 20) ? 20                                                \
+     : (v) >= (1ULL << 19) ? 19                                                \
+     : (v) >= (1ULL << 18) ? 18                                                \
+     : (v) >= (1ULL << 17) ? 17                                                \
+     : (v) >= (1ULL << 16) ? 16                                                \
+     : (v) >= (1ULL << 15) ? 15                                                \
+     : (v) >= (1ULL << 14) ? 14                                                \
+     : (v) >= (1ULL << 13) ? 13                                                \
+     : (v) >= (1ULL << 12) ? 12                                                \
+     : (v) >= (1ULL << 11) ? 11                                                \
+     : (v) >= (1ULL << 10) ? 10                                                \
+     : (v) >= (1ULL << 9)  ? 9                                                 \
+     : (v) >= (1ULL << 8)  ? 8                                                 \
+     : (v) >= (1ULL << 7)  ? 7                                                 \
+     : (v) >= (1ULL << 6)  ? 6                                                 \
+     : (v) >= (1ULL << 5)  ? 5                                                 \
+     : (v) >= (1ULL << 4)  ? 4                                                 \
+     : (v) >= (1ULL << 3)  ? 3                                                 \
+                           : 0)
+#define SHMI_TCACHE_MAX_POW2                                                   \
+    SHMI_LOG2_FLOOR(SHM_THREAD_CACHE_BYTES / (2ULL * SHM_THREAD_CACHE_CHUNKS))
+#if !SHM_THREAD_CACHE || SHMI_TCACHE_MAX_POW2 < SHM_MIN_ALLOC_POW2
+#define SHMI_TCACHE_CLASSES 0
+#elif SHMI_TCACHE_MAX_POW2 >= SHM_MAX_ALLOC_POW2
+#define SHMI_TCACHE_CLASSES SHMI_CLASSES
+#else
+#define SHMI_TCACHE_CLASSES (SHMI_TCACHE_MAX_POW2 - SHM_MIN_ALLOC_POW2 + 1)
+#endif
 
 /* Assertions: level 1 cheap, 2 internal invariants. They check the
  * library's own state, never input from callers or the file (a damaged

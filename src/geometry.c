@@ -33,6 +33,8 @@ void shmi_geometry_bind(struct shmi_geometry *g, void *base,
     g->capacity = l->capacity;
     g->tiers = l->tiers;
     g->layout = *l;
+    g->tcache = g->base + l->tcache_offset;
+    g->tcache_slots = l->tcache_slots;
     shmi_atomic_word *words = (shmi_atomic_word *)(g->base + l->words_offset);
     shmi_atomic_word *index = (shmi_atomic_word *)(g->base + l->index_offset);
     for (unsigned t = 0; t < l->tiers; t++) {

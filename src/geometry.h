@@ -49,6 +49,11 @@ struct shmi_geometry {
     /* The owner value of this attachment's thread records (pending.c),
      * 0 when it has none (read-only, not entered, a forked child). */
     uint64_t record_owner;
+    /* The thread caches (thread_cache.c): tcache_slots of
+     * SHMI_TCACHE_SLOT_SIZE bytes each, the cache of thread record i at
+     * tcache + i * SHMI_TCACHE_SLOT_SIZE. */
+    uint8_t *tcache;
+    uint64_t tcache_slots;
 };
 
 /* Binds `index` to `storage`, which holds shmi_layout_index_words(bits)

@@ -258,6 +258,12 @@ int shm_recover(struct shm_recovery *report)
     return shm_arena_recover(arena, report);
 }
 
+int shm_flush_thread_cache(void)
+{
+    shm_arena *arena = current();
+    return arena ? shm_arena_flush_thread_cache(arena) : errno;
+}
+
 int shm_reset(void)
 {
     shm_arena *arena = current();

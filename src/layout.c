@@ -3,7 +3,8 @@
  * File layout.
  *
  *   offset 0        superblock (one page, read-only once published)
- *   header_offset   shared header: named roots, process table
+ *   header_offset   shared header: named roots, process table, records
+ *   tcache_offset   thread caches (thread_cache.c), tcache_slots of them
  *   index_offset    hint indexes (hint_index.c), 64-bit words
  *   words_offset    bitmap words, tier 0 first, then tier 1, ...
  *   data_offset     capacity bytes of chunks, aligned to 2^MAX
@@ -69,6 +70,19 @@ uint64_t shmi_layout_round_capacity(uint64_t requested, uint64_t page_size)
     return align_up(requested, shmi_layout_granule(page_size));
 }
 
+/* Thread caches a file of `capacity` bytes has: none without them, else
+ * as many as fit 1% of the capacity, between SHMI_TCACHE_MIN_SLOTS and
+ * SHMI_TCACHE_MAX_SLOTS (threads whose record has no cache use none). */
+static uint64_t tcache_slots_for(uint64_t capacity)
+{
+    if (SHMI_TCACHE_CLASSES == 0)
+        return 0;
+    uint64_t slots = capacity / 100 / SHMI_TCACHE_SLOT_SIZE;
+    if (slots < SHMI_TCACHE_MIN_SLOTS)
+        return SHMI_TCACHE_MIN_SLOTS;
+    return slots > SHMI_TCACHE_MAX_SLOTS ? SHMI_TCACHE_MAX_SLOTS : slots;
+}
+
 static void place_classes(struct shmi_layout *l, unsigned top_levels)
 {
     for (unsigned level = 0; level < SHMI_CLASSES; level++) {
@@ -131,8 +145,10 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
     l.index_words = index_word;
 
     l.header_offset = page_size;
-    l.index_offset =
-        align_up(l.header_offset + SHMI_SHARED_HEADER_SIZE, page_size);
+    l.tcache_offset = l.header_offset + SHMI_SHARED_HEADER_SIZE;
+    l.tcache_slots = tcache_slots_for(capacity);
+    l.index_offset = align_up(
+        l.tcache_offset + l.tcache_slots * SHMI_TCACHE_SLOT_SIZE, page_size);
     l.words_offset = align_up(l.index_offset + 8 * l.index_words, 64);
     l.metadata_end = l.words_offset + 8 * l.total_words;
     l.data_offset =
@@ -146,9 +162,18 @@ uint64_t shmi_layout_fingerprint(uint64_t page_size)
 {
     const uint32_t byte_order = 0x01020304u;
     uint64_t facts[] = {
-        SHM_MIN_ALLOC_POW2, SHM_MAX_ALLOC_POW2, sizeof(void *),
-        sizeof(uint64_t),   page_size,          SHMI_SHARED_HEADER_SIZE,
-        SHMI_WORD_ROWS,     SHMI_WORD_SLOTS,    sizeof(struct shmi_superblock),
+        SHM_MIN_ALLOC_POW2,
+        SHM_MAX_ALLOC_POW2,
+        sizeof(void *),
+        sizeof(uint64_t),
+        page_size,
+        SHMI_SHARED_HEADER_SIZE,
+        SHMI_WORD_ROWS,
+        SHMI_WORD_SLOTS,
+        sizeof(struct shmi_superblock),
+        SHMI_TCACHE_CLASSES,
+        SHM_THREAD_CACHE_CHUNKS,
+        SHMI_TCACHE_SLOT_SIZE,
     };
     /* FNV-1a over the facts and the byte order as stored in memory. */
     uint64_t hash = UINT64_C(14695981039346656037);

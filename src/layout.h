@@ -12,8 +12,9 @@
 #include "word.h"
 
 /* 2: lock bytes in the first page, attachment identities with a
- * sequence number, thread records in the shared header. */
-#define SHMI_FORMAT_VERSION 2u
+ * sequence number, thread records in the shared header.
+ * 3: thread caches after the shared header. */
+#define SHMI_FORMAT_VERSION 3u
 #define SHMI_MAGIC "SHMALLOC"
 #define SHMI_MAX_TIERS 6
 #define SHMI_SHARED_HEADER_SIZE 49152u
@@ -26,6 +27,19 @@
  * that does not matter: the locks and the bytes are independent. */
 #define SHMI_LOCK_ATTACH_AT 0u
 #define SHMI_LOCK_SLOTS_AT 64u
+/* Thread caches (thread_cache.c): one per thread record that can have
+ * one, each a word for a flush in progress, then a count and
+ * SHM_THREAD_CACHE_CHUNKS offsets per cached class, in whole cache lines. The
+ * file has at most one per thread record, and at most as many as keep them
+ * within 1% of the capacity (at least 4). */
+#define SHMI_TCACHE_SLOT_SIZE                                                  \
+    (SHMI_TCACHE_CLASSES == 0                                                  \
+         ? 0                                                                   \
+         : (8 + SHMI_TCACHE_CLASSES * (SHM_THREAD_CACHE_CHUNKS + 1) * 8 +      \
+            63) /                                                              \
+               64 * 64)
+#define SHMI_TCACHE_MIN_SLOTS 4u
+#define SHMI_TCACHE_MAX_SLOTS 512u
 /* Largest capacity a file may claim (16 TiB): keeps every computed size
  * far from overflow whatever a damaged superblock says. */
 #define SHMI_MAX_CAPACITY (UINT64_C(1) << 44)
@@ -51,6 +65,8 @@ struct shmi_layout {
     uint64_t index_words;
     /* Byte offsets in the file. */
     uint64_t header_offset; /* shared header, SHMI_SHARED_HEADER_SIZE */
+    uint64_t tcache_offset; /* thread caches, tcache_slots of them */
+    uint64_t tcache_slots;
     uint64_t index_offset;
     uint64_t words_offset;
     uint64_t metadata_end;

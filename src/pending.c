@@ -84,6 +84,7 @@
 #include "pending.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "atomics.h"
 #include "shared_header.h"
@@ -106,6 +107,25 @@ _Static_assert(SHMI_MAX_TIERS <= 6, "one operation word per tier");
 #if SHM_TEST_HOOKS
 void (*shmi_pending_test_hook)(unsigned op, unsigned tier);
 #endif
+
+/* Set once by the thread caches (thread_cache.c), read before a record is
+ * given back; an atomic pointer so that a thread giving back a record
+ * while another sets it reads either value. */
+static _Atomic(shmi_pending_release_fn *) release_hook;
+
+void shmi_pending_set_release_hook(shmi_pending_release_fn *hook)
+{
+    atomic_store_explicit(&release_hook, hook, memory_order_release);
+}
+
+/* What a record holds besides its operations (its thread cache) is given
+ * back while the record is still the caller's. */
+static uint64_t before_release(struct shmi_geometry *g, size_t record)
+{
+    shmi_pending_release_fn *hook =
+        atomic_load_explicit(&release_hook, memory_order_acquire);
+    return hook ? hook(g, record) : 0;
+}
 
 static struct record *records_of(const struct shmi_geometry *g)
 {
@@ -136,10 +156,12 @@ static void give_back(struct held *h)
             continue;
         struct record *r = &records_of(g)[h->record];
         /* Relaxed: only this thread writes a record it holds. */
-        if (shmi_atomic_load_relaxed(&r->owner) == g->record_owner)
+        if (shmi_atomic_load_relaxed(&r->owner) == g->record_owner) {
+            (void)before_release(g, h->record);
             /* Release: pairs with the acquiring CAS of the next taker;
-             * the operation words it sees are 0. */
+             * the operation words it sees are 0, its cache empty. */
             shmi_atomic_store_release(&r->owner, 0);
+        }
         break;
     }
     pthread_mutex_unlock(&bindings_lock);
@@ -216,8 +238,10 @@ void shmi_pending_unbind(struct shmi_pending_binding *b)
         /* Relaxed load: a filter. Seq_cst CAS (a release): as give_back.
          * A record still holding an operation would be a thread inside a
          * call on a handle being closed. */
-        if (shmi_atomic_load_relaxed(&r[i].owner) == owner)
+        if (shmi_atomic_load_relaxed(&r[i].owner) == owner) {
+            (void)before_release(g, i);
             shmi_atomic_cas_seq_cst(&r[i].owner, &owner, 0);
+        }
     }
 }
 
@@ -240,10 +264,14 @@ static struct record *thread_record(struct shmi_geometry *g, bool take)
     }
     pthread_setspecific(exit_key, (void *)1);
     struct record *r = records_of(g);
-    size_t first = (size_t)(((uintptr_t)thread_held >> 6) ^ g->record_owner) %
-                   SHMI_THREAD_RECORDS;
+    /* The records that have a thread cache (the first tcache_slots) are
+     * tried first, from a place that differs by thread and attachment. */
+    size_t cached = (size_t)g->tcache_slots;
+    size_t spread = cached ? cached : SHMI_THREAD_RECORDS;
+    size_t first =
+        (size_t)(((uintptr_t)thread_held >> 6) ^ g->record_owner) % spread;
     for (size_t k = 0; k < SHMI_THREAD_RECORDS; k++) {
-        size_t i = (first + k) % SHMI_THREAD_RECORDS;
+        size_t i = k < spread ? (first + k) % spread : k;
         uint64_t expected = 0;
         /* Relaxed load: a filter. Acq_rel CAS: acquire pairs with the
          * release that gave the record back (its words are 0). */
@@ -255,6 +283,12 @@ static struct record *thread_record(struct shmi_geometry *g, bool take)
         }
     }
     return NULL;
+}
+
+long shmi_pending_thread_record(struct shmi_geometry *g)
+{
+    struct record *r = thread_record(g, true);
+    return r ? (long)(r - records_of(g)) : -1;
 }
 
 /* ---- recording ---------------------------------------------------------- */
@@ -298,12 +332,13 @@ uint64_t shmi_pending_owner(const struct shmi_geometry *g, size_t i)
 
 bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
                        struct shmi_pending_op ops[SHMI_MAX_TIERS],
-                       unsigned *count)
+                       unsigned *count, uint64_t *cached_bytes)
 {
     struct record *r = &records_of(g)[i];
     uint64_t taker = g->record_owner ? g->record_owner : TAKEN;
     uint64_t expected = dead;
     *count = 0;
+    *cached_bytes = 0;
     /* Acq_rel: acquire pairs with the dead thread's release stores of its
      * operation words; release orders nothing but is harmless. */
     if (dead == 0 || !shmi_atomic_cas_acq_rel(&r->owner, &expected, taker))
@@ -319,6 +354,7 @@ bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
         (*count)++;
         shmi_atomic_store_relaxed(&r->op[t], 0);
     }
+    *cached_bytes = before_release(g, i); /* the dead thread's cache */
     /* Release: the cleared words are published before the record is
      * free (pairs with the acquiring CAS of the next taker), and before
      * the caller resolves anything. */

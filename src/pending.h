@@ -36,6 +36,19 @@ void shmi_pending_begin(struct shmi_geometry *g, unsigned op, unsigned tier,
                         uint64_t index);
 void shmi_pending_end(struct shmi_geometry *g, unsigned tier);
 
+/* Index of the calling thread's record for g, taking one on first use
+ * (records with a thread cache first); -1 when it has none. */
+long shmi_pending_thread_record(struct shmi_geometry *g);
+
+/* Called with g and a record's index just before the record is given back
+ * (by its thread at exit, by its attachment at detach, by a recovery that
+ * took it from a dead owner), while the caller still holds it: the thread
+ * caches (thread_cache.c) empty the record's cache there, and return the
+ * bytes that gave back. Set once. */
+typedef uint64_t shmi_pending_release_fn(struct shmi_geometry *g,
+                                         size_t record);
+void shmi_pending_set_release_hook(shmi_pending_release_fn *hook);
+
 /* A handle's link in the process's list of attachments whose records its
  * threads may hold (so that a thread that exits gives back only records
  * of arenas still mapped). */
@@ -65,13 +78,14 @@ uint64_t shmi_pending_owner(const struct shmi_geometry *g, size_t i);
 /*
  * Takes record i from `dead` (the owner value of an attachment found dead
  * or exited), empties it and gives it back: its operations go to ops
- * (*count of them, at most SHMI_MAX_TIERS), for the caller to resolve.
- * Returns false when the record no longer belongs to `dead` (another
- * recovery took it). Lock-free.
+ * (*count of them, at most SHMI_MAX_TIERS), for the caller to resolve;
+ * what the record's thread cache held is given back before the record is,
+ * its bytes in *cached_bytes. Returns false when the record no longer belongs
+ * to `dead` (another recovery took it). Lock-free.
  */
 bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
                        struct shmi_pending_op ops[SHMI_MAX_TIERS],
-                       unsigned *count);
+                       unsigned *count, uint64_t *cached_bytes);
 
 /* Empties every record whose owner is not `keep` (a reset, alone on the
  * file). */

@@ -38,6 +38,8 @@
 _Static_assert(SHMI_SHARED_HEADER_SIZE >= 2 * SHMI_ROOTS_SIZE,
                "the process table needs at least one page");
 _Static_assert(SHMI_THREAD_RECORDS >= 256, "room for the thread records");
+_Static_assert(SHMI_TCACHE_MAX_SLOTS <= SHMI_THREAD_RECORDS,
+               "a thread cache belongs to the thread record of its index");
 
 /* The shared header in this process's mapping. */
 static inline uint8_t *shmi_shared_header(const struct shmi_geometry *g)

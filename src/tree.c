@@ -478,10 +478,74 @@ keep_inconsistent(struct shmi_geometry *g, const struct claim *c,
     return now & ~give_back;
 }
 
-/* One word: claims a free node on `row` or reports that it has none. */
+/* A batch (shmi_tree_alloc_batch): up to want - 1 more free nodes on
+ * `row` of `value` beside those in *mask, into extra[], their subtrees
+ * added to *mask. */
+static inline __attribute__((always_inline)) unsigned
+pick_more(uint64_t value, unsigned row, unsigned want, uint64_t *mask,
+          unsigned *extra)
+{
+    unsigned k = 0;
+    while (k + 1 < want) {
+        unsigned node = shmi_word_find_free(value | *mask, row);
+        if (node == 0)
+            break;
+        extra[k++] = node;
+        *mask |= shmi_word_subtree(node);
+    }
+    return k;
+}
+
+/* After the CAS that claimed a batch's extra nodes (the word was `value`
+ * before it), T5 for each: one inside a live chunk or past the capacity
+ * stays set (as keep_inconsistent does); the others are given back, so
+ * the batch is just the first node. Returns the word as left. */
+static __attribute__((cold, noinline)) uint64_t
+drop_extras(struct shmi_geometry *g, unsigned tier, uint64_t index,
+            uint64_t value, uint64_t claimed, const unsigned *extra,
+            unsigned count)
+{
+    uint64_t give_back = 0;
+    for (unsigned i = 0; i < count; i++) {
+        struct claim c = {tier, index, extra[i]};
+        bool past = offset_of(g, &c) + node_size(g, &c) > g->capacity;
+        if ((value & (ancestors_of[extra[i]] | shmi_word_subtree(extra[i]))) ||
+            past)
+            refuse_damage(g, tier, index, "a free node inside a chunk");
+        else
+            give_back |= shmi_word_subtree(extra[i]);
+    }
+    uint64_t now = value | claimed;
+    if (give_back == 0)
+        return now;
+    /* seq_cst: a free of what this claim took (see shmi_tree_free). */
+    while (!shmi_atomic_cas_seq_cst(word_at(g, tier, index), &now,
+                                    now & ~give_back))
+        ;
+    publish_free(g, tier, index, now, now & ~give_back);
+    return now & ~give_back;
+}
+
+/* A claim of several nodes of one row and word (shmi_tree_alloc_batch):
+ * the first is the claim's own; the others, up to want - 1, are listed in
+ * the caller's list[base..] before the claiming CAS, and *count is set to
+ * base + their number right after it, so that a process killed between
+ * the two leaves them listed where a survivor finds them. */
+struct batch {
+    unsigned want;
+    unsigned extras;
+    unsigned extra[SHMI_WORD_SLOTS];
+    shmi_atomic_word *list;
+    shmi_atomic_word *count;
+    uint64_t base;
+};
+
+/* One word: claims a free node on `row` or reports that it has none. With
+ * a batch b (the last tier only, whose nodes have no child words), the
+ * same CAS claims its extra nodes. */
 static inline __attribute__((always_inline)) bool
 try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
-                  unsigned row, struct claim *out)
+                  unsigned row, struct claim *out, struct batch *b)
 {
     shmi_atomic_word *word = word_at(g, tier, index);
     /* relaxed: the CAS below re-validates the value it acts on. */
@@ -494,6 +558,18 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
             return false;
         SHMI_TEST_YIELD();
         uint64_t mask = shmi_word_subtree(node);
+        uint64_t first_mask = mask;
+        unsigned more = 0;
+        if (b) {
+            more = pick_more(value, row, b->want, &mask, b->extra);
+            for (unsigned i = 0; i < more; i++) {
+                struct claim e = {tier, index, b->extra[i]};
+                /* relaxed: past *count, read by nobody until the count
+                 * store below releases them. */
+                shmi_atomic_store_relaxed(b->list + b->base + i,
+                                          offset_of(g, &e));
+            }
+        }
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
          * that last cleared these bits, so the chunk's previous writes
          * are visible to its new owner. The release half is free on x86
@@ -501,6 +577,9 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * follow release sequences through acquire-only RMWs. */
         if (!shmi_atomic_cas_acq_rel(word, &value, value | mask))
             continue;
+        if (more > 0)
+            /* release: the list entries above come first. */
+            shmi_atomic_store_release(b->count, b->base + more);
         check_transition(g, tier, value, value | mask);
         out->tier = tier;
         out->word = index;
@@ -512,26 +591,45 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * word reaches past the capacity;
          * above the last tier, every child word below must be 0. */
         const struct shmi_tier *t = &g->tier[tier];
-        uint64_t above = value & (ancestors_of[node] | mask);
+        uint64_t above = value & (ancestors_of[node] | first_mask);
         bool past = index + 1 == t->count &&
                     offset_of(g, out) + node_size(g, out) > g->capacity;
-        if (__builtin_expect(!above && !past, 1) &&
-            (tier + 1 == g->tiers ||
-             !any_delegated_below(g, tier, index, node)))
+        bool consistent = __builtin_expect(!above && !past, 1) &&
+                          (tier + 1 == g->tiers ||
+                           !any_delegated_below(g, tier, index, node));
+        if (b) {
+            /* The same for the extra nodes, checked one by one only when
+             * their masks meet a set bit, in the tier's last word (which
+             * may reach past the capacity), or when the first failed:
+             * then they leave the list before any is given back. */
+            uint64_t bad = 0;
+            for (unsigned i = 0; i < more; i++)
+                bad |=
+                    ancestors_of[b->extra[i]] | shmi_word_subtree(b->extra[i]);
+            if (more > 0 &&
+                ((value & bad) || index + 1 == t->count || !consistent)) {
+                shmi_atomic_store_release(b->count, b->base);
+                drop_extras(g, tier, index, value | first_mask,
+                            mask & ~first_mask, b->extra, more);
+                more = 0;
+            }
+            b->extras = more;
+        }
+        if (consistent)
             return true;
         value = keep_inconsistent(g, out, value, above, past);
     }
 }
 
 static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
-                          struct claim *out);
+                          struct claim *out, struct batch *b);
 
 /* Step 2: a new word of `tier` under a freshly claimed parent node. */
 static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
                           struct claim *out)
 {
     struct claim parent;
-    if (!claim_in_tier(g, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent))
+    if (!claim_in_tier(g, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent, NULL))
         return false;
     uint64_t index =
         parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
@@ -562,14 +660,18 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
     return true;
 }
 
+/* Steps 1 and 2 of a claim in `tier` (b: as for try_claim_in_word; an
+ * activation claims one node). */
 static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
-                          struct claim *out)
+                          struct claim *out, struct batch *b)
 {
     const struct shmi_index *hints = &g->hints[tier][row];
     uint64_t *cursor = &cursors_for(g)->word[tier][row];
     uint64_t index, start = *cursor;
+    if (b)
+        b->extras = 0;
     while (shmi_index_find(hints, start, &index)) {
-        if (try_claim_in_word(g, tier, index, row, out)) {
+        if (try_claim_in_word(g, tier, index, row, out, b)) {
             *cursor = index;
             return true;
         }
@@ -674,9 +776,33 @@ uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
     unsigned row = g->layout.class_row[class_index];
     struct claim c;
     /* Fast path: the word this thread last used for this size. */
-    if (try_claim_in_word(g, tier, cursors_for(g)->word[tier][row], row, &c) ||
-        claim_in_tier(g, tier, row, &c) ||
-        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c)))
+    if (try_claim_in_word(g, tier, cursors_for(g)->word[tier][row], row, &c,
+                          NULL) ||
+        claim_in_tier(g, tier, row, &c, NULL) ||
+        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c, NULL)))
+        return offset_of(g, &c);
+    return SHMI_NO_CHUNK;
+}
+
+uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
+                               unsigned more, shmi_atomic_word *list,
+                               shmi_atomic_word *count, uint64_t base)
+{
+    SHMI_ASSERT(class_index < SHMI_CLASSES && more < SHMI_WORD_SLOTS);
+    unsigned tier = g->layout.class_tier[class_index];
+    unsigned row = g->layout.class_row[class_index];
+    struct batch batch = {.want = more + 1,
+                          .extras = 0,
+                          .list = list,
+                          .count = count,
+                          .base = base};
+    /* Nodes with child words come one at a time. */
+    struct batch *b = tier + 1 == g->tiers && more > 0 ? &batch : NULL;
+    struct claim c;
+    uint64_t cursor = cursors_for(g)->word[tier][row];
+    if (try_claim_in_word(g, tier, cursor, row, &c, b) ||
+        claim_in_tier(g, tier, row, &c, b) ||
+        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c, b)))
         return offset_of(g, &c);
     return SHMI_NO_CHUNK;
 }
@@ -771,7 +897,8 @@ owner_to_act_on(struct shmi_geometry *g, uint64_t x, struct claim *out,
     return false;
 }
 
-int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
+bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
+                    struct shmi_tree_chunk *chunk)
 {
     SHMI_ASSERT_INTERNAL(x < g->capacity &&
                          x % ((uint64_t)1 << SHM_MIN_ALLOC_POW2) == 0);
@@ -780,9 +907,27 @@ int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
     /* The chunk must start at x: x is on the node's path, so that holds
      * iff x is aligned to the node's size. */
     if (!owner_to_act_on(g, x, &c, &value) || (x & (node_size(g, &c) - 1)) != 0)
-        return EINVAL;
-    shmi_atomic_word *word = word_at(g, c.tier, c.word);
-    uint64_t mask = shmi_word_subtree(c.node);
+        return false;
+    chunk->tier = c.tier;
+    chunk->node = c.node;
+    chunk->word = c.word;
+    chunk->value = value;
+    return true;
+}
+
+unsigned shmi_tree_chunk_class(const struct shmi_geometry *g,
+                               const struct shmi_tree_chunk *chunk)
+{
+    return g->tier[chunk->tier].span_log2 - shmi_word_row_of(chunk->node) -
+           SHM_MIN_ALLOC_POW2;
+}
+
+int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
+                         const struct shmi_tree_chunk *chunk)
+{
+    shmi_atomic_word *word = word_at(g, chunk->tier, chunk->word);
+    uint64_t mask = shmi_word_subtree(chunk->node);
+    uint64_t value = chunk->value;
     SHMI_TEST_YIELD();
     /* seq_cst: release pairs with the acquire CAS of the next claimer of
      * these nodes; seq_cst orders it before publish_free's hint loads
@@ -790,17 +935,78 @@ int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
     while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
         /* The word changed since it was read: the chunk must still be the
          * allocation here, with its whole subtree set. */
-        const struct shmi_tier *tier = &g->tier[c.tier];
+        const struct shmi_tier *tier = &g->tier[chunk->tier];
         if ((value & mask) != mask ||
-            shmi_word_owner(value, slot_of(tier, x), tier->eligible) != c.node)
+            shmi_word_owner(value, slot_of(tier, x), tier->eligible) !=
+                chunk->node)
             return EINVAL;
     }
-    check_transition(g, c.tier, value, value & ~mask);
-    publish_free(g, c.tier, c.word, value, value & ~mask);
+    check_transition(g, chunk->tier, value, value & ~mask);
+    publish_free(g, chunk->tier, chunk->word, value, value & ~mask);
     /* The word has a hole of this size now: this thread's next claim of
      * the size looks here first (a cached word, and a snug fit). */
-    cursors_for(g)->word[c.tier][shmi_word_row_of(c.node)] = c.word;
+    cursors_for(g)->word[chunk->tier][shmi_word_row_of(chunk->node)] =
+        chunk->word;
     return 0;
+}
+
+int shmi_tree_free(struct shmi_geometry *g, uint64_t x)
+{
+    struct shmi_tree_chunk chunk;
+    if (!shmi_tree_find(g, x, &chunk))
+        return EINVAL;
+    return shmi_tree_free_found(g, x, &chunk);
+}
+
+unsigned shmi_tree_free_batch(struct shmi_geometry *g, unsigned class_index,
+                              const uint64_t *xs, unsigned count)
+{
+    unsigned freed = 0;
+    for (unsigned i = 0; i < count;) {
+        /* The chunks of xs[i..j) that lie in one word: one CAS. */
+        struct shmi_tree_chunk first;
+        if (!shmi_tree_find(g, xs[i], &first) ||
+            shmi_tree_chunk_class(g, &first) != class_index) {
+            i++;
+            continue;
+        }
+        uint64_t mask = shmi_word_subtree(first.node);
+        unsigned j = i + 1;
+        for (; j < count; j++) {
+            struct shmi_tree_chunk next;
+            if (!shmi_tree_find(g, xs[j], &next) || next.tier != first.tier ||
+                next.word != first.word ||
+                shmi_tree_chunk_class(g, &next) != class_index ||
+                (mask & shmi_word_subtree(next.node)))
+                break;
+            mask |= shmi_word_subtree(next.node);
+        }
+        shmi_atomic_word *word = word_at(g, first.tier, first.word);
+        uint64_t value = first.value;
+        SHMI_TEST_YIELD();
+        /* seq_cst: as shmi_tree_free. Every node of the batch was found
+         * set with its subtree (the chunk of its own slot, W3); a change
+         * since must leave them so, or the batch is freed one by one. */
+        bool done = true;
+        while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
+            if ((value & mask) != mask) {
+                done = false;
+                break;
+            }
+        }
+        if (!done) {
+            for (; i < j; i++)
+                freed += shmi_tree_free(g, xs[i]) == 0;
+            continue;
+        }
+        check_transition(g, first.tier, value, value & ~mask);
+        publish_free(g, first.tier, first.word, value, value & ~mask);
+        cursors_for(g)->word[first.tier][shmi_word_row_of(first.node)] =
+            first.word;
+        freed += j - i;
+        i = j;
+    }
+    return freed;
 }
 
 uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x)

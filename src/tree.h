@@ -6,6 +6,7 @@
 #ifndef SHM_TREE_H
 #define SHM_TREE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "atomics.h"
@@ -33,9 +34,48 @@ void shmi_tree_format(struct shmi_geometry *g);
  * region's start, or SHMI_NO_CHUNK when none is free. */
 uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index);
 
+/* A chunk of class class_index, as shmi_tree_alloc, and up to `more`
+ * (< 32) others of the class from the same word and CAS when it lies in
+ * the last tier: their offsets are stored in list[base..] before the
+ * claiming CAS and *count is set to base + their number (release) right
+ * after it, so that a process killed in between leaves them listed
+ * (thread_cache.c). *count is not written when there are none. */
+uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
+                               unsigned more, shmi_atomic_word *list,
+                               shmi_atomic_word *count, uint64_t base);
+
 /* Frees the chunk starting at data offset x (< capacity, a multiple of
  * 2^MIN); 0, or EINVAL when no live allocation starts there. */
 int shmi_tree_free(struct shmi_geometry *g, uint64_t x);
+
+/* The live allocation starting at x, found as shmi_tree_free finds it:
+ * where its node lies and the word's value as read. */
+struct shmi_tree_chunk {
+    unsigned tier;
+    unsigned node;
+    uint64_t word;
+    uint64_t value;
+};
+
+/* Whether a live allocation starts at data offset x (as for
+ * shmi_tree_free); a disagreement of the words is counted (T5). */
+bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
+                    struct shmi_tree_chunk *chunk);
+
+/* Its size class. */
+unsigned shmi_tree_chunk_class(const struct shmi_geometry *g,
+                               const struct shmi_tree_chunk *chunk);
+
+/* Frees the chunk shmi_tree_find found at x: 0, or EINVAL when it is no
+ * longer there. */
+int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
+                         const struct shmi_tree_chunk *chunk);
+
+/* Frees `count` chunks of class `class_index`, sorted by offset, one CAS
+ * per word they share; returns how many were freed (a chunk that is not
+ * a live allocation of the class is left alone and not counted). */
+unsigned shmi_tree_free_batch(struct shmi_geometry *g, unsigned class_index,
+                              const uint64_t *xs, unsigned count);
 
 /* Size of the live allocation starting at x, 0 when there is none. */
 uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);

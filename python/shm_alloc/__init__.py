@@ -96,6 +96,10 @@ class Stats:
     # free_chunks[i]: free chunks of min_chunk << i bytes, buddies coalesced
     free_chunks: Tuple[int, ...]
     attached_processes: int
+    # inconsistent bitmap states refused since the file was made
+    damage_refused: int
+    # free chunks kept in thread caches (in neither bytes_free nor in use)
+    bytes_cached: int
 
 
 def _error(err: int, filename: Optional[str] = None) -> OSError:
@@ -329,7 +333,16 @@ class Arena:
             classes=raw.classes,
             free_chunks=tuple(raw.free_chunks[: raw.classes]),
             attached_processes=raw.attached_processes,
+            damage_refused=raw.damage_refused,
+            bytes_cached=raw.bytes_cached,
         )
+
+    def flush_thread_cache(self) -> None:
+        """Gives the chunks this thread keeps in its cache back to the
+        bitmaps (they count as free in available() either way)."""
+        err = _lib.shm_arena_flush_thread_cache(self._h())
+        if err != 0:
+            raise _error(err)
 
     def reset(self) -> None:
         """Frees every chunk and empties the roots (EBUSY while another

@@ -39,6 +39,8 @@ class StatsStruct(ctypes.Structure):
         ("classes", ctypes.c_uint),
         ("free_chunks", ctypes.c_size_t * 31),
         ("attached_processes", ctypes.c_size_t),
+        ("damage_refused", ctypes.c_size_t),
+        ("bytes_cached", ctypes.c_size_t),
     ]
 
 
@@ -94,6 +96,7 @@ _prototypes = {
     "shm_arena_available": (_c.c_size_t, [_arena_p]),
     "shm_arena_maxsize": (_c.c_size_t, [_arena_p]),
     "shm_arena_check": (_c.c_int, [_arena_p]),
+    "shm_arena_flush_thread_cache": (_c.c_int, [_arena_p]),
     "shm_arena_stats": (_c.c_int, [_arena_p, _c.POINTER(StatsStruct)]),
     "shm_arena_reset": (_c.c_int, [_arena_p]),
     "shm_arena_root_get": (shm_offt, [_arena_p, _c.c_char_p]),

@@ -318,12 +318,17 @@ def test_stats_add_up(arena):
     assert os.path.getsize(arena.path) == s.mapping_size
     assert s.min_chunk == shm_alloc.MIN_CHUNK and s.max_chunk == shm_alloc.MAX_CHUNK
     assert len(s.free_chunks) == s.classes
-    assert s.bytes_free == arena.available()
-    assert s.bytes_in_use + s.bytes_free == s.capacity
+    assert s.bytes_free + s.bytes_cached == arena.available()
+    assert s.bytes_in_use + s.bytes_free + s.bytes_cached == s.capacity
     assert s.bytes_in_use == sum(arena.usable_size(o) for o in offs)
     assert sum(c * (s.min_chunk << i) for i, c in enumerate(s.free_chunks)) == s.bytes_free
     assert s.attached_processes == 1
     assert s.largest_free == arena.maxsize()
+    for o in offs:
+        arena.free(o)
+    arena.flush_thread_cache()
+    s = arena.stats()
+    assert s.bytes_cached == 0 and s.bytes_free == s.capacity
 
 
 # ---- views and lifetime ------------------------------------------------------

@@ -222,6 +222,10 @@ static void damage_one_word(struct damage_model *m)
     }
     uint64_t changed = w ^ shmi_atomic_load_relaxed(word);
     shmi_atomic_store_relaxed(word, w);
+    /* As in fuzz_damage.c: the thread cache's chunks are allocated in the
+     * bitmaps, so damage to their bits is damage to a live chunk's; they
+     * go back now, and the model drops the tracked chunks it touched. */
+    shm_arena_flush_thread_cache(m->a);
     for (int i = 0; i < m->nlive;)
         if (damage_chunk_owns(g, &m->live[i], t, j, changed))
             m->live[i] = m->live[--m->nlive];

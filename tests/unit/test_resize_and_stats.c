@@ -144,13 +144,16 @@ static void census_partitions_the_free_space(void **state)
                                      rand_r(&seed) % SHMI_CLASSES));
             }
         }
+        /* The free space where the census sees it: in the bitmaps. */
+        assert_int_equal(shm_arena_flush_thread_cache(a), 0);
         struct shm_stats st;
         assert_int_equal(shm_arena_stats(a, &st), 0);
         size_t sum = 0;
         for (unsigned c = 0; c < st.classes; c++)
             sum += st.free_chunks[c] * (st.min_chunk << c);
         assert_int_equal(sum, st.bytes_free);
-        assert_int_equal(st.bytes_free + st.bytes_in_use, st.capacity);
+        assert_int_equal(st.bytes_free + st.bytes_cached + st.bytes_in_use,
+                         st.capacity);
         /* the largest free chunk can be had, and nothing larger */
         if (st.largest_free) {
             shm_offt big = shm_arena_malloc(a, st.largest_free);
@@ -166,6 +169,10 @@ static void census_partitions_the_free_space(void **state)
             shm_arena_free(a, live[i]);
     struct shm_stats st;
     assert_int_equal(shm_arena_stats(a, &st), 0);
+    assert_int_equal(st.bytes_free + st.bytes_cached, st.capacity);
+    assert_int_equal(shm_arena_flush_thread_cache(a), 0);
+    assert_int_equal(shm_arena_stats(a, &st), 0);
+    assert_int_equal(st.bytes_cached, 0);
     assert_int_equal(st.bytes_free, st.capacity);
     assert_int_equal(st.largest_free, MAX_CHUNK);
     assert_int_equal(st.free_chunks[st.classes - 1], st.capacity / MAX_CHUNK);

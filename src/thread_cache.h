@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Thread caches kept in the file (thread_cache.c): each thread that has a
+ * thread record (pending.c) with a cache keeps a few free chunks of every
+ * small size class there, so that most mallocs and frees are plain loads
+ * and stores. The fast paths are here, inline; the rest is in
+ * thread_cache.c, whose top comment gives the protocol.
+ */
+#ifndef SHM_THREAD_CACHE_H
+#define SHM_THREAD_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+#include "config.h"
+#include "geometry.h"
+#include "tree.h"
+
+/* The high half of the tag a cached chunk carries in its first 8 bytes;
+ * the low half names where it is cached (thread_cache.c). */
+#define SHMI_TCACHE_TAG_MAGIC UINT64_C(0x5ca7c4ed)
+
+/* One size class of one cache, in the file. */
+struct shmi_tcache_bin {
+    shmi_atomic_word count; /* entries in use, 0..SHM_THREAD_CACHE_CHUNKS */
+    shmi_atomic_word entry[SHM_THREAD_CACHE_CHUNKS]; /* data offsets */
+};
+
+/* The calling thread's cache in the arena it used last. */
+struct shmi_tcache_thread {
+    uint64_t serial;              /* the arena's geometry serial; 0: none */
+    struct shmi_tcache_bin *bins; /* SHMI_TCACHE_CLASSES of them */
+    uint64_t tag;                 /* tag of entry 0 of class 0 */
+};
+
+extern _Thread_local struct shmi_tcache_thread shmi_tcache_self
+    __attribute__((tls_model("initial-exec")));
+
+/* The slow halves of pop and push (thread_cache.c). */
+uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index);
+bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
+                           uint64_t x);
+
+static inline shmi_atomic_word *shmi_tcache_chunk_word(struct shmi_geometry *g,
+                                                       uint64_t x)
+{
+    return (shmi_atomic_word *)(g->base + g->data_offset + x);
+}
+
+/*
+ * A chunk of class class_index (< SHMI_TCACHE_CLASSES) from the calling
+ * thread's cache, refilled from the tree when empty; SHMI_NO_CHUNK when
+ * the thread has no cache or nothing is free.
+ */
+static inline __attribute__((always_inline)) uint64_t
+shmi_tcache_pop(struct shmi_geometry *g, unsigned class_index)
+{
+    struct shmi_tcache_thread *self = &shmi_tcache_self;
+    if (__builtin_expect(self->serial != g->serial, 0))
+        return shmi_tcache_pop_slow(g, class_index);
+    struct shmi_tcache_bin *bin = &self->bins[class_index];
+    /* relaxed: only this thread writes its bins. */
+    uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+    if (__builtin_expect(n - 1 >= SHM_THREAD_CACHE_CHUNKS, 0))
+        return shmi_tcache_pop_slow(g, class_index); /* empty, or damaged */
+    uint64_t x = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
+    /* release: the entry leaves the cache before the chunk is handed out
+     * (a survivor never frees a chunk given to the program). */
+    shmi_atomic_store_release(&bin->count, n - 1);
+    uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
+    /* The entry and the chunk's tag are the file's: checked before use. */
+    if (__builtin_expect(
+            x >= g->capacity || (x & (size - 1)) != 0 ||
+                shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) !=
+                    self->tag + (class_index << 6) + (n - 1),
+            0))
+        return shmi_tcache_pop_slow(g, class_index | 0x100u);
+    return x;
+}
+
+/*
+ * Keeps the chunk at x (a live allocation of class class_index <
+ * SHMI_TCACHE_CLASSES, not cached) in the calling thread's cache, flushing
+ * half of a full bin to the tree first. false when the thread has no
+ * cache: the caller frees x to the tree.
+ */
+static inline __attribute__((always_inline)) bool
+shmi_tcache_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
+{
+    struct shmi_tcache_thread *self = &shmi_tcache_self;
+    if (__builtin_expect(self->serial != g->serial, 0))
+        return shmi_tcache_push_slow(g, class_index, x);
+    struct shmi_tcache_bin *bin = &self->bins[class_index];
+    /* relaxed: only this thread writes its bins. */
+    uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+    if (__builtin_expect(n >= SHM_THREAD_CACHE_CHUNKS, 0))
+        return shmi_tcache_push_slow(g, class_index, x);
+    /* relaxed, then release: the tag and the entry are written before
+     * the count that makes them part of the cache. */
+    shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, x),
+                              self->tag + (class_index << 6) + n);
+    shmi_atomic_store_relaxed(&bin->entry[n], x);
+    shmi_atomic_store_release(&bin->count, n + 1);
+    return true;
+}
+
+/* Whether the chunk at x, whose first word is `first_word`, sits in a
+ * thread cache (of any thread): a free of it is a double free. */
+bool shmi_tcache_holds(struct shmi_geometry *g, uint64_t x,
+                       uint64_t first_word);
+
+static inline __attribute__((always_inline)) bool
+shmi_tcache_is_cached(struct shmi_geometry *g, uint64_t x)
+{
+    /* relaxed: a tag is confirmed against the cache it names. */
+    uint64_t first = shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x));
+    return __builtin_expect(first >> 32 == SHMI_TCACHE_TAG_MAGIC, 0) &&
+           shmi_tcache_holds(g, x, first);
+}
+
+/* Gives every chunk of the calling thread's cache in g back to the tree
+ * (before an ENOMEM, at exit). */
+void shmi_tcache_flush_own(struct shmi_geometry *g);
+
+/* Bytes in every thread cache of g. A query: writes nothing. */
+uint64_t shmi_tcache_bytes(const struct shmi_geometry *g);
+
+/* Adds to bytes[i] the bytes cached in block first_block + i, for i <
+ * count. A query: writes nothing. */
+void shmi_tcache_block_bytes(const struct shmi_geometry *g, size_t first_block,
+                             size_t count, uint32_t *bytes);
+
+/* Entries of the thread caches that are not a live allocation of their
+ * class, or are cached twice, counts out of range, and caches holding
+ * chunks without an owner: 0 in a consistent file at rest, dead owners'
+ * caches included. A query: writes nothing. */
+uint64_t shmi_tcache_check(struct shmi_geometry *g);
+
+/* Empties every cache without freeing its chunks (a reset, alone on the
+ * file, which reformats the trees). */
+void shmi_tcache_clear_all(struct shmi_geometry *g);
+
+#endif /* SHM_THREAD_CACHE_H */
