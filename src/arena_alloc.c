@@ -106,6 +106,24 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
     return shmi_tree_alloc(&arena->geo, class_of(size));
 }
 
+/* A malloc that its thread cache did not serve: the cache's slow path,
+ * then the tree, then the last resorts. */
+static __attribute__((noinline)) shm_offt alloc_slow(shm_arena *arena,
+                                                     size_t size, unsigned c)
+{
+    uint64_t x = SHMI_NO_CHUNK;
+    if (c < SHMI_TCACHE_CLASSES)
+        x = shmi_tcache_pop_slow(&arena->geo, c);
+    if (x == SHMI_NO_CHUNK)
+        x = shmi_tree_alloc(&arena->geo, c);
+    if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
+        (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
+        errno = ENOMEM;
+        return SHM_NULL;
+    }
+    return arena->geo.data_offset + x;
+}
+
 static inline __attribute__((always_inline)) shm_offt
 alloc_named(shm_arena *arena, size_t size, const char *call)
 {
@@ -113,17 +131,11 @@ alloc_named(shm_arena *arena, size_t size, const char *call)
         return SHM_NULL;
     unsigned c = class_of(size);
     if (c < SHMI_TCACHE_CLASSES) {
-        uint64_t cached = shmi_tcache_pop(&arena->geo, c);
-        if (__builtin_expect(cached != SHMI_NO_CHUNK, 1))
-            return arena->geo.data_offset + cached;
+        uint64_t x = shmi_tcache_try_pop(&arena->geo, c);
+        if (__builtin_expect(x != SHMI_NO_CHUNK, 1))
+            return arena->geo.data_offset + x;
     }
-    uint64_t x = shmi_tree_alloc(&arena->geo, c);
-    if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
-        (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
-        errno = ENOMEM;
-        return SHM_NULL;
-    }
-    return arena->geo.data_offset + x;
+    return alloc_slow(arena, size, c);
 }
 
 shm_offt shmi_arena_malloc(shm_arena *arena, size_t size)
@@ -152,6 +164,18 @@ shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size)
     return off;
 }
 
+/* A free that the thread cache did not take at hand (x is the live
+ * allocation `chunk` of class c, not cached). */
+static __attribute__((noinline)) void
+free_slow(shm_arena *arena, shm_offt off, uint64_t x,
+          const struct shmi_tree_chunk *chunk, unsigned c)
+{
+    if (c < SHMI_TCACHE_CLASSES && shmi_tcache_push_slow(&arena->geo, c, x))
+        return;
+    if (shmi_tree_free_found(&arena->geo, x, chunk) != 0)
+        not_live("shm_free", off);
+}
+
 void shmi_arena_free(shm_arena *arena, shm_offt off)
 {
     if (off == SHM_NULL || !writable(arena))
@@ -163,7 +187,8 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
         return;
     }
     struct shmi_tree_chunk chunk;
-    if (x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk)) {
+    if (__builtin_expect(
+            x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk), 0)) {
         not_live("shm_free", off);
         return;
     }
@@ -174,11 +199,10 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
             not_live("shm_free", off);
             return;
         }
-        if (__builtin_expect(shmi_tcache_push(&arena->geo, c, x), 1))
+        if (__builtin_expect(shmi_tcache_try_push(&arena->geo, c, x), 1))
             return;
     }
-    if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
-        not_live("shm_free", off);
+    free_slow(arena, off, x, &chunk, c);
 }
 
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off)

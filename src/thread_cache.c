@@ -85,7 +85,6 @@
 #define CHUNKS SHM_THREAD_CACHE_CHUNKS
 #define FLUSH (UINT64_C(1) << 63)
 #define NONE UINT64_MAX
-#define REFUSED_ENTRY 0x100u
 
 _Thread_local struct shmi_tcache_thread shmi_tcache_self
     __attribute__((tls_model("initial-exec")));
@@ -278,37 +277,44 @@ static struct slot *own_slot(const struct shmi_tcache_thread *self)
 
 uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index)
 {
-    unsigned c = class_index & 0xffu;
     struct shmi_tcache_thread *self = &shmi_tcache_self;
-    if (class_index & REFUSED_ENTRY)
-        /* The pop already took the entry out of the cache. */
-        shmi_report("shm_alloc: a cached chunk of %" PRIu64
-                    " bytes was written after its free (or its entry was "
-                    "damaged); it is not handed out and stays allocated",
-                    chunk_size(c));
     if (self->serial != g->serial && !bind(g))
         return SHMI_NO_CHUNK;
-    struct shmi_tcache_bin *bin = &self->bins[c];
-    /* relaxed: only this thread writes its bins. */
-    uint64_t n = shmi_atomic_load_relaxed(&bin->count);
-    if (n > CHUNKS) {
-        shmi_report("shm_alloc: thread cache count %" PRIu64
-                    " out of range; its chunks are left allocated",
-                    n);
-        shmi_atomic_store_release(&bin->count, 0);
-        n = 0;
+    for (;;) {
+        uint64_t x = shmi_tcache_try_pop(g, class_index);
+        if (x != SHMI_NO_CHUNK)
+            return x;
+        struct shmi_tcache_bin *bin = &self->bins[class_index];
+        /* relaxed: only this thread writes its bins. */
+        uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+        if (n == 0)
+            break;
+        if (n > CHUNKS) {
+            shmi_report("shm_alloc: thread cache count %" PRIu64
+                        " out of range; its chunks are left allocated",
+                        n);
+        } else {
+            /* The top entry failed try_pop's checks: out of the cache,
+             * and never handed out. */
+            shmi_report("shm_alloc: a cached chunk of %" PRIu64
+                        " bytes was written after its free (or its entry "
+                        "was damaged); it is not handed out and stays "
+                        "allocated",
+                        chunk_size(class_index));
+            n--;
+        }
+        shmi_atomic_store_release(&bin->count, n > CHUNKS ? 0 : n);
     }
-    if (n > 0)
-        return shmi_tcache_pop(g, c);
-    uint64_t x =
-        shmi_tree_alloc_batch(g, c, CHUNKS / 2, bin->entry, &bin->count, 0);
+    struct shmi_tcache_bin *bin = &self->bins[class_index];
+    uint64_t x = shmi_tree_alloc_batch(g, class_index, CHUNKS / 2, bin->entry,
+                                       &bin->count, 0);
     if (x == SHMI_NO_CHUNK)
         return x;
-    n = shmi_atomic_load_relaxed(&bin->count);
+    uint64_t n = shmi_atomic_load_relaxed(&bin->count);
     for (uint64_t i = 0; i < n && i < CHUNKS; i++)
         shmi_atomic_store_relaxed(
             shmi_tcache_chunk_word(g, shmi_atomic_load_relaxed(&bin->entry[i])),
-            self->tag + (c << 6) + i);
+            self->tag + (class_index << 6) + i);
     return x;
 }
 
@@ -324,7 +330,7 @@ bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
         /* A full bin keeps its older half: the chunks most recently freed
          * go back first, the rest stay for the next mallocs. */
         flush_bin(g, s, class_index, CHUNKS / 2);
-    return shmi_tcache_push(g, class_index, x);
+    return shmi_tcache_try_push(g, class_index, x);
 }
 
 void shmi_tcache_flush_own(struct shmi_geometry *g)

@@ -38,11 +38,6 @@ struct shmi_tcache_thread {
 extern _Thread_local struct shmi_tcache_thread shmi_tcache_self
     __attribute__((tls_model("initial-exec")));
 
-/* The slow halves of pop and push (thread_cache.c). */
-uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index);
-bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
-                           uint64_t x);
-
 static inline shmi_atomic_word *shmi_tcache_chunk_word(struct shmi_geometry *g,
                                                        uint64_t x)
 {
@@ -51,52 +46,60 @@ static inline shmi_atomic_word *shmi_tcache_chunk_word(struct shmi_geometry *g,
 
 /*
  * A chunk of class class_index (< SHMI_TCACHE_CLASSES) from the calling
- * thread's cache, refilled from the tree when empty; SHMI_NO_CHUNK when
- * the thread has no cache or nothing is free.
+ * thread's cache when it has one at hand; SHMI_NO_CHUNK otherwise (the
+ * thread is not bound to the arena yet or has no cache, the bin is empty,
+ * or its top entry fails its checks): then shmi_tcache_pop_slow.
  */
 static inline __attribute__((always_inline)) uint64_t
-shmi_tcache_pop(struct shmi_geometry *g, unsigned class_index)
+shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (__builtin_expect(self->serial != g->serial, 0))
-        return shmi_tcache_pop_slow(g, class_index);
+        return SHMI_NO_CHUNK;
     struct shmi_tcache_bin *bin = &self->bins[class_index];
     /* relaxed: only this thread writes its bins. */
     uint64_t n = shmi_atomic_load_relaxed(&bin->count);
     if (__builtin_expect(n - 1 >= SHM_THREAD_CACHE_CHUNKS, 0))
-        return shmi_tcache_pop_slow(g, class_index); /* empty, or damaged */
+        return SHMI_NO_CHUNK; /* empty, or damaged */
     uint64_t x = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
+    uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
+    /* The entry and the chunk's tag are the file's: checked before use. */
+    if (__builtin_expect(x >= g->capacity || (x & (size - 1)) != 0, 0))
+        return SHMI_NO_CHUNK;
+    shmi_atomic_word *first = shmi_tcache_chunk_word(g, x);
+    if (__builtin_expect(shmi_atomic_load_relaxed(first) !=
+                             self->tag + (class_index << 6) + (n - 1),
+                         0))
+        return SHMI_NO_CHUNK;
     /* release: the entry leaves the cache before the chunk is handed out
      * (a survivor never frees a chunk given to the program). */
     shmi_atomic_store_release(&bin->count, n - 1);
-    uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
-    /* The entry and the chunk's tag are the file's: checked before use. */
-    if (__builtin_expect(
-            x >= g->capacity || (x & (size - 1)) != 0 ||
-                shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) !=
-                    self->tag + (class_index << 6) + (n - 1),
-            0))
-        return shmi_tcache_pop_slow(g, class_index | 0x100u);
+    /* The tag goes, so that the chunk's next free does not look cached. */
+    shmi_atomic_store_relaxed(first, 0);
     return x;
 }
 
+/* The rest of a pop: binds the thread to its cache, refuses a bad top
+ * entry, refills an empty bin; SHMI_NO_CHUNK when the thread has no cache
+ * or nothing is free. */
+uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index);
+
 /*
  * Keeps the chunk at x (a live allocation of class class_index <
- * SHMI_TCACHE_CLASSES, not cached) in the calling thread's cache, flushing
- * half of a full bin to the tree first. false when the thread has no
- * cache: the caller frees x to the tree.
+ * SHMI_TCACHE_CLASSES, not cached) in the calling thread's cache when
+ * there is room at hand; false otherwise: then shmi_tcache_push_slow.
  */
 static inline __attribute__((always_inline)) bool
-shmi_tcache_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
+shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (__builtin_expect(self->serial != g->serial, 0))
-        return shmi_tcache_push_slow(g, class_index, x);
+        return false;
     struct shmi_tcache_bin *bin = &self->bins[class_index];
     /* relaxed: only this thread writes its bins. */
     uint64_t n = shmi_atomic_load_relaxed(&bin->count);
     if (__builtin_expect(n >= SHM_THREAD_CACHE_CHUNKS, 0))
-        return shmi_tcache_push_slow(g, class_index, x);
+        return false;
     /* relaxed, then release: the tag and the entry are written before
      * the count that makes them part of the cache. */
     shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, x),
@@ -105,6 +108,12 @@ shmi_tcache_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
     shmi_atomic_store_release(&bin->count, n + 1);
     return true;
 }
+
+/* The rest of a push: binds the thread, flushes half of a full bin, then
+ * pushes; false when the thread has no cache (the caller frees x to the
+ * tree). */
+bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
+                           uint64_t x);
 
 /* Whether the chunk at x, whose first word is `first_word`, sits in a
  * thread cache (of any thread): a free of it is a double free. */

@@ -897,8 +897,8 @@ owner_to_act_on(struct shmi_geometry *g, uint64_t x, struct claim *out,
     return false;
 }
 
-bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
-                    struct shmi_tree_chunk *chunk)
+bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
+                         struct shmi_tree_chunk *chunk)
 {
     SHMI_ASSERT_INTERNAL(x < g->capacity &&
                          x % ((uint64_t)1 << SHM_MIN_ALLOC_POW2) == 0);
@@ -913,13 +913,6 @@ bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
     chunk->word = c.word;
     chunk->value = value;
     return true;
-}
-
-unsigned shmi_tree_chunk_class(const struct shmi_geometry *g,
-                               const struct shmi_tree_chunk *chunk)
-{
-    return g->tier[chunk->tier].span_log2 - shmi_word_row_of(chunk->node) -
-           SHM_MIN_ALLOC_POW2;
 }
 
 int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,

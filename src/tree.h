@@ -11,6 +11,7 @@
 
 #include "atomics.h"
 #include "geometry.h"
+#include "word.h"
 
 #define SHMI_NO_CHUNK UINT64_MAX
 
@@ -57,14 +58,58 @@ struct shmi_tree_chunk {
     uint64_t value;
 };
 
-/* Whether a live allocation starts at data offset x (as for
- * shmi_tree_free); a disagreement of the words is counted (T5). */
-bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
-                    struct shmi_tree_chunk *chunk);
+/* shmi_tree_find for every case (tree.c). */
+bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
+                         struct shmi_tree_chunk *chunk);
+
+/*
+ * Whether a live allocation starts at data offset x (as for
+ * shmi_tree_free); a disagreement of the words is counted (T5). Inline
+ * for the common case, a chunk of the last tier in an ACTIVE word whose
+ * parent node is set (tree.c's find_owner says why that suffices); the
+ * rest, and every doubt, goes to the slow path.
+ */
+static inline __attribute__((always_inline)) bool
+shmi_tree_find(struct shmi_geometry *g, uint64_t x,
+               struct shmi_tree_chunk *chunk)
+{
+    unsigned t = g->tiers - 1;
+    const struct shmi_tier *tier = &g->tier[t];
+    uint64_t index = x >> tier->span_log2;
+    /* relaxed: as in find_owner. */
+    uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+    if (t == 0 || !(w & SHMI_TREE_ACTIVE))
+        return shmi_tree_find_slow(g, x, chunk);
+    unsigned slot = (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+                    (SHMI_WORD_SLOTS - 1);
+    uint64_t hits = w & shmi_word_path_masks[slot] & tier->eligible;
+    if (hits == 0)
+        return false;
+    unsigned node = (unsigned)__builtin_ctzll(hits);
+    uint64_t mask = shmi_word_subtree(node);
+    unsigned size_log2 = tier->span_log2 - shmi_word_row_of(node);
+    uint64_t parent = shmi_atomic_load_relaxed(g->tier[t - 1].words +
+                                               index / SHMI_WORD_SLOTS);
+    if ((w & mask) != mask ||
+        !(parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1))
+        return shmi_tree_find_slow(g, x, chunk); /* refused, or damage */
+    if (x & ((UINT64_C(1) << size_log2) - 1))
+        return false; /* inside the chunk, not its start */
+    chunk->tier = t;
+    chunk->node = node;
+    chunk->word = index;
+    chunk->value = w;
+    return true;
+}
 
 /* Its size class. */
-unsigned shmi_tree_chunk_class(const struct shmi_geometry *g,
-                               const struct shmi_tree_chunk *chunk);
+static inline unsigned
+shmi_tree_chunk_class(const struct shmi_geometry *g,
+                      const struct shmi_tree_chunk *chunk)
+{
+    return g->tier[chunk->tier].span_log2 - shmi_word_row_of(chunk->node) -
+           SHM_MIN_ALLOC_POW2;
+}
 
 /* Frees the chunk shmi_tree_find found at x: 0, or EINVAL when it is no
  * longer there. */
