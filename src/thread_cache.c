@@ -89,6 +89,10 @@
 _Thread_local struct shmi_tcache_thread shmi_tcache_self
     __attribute__((tls_model("initial-exec")));
 
+#if SHM_TEST_HOOKS
+void (*shmi_tcache_test_hook)(unsigned point);
+#endif
+
 struct slot {
     shmi_atomic_word flush;
     struct shmi_tcache_bin
@@ -160,6 +164,8 @@ static uint64_t free_range(struct shmi_geometry *g, struct shmi_tcache_bin *bin,
             /* release: after the flush record and the count (C). */
             shmi_atomic_store_release(&bin->entry[pos[k]], NONE);
         unsigned freed = shmi_tree_free_batch(g, c, xs + i, j - i);
+        if (i == 0)
+            SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_FLUSH_WORD);
         if (freed != j - i)
             shmi_report("shm_alloc: %u cached chunks of %" PRIu64
                         " bytes were not allocated; left alone",
@@ -191,6 +197,7 @@ static uint64_t flush_bin(struct shmi_geometry *g, struct slot *s, unsigned c,
     shmi_atomic_store_release(&s->flush,
                               FLUSH | (uint64_t)c << 16 | lo << 8 | n);
     shmi_atomic_store_release(&bin->count, lo);
+    SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_FLUSH_COUNTED);
     uint64_t bytes = free_range(g, bin, c, lo, n);
     shmi_atomic_store_release(&s->flush, 0);
     return bytes;
@@ -311,6 +318,7 @@ uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index)
     if (x == SHMI_NO_CHUNK)
         return x;
     uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+    SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_REFILL_COUNTED);
     for (uint64_t i = 0; i < n && i < CHUNKS; i++)
         shmi_atomic_store_relaxed(
             shmi_tcache_chunk_word(g, shmi_atomic_load_relaxed(&bin->entry[i])),

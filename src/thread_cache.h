@@ -151,4 +151,21 @@ uint64_t shmi_tcache_check(struct shmi_geometry *g);
  * file, which reformats the trees). */
 void shmi_tcache_clear_all(struct shmi_geometry *g);
 
+/* SHM_TEST_HOOKS builds: called at the points of a refill and a flush
+ * where a kill tests invariant C (a test stops the process there). */
+#define SHMI_TCACHE_AT_FLUSH_COUNTED 1u  /* flush: count lowered, none freed */
+#define SHMI_TCACHE_AT_FLUSH_WORD 2u     /* flush: one word's chunks freed */
+#define SHMI_TCACHE_AT_REFILL_COUNTED 3u /* refill: counted, tags not written  \
+                                          */
+#if SHM_TEST_HOOKS
+extern void (*shmi_tcache_test_hook)(unsigned point);
+#define SHMI_TCACHE_TEST_POINT(point)                                          \
+    do {                                                                       \
+        if (shmi_tcache_test_hook)                                             \
+            shmi_tcache_test_hook(point);                                      \
+    } while (0)
+#else
+#define SHMI_TCACHE_TEST_POINT(point) ((void)0)
+#endif
+
 #endif /* SHM_THREAD_CACHE_H */
