@@ -453,7 +453,8 @@ struct shm_collection {
  * marked. trace must mark every chunk the program still uses, its roots'
  * chunks included: whatever is unmarked when it returns is freed, also a
  * chunk it allocated itself. It may read the arena, the roots, and call
- * shm_collect_mark and shm_collect_extent; it must not close the arena.
+ * shm_collect_mark and shm_collect_extent; it must not close, reset or
+ * collect the arena.
  * Cost: a bitmap of one bit per 2^MIN bytes of capacity (capacity / 2^MIN
  * / 8 bytes: 256 KiB for 64 MiB with 32-byte chunks), allocated with
  * malloc in the calling process, never in the file; one pass over the
