@@ -327,6 +327,20 @@ open_benchmark() {
 
 open_benchmark "${SHM_BENCH_OPEN_ATTACHED:-1000}" "${SHM_BENCH_OPEN_COUNT:-1000}"
 
+# ---- collection -------------------------------------------------------------
+# collect_bench: shm_arena_collect of a 64 MiB arena holding
+# SHM_BENCH_COLLECT_CHUNKS [1000000] small chunks, half of them reachable,
+# against one pass over the same bitmap words (shm_arena_available) in the
+# same run. Results go to build-bench/bench-results/collect.txt.
+collect_benchmark() {
+    local chunks=$1 results=build-bench/bench-results
+    mkdir -p "$results"
+    say "collect: 64 MiB, $chunks chunks"
+    build-bench/bench/collect_bench "$heap_dir/collect-bench.shm" "$chunks" \
+        "$reps" 64 | tee "$results/collect.txt"
+}
+collect_benchmark "${SHM_BENCH_COLLECT_CHUNKS:-1000000}"
+
 # ---- end ------------------------------------------------------------------
 say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"
 

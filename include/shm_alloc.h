@@ -298,10 +298,11 @@ struct shm_arena_options {
  * EINVAL (not a regular file, or bad options), EPROTO (wrong magic,
  * version or build fingerprint), EBADMSG (geometry that does not fit the
  * file), ENOSPC, ENOMEM, or any errno of open/mmap. A refused file is
- * never modified; EBUSY while another process resets the file
- * (shm_arena_reset). Concurrency: any; it may race with opens, closes and
- * removals of the same file in other threads and processes. Its cost does
- * not depend on how many processes are attached.
+ * never modified; EBUSY while another process resets or collects the
+ * file (shm_arena_reset, shm_arena_collect). Concurrency: any; it may
+ * race with opens, closes and removals of the same file in other threads
+ * and processes. Its cost does not depend on how many processes are
+ * attached.
  */
 SHM_API shm_arena *shm_arena_open(const char *path,
                                   const struct shm_arena_options *opts);
@@ -435,6 +436,83 @@ SHM_API int shm_arena_recover(shm_arena *arena, struct shm_recovery *report);
  */
 SHM_API int shm_flush_thread_cache(void);
 SHM_API int shm_arena_flush_thread_cache(shm_arena *arena);
+
+/* ---------------------------------------------------------------------
+ * Collection: freeing what no structure of the program reaches
+ * ------------------------------------------------------------------- */
+
+/* The state of one collection, handed to its trace function. */
+typedef struct shm_collector shm_collector;
+
+/* The trace function: marks every chunk the program can reach
+ * (shm_collect_mark), starting from its named roots (shm_arena_root_get
+ * on shm_collect_arena(col)). 0 to let the collection free the rest; any
+ * other value aborts it. */
+typedef int (*shm_trace_fn)(shm_collector *col, void *context);
+
+/* What a collection did. */
+struct shm_collection {
+    size_t freed_chunks;          /* allocated chunks no trace marked, freed */
+    size_t freed_bytes;           /* their bytes */
+    size_t kept_chunks;           /* allocated chunks marked, kept */
+    size_t kept_bytes;            /* their bytes */
+    struct shm_recovery recovery; /* the recovery run first */
+};
+
+/*
+ * Frees every allocated chunk that the program's trace function does not
+ * mark: what a process killed between allocating a chunk and linking it
+ * into a structure left behind, which no recovery can tell from a chunk
+ * in use. Steps: takes the file alone (the lock shm_arena_reset takes),
+ * recovers the dead and the exited (shm_arena_recover, whose report goes
+ * to report->recovery), calls trace(col, context) once, then walks the
+ * bitmaps once and frees every allocated chunk whose start was not
+ * marked. trace must mark every chunk the program still uses, its roots'
+ * chunks included: whatever is unmarked when it returns is freed, also a
+ * chunk it allocated itself. It may read the arena, the roots, and call
+ * shm_collect_mark and shm_collect_extent; it must not close, reset or
+ * collect the arena.
+ * Cost: a bitmap of one bit per 2^MIN bytes of capacity (capacity / 2^MIN
+ * / 8 bytes: 256 KiB for 64 MiB with 32-byte chunks), allocated with
+ * malloc in the calling process, never in the file; one pass over the
+ * bitmap words; and one call of shm_collect_mark per reachable chunk.
+ * The arena is unavailable to other processes meanwhile.
+ * report may be NULL. Returns 0, or an errno value (also in errno):
+ * EINVAL (NULL arena or trace), EROFS (read-only arena), EBUSY (another
+ * attachment exists: another process, a reader, a forked child, another
+ * handle in this process; nothing is changed), ENOMEM (no memory for the
+ * marks; nothing changed), ENXIO (no default arena, for shm_collect); or
+ * the nonzero value trace returned, as it is and not in errno: nothing
+ * is freed then (the recovery has been done). While it runs,
+ * shm_arena_open of the file fails with EBUSY at once rather than
+ * waiting. An arena that holds an shm_cache cannot be collected: its
+ * chunks are reachable only through the cache's own structures.
+ * Concurrency: none on this arena in this process; opens elsewhere fail.
+ */
+SHM_API int shm_collect(shm_trace_fn trace, void *context,
+                        struct shm_collection *report);
+SHM_API int shm_arena_collect(shm_arena *arena, shm_trace_fn trace,
+                              void *context, struct shm_collection *report);
+
+/*
+ * For trace functions only: marks the allocated chunk starting at off as
+ * reachable. Returns 0 when it was not marked before, EALREADY when it
+ * was (a success: errno untouched; a tracer stops there, which also ends
+ * cycles), EINVAL (also in errno, and reported to the error handler) when
+ * off is not the start of a live allocation or col is NULL: nothing is
+ * marked. Concurrency: only inside the trace of col.
+ */
+SHM_API int shm_collect_mark(shm_collector *col, shm_offt off);
+
+/* For trace functions only: stores in *size the bytes of the allocated
+ * chunk starting at off (as shm_arena_usable_size) and returns 0, or
+ * EINVAL (also in errno) when off is not the start of a live allocation,
+ * col or size is NULL. Concurrency: only inside the trace of col. */
+SHM_API int shm_collect_extent(shm_collector *col, shm_offt off, size_t *size);
+
+/* For trace functions only: the arena being collected (its base for
+ * SHM_OFFT_TO_ADDR-style arithmetic, its roots); NULL for NULL. */
+SHM_API shm_arena *shm_collect_arena(shm_collector *col);
 
 /* Size of the file holding an arena of the given capacity (0: default),
  * rounded as shm_arena_open rounds it; 0 with EINVAL when too large.

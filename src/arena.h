@@ -4,7 +4,11 @@
  * points of the arena layer. Everything in the handle was derived from a
  * validated superblock (layout.c), never read back from the file.
  *
- *   arena_open.c    opening (attach or create), closing, reset, unlink
+ *   arena_open.c    opening (attach or create), closing, reset, unlink,
+ *                   the lock that makes a reset or a collection alone
+ *   arena_recover.c recovery after dead and exited processes
+ *   arena_collect.c the collector: frees what the program's trace does
+ *                   not reach
  *   arena_alloc.c   malloc, calloc, free, usable size, realloc
  *   arena_stats.c   statistics, block usage, the process list, check
  *   global.c        the default arena and the old API over it
@@ -96,6 +100,18 @@ void shmi_arena_unregister(shm_arena *arena);
  * first. 0 or an errno value, errno untouched. */
 int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report);
 int shmi_arena_recover_window(shm_arena *arena, struct shm_recovery *report);
+
+/* Taking the file alone, for a reset or a collection (arena_open.c has
+ * the protocol): write locks on every other slot's byte and on the
+ * attachment byte, never waiting. 0, or EBUSY when any other attachment
+ * exists (nothing is then held beyond what the handle held before).
+ * shmi_arena_unlock_alone gives back what shmi_arena_lock_alone took. */
+struct shmi_alone {
+    size_t own;       /* the handle's slot, or the slot count for none */
+    bool reader_lock; /* the handle held the attachment read lock */
+};
+int shmi_arena_lock_alone(shm_arena *arena, struct shmi_alone *alone);
+void shmi_arena_unlock_alone(shm_arena *arena, const struct shmi_alone *alone);
 
 /* Slots a window covers. */
 #define SHMI_RECOVER_WINDOW 8

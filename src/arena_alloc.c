@@ -77,8 +77,7 @@ static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
 {
     *x = data_position(arena, off);
     *size = *x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(&arena->geo, *x);
-    if (*size != 0 && *size <= (UINT64_C(1) << SHMI_TCACHE_MAX_POW2) &&
-        SHMI_TCACHE_CLASSES > 0 && shmi_tcache_is_cached(&arena->geo, *x))
+    if (*size != 0 && shmi_tcache_is_cached_chunk(&arena->geo, *x, *size))
         *size = 0;
     if (*size == 0) {
         not_live(call, off);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Arenas: opening (attach or create), closing, reset and removal of the
- * file, and the handle's plain accessors.
+ * file, the lock that makes a reset or a collection alone on the file,
+ * and the handle's plain accessors.
  *
  * Creating a file, so that racing creators and attachers never see a
  * half-made one and exactly one creator wins:
@@ -29,19 +30,22 @@
  * SHMI_LOCK_ATTACH_AT. One lock per attachment keeps the kernel's lock
  * list, which every lock call walks, as short as it can be.
  *
- * A reset must be alone, and no open may slip in while it runs:
+ * A reset, and a collection (arena_collect.c), must be alone, and no open
+ * may slip in while it runs (shmi_arena_lock_alone, for both):
  *   reset:  r1. write locks on every slot byte but its own: refused while
  *               any other writer holds its slot;
  *           r2. write lock on the attachment byte (converting its own read
  *               lock, atomically, if it holds one): refused while any
  *               reader holds its read lock;
- *           then it resets, and drops the locks of r2 and r1.
+ *           then it resets (or collects), and drops the locks of r2 and
+ *           r1.
  *   writer: w1. takes a slot's lock: refused on every slot after r1 (the
  *               table looks full), and r1 refused after it;
  *           w2. only when no slot could be taken: the attachment read
  *               lock, before anything else (a recovery) is done: refused
  *               after r2 (EBUSY), and r2 refused after it.
- *   reader: its read lock is refused while a reset holds r2: EBUSY.
+ *   reader: its read lock is refused while a reset or a collection holds
+ *           r2: EBUSY.
  * Locks are linearizable: a writer whose w1 succeeded came before r1,
  * which then fails; one whose w1 failed because of r1 takes its read lock
  * before r2 (which then fails) or after it (and fails). Nobody waits:
@@ -156,8 +160,9 @@ static int attach(int fd, const struct shmi_file_info *info,
     return 0;
 }
 
-/* The attachment read lock: EBUSY while a reset holds the byte. A file
- * system without open-file-description locks attaches without it. */
+/* The attachment read lock: EBUSY while a reset or a collection holds the
+ * byte. A file system without open-file-description locks attaches
+ * without it. */
 static int lock_attachment(int fd)
 {
     int err = shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, 1, false);
@@ -357,18 +362,42 @@ int shm_arena_close(shm_arena *arena)
     return err;
 }
 
-/* Drops the locks of a reset's r1 and r2; a handle that held the
- * attachment read lock gets it back by conversion (never unlocked in
- * between). */
-static void reset_unlock(shm_arena *arena, size_t own, size_t slots,
-                         bool reader_lock)
+int shmi_arena_lock_alone(shm_arena *arena, struct shmi_alone *alone)
 {
+    size_t slots = shmi_process_table_slots();
+    size_t own = arena->processes.slot;
+    alone->reader_lock = own == SHMI_PROCESS_NO_SLOT;
+    if (alone->reader_lock)
+        own = slots;
+    alone->own = own;
+    /* r1 on the slot bytes below and above our own (refused: another
+     * writer), then r2 (refused: a reader, a forked child, a writer not
+     * entered). */
+    if ((own > 0 &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT, own, true)) ||
+        (own + 1 < slots &&
+         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
+                          slots - own - 1, true)) ||
+        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0) {
+        shmi_arena_unlock_alone(arena, alone);
+        return EBUSY;
+    }
+    return 0;
+}
+
+/* Drops the locks of r1 and r2 (those not taken were not held); a handle
+ * that held the attachment read lock gets it back by conversion (never
+ * unlocked in between). */
+void shmi_arena_unlock_alone(shm_arena *arena, const struct shmi_alone *alone)
+{
+    size_t slots = shmi_process_table_slots();
+    size_t own = alone->own;
     if (own > 0)
         shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT, own);
     if (own + 1 < slots)
         shmi_os_lock_release(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
                              slots - own - 1);
-    if (reader_lock)
+    if (alone->reader_lock)
         shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, false);
     else
         shmi_os_lock_release(arena->fd, SHMI_LOCK_ATTACH_AT, 1);
@@ -381,30 +410,14 @@ int shm_arena_reset(shm_arena *arena)
         err = EINVAL;
     else if (arena->read_only)
         err = EROFS;
+    struct shmi_alone alone;
+    if (!err)
+        err = shmi_arena_lock_alone(arena, &alone);
     if (err) {
         errno = err;
         return err;
     }
     size_t slots = shmi_process_table_slots();
-    size_t own = arena->processes.slot;
-    bool reader_lock = own == SHMI_PROCESS_NO_SLOT;
-    if (reader_lock)
-        own = slots;
-    /* r1 on the slot bytes below and above our own (refused: another
-     * writer), then r2 (refused: a reader, a forked child, a writer not
-     * entered). */
-    if ((own > 0 &&
-         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT, own, true)) ||
-        (own + 1 < slots &&
-         shmi_os_lock_try(arena->fd, SHMI_LOCK_SLOTS_AT + own + 1,
-                          slots - own - 1, true)) ||
-        shmi_os_lock_try(arena->fd, SHMI_LOCK_ATTACH_AT, 1, true) != 0)
-        err = EBUSY;
-    if (err) {
-        reset_unlock(arena, own, slots, reader_lock);
-        errno = err;
-        return err;
-    }
     /* Alone on the file: every other entry is dead or exited, and every
      * record but this attachment's is theirs. */
     for (size_t i = 0; i < slots; i++) {
@@ -419,7 +432,7 @@ int shm_arena_reset(shm_arena *arena)
     memset(arena->geo.base + l->index_offset, 0,
            l->metadata_end - l->index_offset);
     shmi_tree_format(&arena->geo);
-    reset_unlock(arena, own, slots, reader_lock);
+    shmi_arena_unlock_alone(arena, &alone);
     return 0;
 }
 

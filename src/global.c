@@ -264,6 +264,19 @@ int shm_flush_thread_cache(void)
     return arena ? shm_arena_flush_thread_cache(arena) : errno;
 }
 
+int shm_collect(shm_trace_fn trace, void *context,
+                struct shm_collection *report)
+{
+    shm_arena *arena = current();
+    if (!arena) {
+        int err = errno;
+        if (report)
+            *report = (struct shm_collection){0, 0, 0, 0, {0, 0, 0}};
+        return err;
+    }
+    return shm_arena_collect(arena, trace, context, report);
+}
+
 int shm_reset(void)
 {
     shm_arena *arena = current();

@@ -349,6 +349,12 @@ void shmi_tcache_flush_own(struct shmi_geometry *g)
     drain(g, own_slot(self));
 }
 
+void shmi_tcache_drain_all(struct shmi_geometry *g)
+{
+    for (uint64_t i = 0; i < g->tcache_slots; i++)
+        drain(g, slot_at(g, i));
+}
+
 /* ---- double frees ---------------------------------------------------------
  */
 

@@ -129,9 +129,24 @@ shmi_tcache_is_cached(struct shmi_geometry *g, uint64_t x)
            shmi_tcache_holds(g, x, first);
 }
 
+/* Whether the live allocation of `size` bytes at x (as the tree sees it)
+ * is in fact free, sitting in a thread cache. */
+static inline bool shmi_tcache_is_cached_chunk(struct shmi_geometry *g,
+                                               uint64_t x, uint64_t size)
+{
+    return SHMI_TCACHE_CLASSES > 0 &&
+           size <= (UINT64_C(1) << SHMI_TCACHE_MAX_POW2) &&
+           shmi_tcache_is_cached(g, x);
+}
+
 /* Gives every chunk of the calling thread's cache in g back to the tree
  * (before an ENOMEM, at exit). */
 void shmi_tcache_flush_own(struct shmi_geometry *g);
+
+/* Gives every chunk of every thread cache back to the tree: for a caller
+ * alone on the file whose other threads do not use it meanwhile (the
+ * collector). */
+void shmi_tcache_drain_all(struct shmi_geometry *g);
 
 /* Bytes in every thread cache of g. A query: writes nothing. */
 uint64_t shmi_tcache_bytes(const struct shmi_geometry *g);
@@ -153,10 +168,11 @@ void shmi_tcache_clear_all(struct shmi_geometry *g);
 
 /* SHM_TEST_HOOKS builds: called at the points of a refill and a flush
  * where a kill tests invariant C (a test stops the process there). */
-#define SHMI_TCACHE_AT_FLUSH_COUNTED 1u  /* flush: count lowered, none freed */
-#define SHMI_TCACHE_AT_FLUSH_WORD 2u     /* flush: one word's chunks freed */
-#define SHMI_TCACHE_AT_REFILL_COUNTED 3u /* refill: counted, tags not written  \
-                                          */
+#define SHMI_TCACHE_AT_FLUSH_COUNTED 1u /* flush: count lowered, none freed */
+#define SHMI_TCACHE_AT_FLUSH_WORD 2u    /* flush: one word's chunks freed */
+#define SHMI_TCACHE_AT_REFILL_COUNTED                                          \
+    3u /* refill: counted, tags not written                                    \
+        */
 #if SHM_TEST_HOOKS
 extern void (*shmi_tcache_test_hook)(unsigned point);
 #define SHMI_TCACHE_TEST_POINT(point)                                          \

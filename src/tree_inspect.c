@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Inspection of the buddy trees: counts and checks computed from the
- * bitmap words while other processes go on (snapshots), and the hint
- * repair that follows a death. Nothing here claims or releases a chunk;
- * the protocol these functions read is described in tree.c.
+ * bitmap words while other processes go on (snapshots), the walk over
+ * every allocated chunk that a collection frees from (arena_collect.c),
+ * and the hint repair that follows a death. Nothing here claims or
+ * releases a chunk; the protocol these functions read is described in
+ * tree.c.
  */
 #include "tree_inspect.h"
+
+#include <stdbool.h>
 
 #include "hint_index.h"
 #include "word.h"
@@ -23,7 +27,7 @@ static unsigned first_row(const struct shmi_geometry *g, unsigned tier)
     return g->tier[tier].first_row;
 }
 
-/* ---- census ------------------------------------------------------------ */
+/* ---- occupancy --------------------------------------------------------- */
 
 /* Bottom-row occupancy of a word with every delegated slot whose child
  * word is logically empty (nothing allocated in it or below) counted as
@@ -53,16 +57,56 @@ static uint32_t logical_occupancy(struct shmi_geometry *g, unsigned tier,
     return occupied;
 }
 
-/* Counts the maximal free nodes of one word (and of the active words
- * below it) into free_chunks, by size class. */
-static void census_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
-                        uint64_t free_chunks[SHMI_CLASSES])
+/* ---- the walk --------------------------------------------------------- */
+
+/* What the walk hands its visitor for each word: the word's value as read
+ * (each word is read once) and its bottom-row occupancy with the slots
+ * over logically empty words counted as free. */
+typedef void word_visit(struct shmi_geometry *g, unsigned tier, uint64_t index,
+                        uint64_t w, uint32_t occupied, void *ctx);
+
+/*
+ * The one walk over the trees, shared by the census and the chunk walk:
+ * visits word `index` of `tier` (tier 0, or an active lower word), then
+ * the active words that its occupied slots delegate to. A logically empty
+ * word is not entered: it holds neither a free chunk of its own (its
+ * parent's slot counts it) nor an allocated one. The visitor runs before
+ * the words below are read, so it may free chunks of the word it is given.
+ */
+static void walk_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
+                      word_visit *visit, void *ctx)
 {
     /* relaxed: a snapshot. */
     uint64_t w = shmi_atomic_load_relaxed(word_at(g, tier, index));
     if (tier > 0 && !(w & ACTIVE))
         return;
     uint32_t occupied = logical_occupancy(g, tier, index, w);
+    visit(g, tier, index, w, occupied, ctx);
+    if (tier + 1 < g->tiers && tier + 1 < SHMI_MAX_TIERS) {
+        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
+            uint64_t child = index * SHMI_WORD_SLOTS + slot;
+            if ((occupied >> slot & 1) && child < g->tier[tier + 1].count)
+                walk_word(g, tier + 1, child, visit, ctx);
+        }
+    }
+}
+
+static void walk(struct shmi_geometry *g, word_visit *visit, void *ctx)
+{
+    for (uint64_t i = 0; i < g->tier[0].count; i++)
+        walk_word(g, 0, i, visit, ctx);
+}
+
+/* Counts the maximal free nodes of one word into ctx, by size class. A
+ * word still occupied holds partial free space, counted in the words
+ * below it (a free top-row node of such a word is maximal, since both
+ * would make the word empty). */
+static void census_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
+                        uint64_t w, uint32_t occupied, void *ctx)
+{
+    (void)index;
+    (void)w;
+    uint64_t *free_chunks = ctx;
     uint64_t logical = (uint64_t)occupied << SHMI_WORD_FIRST_SLOT;
     unsigned first = first_row(g, tier);
     unsigned span = g->tier[tier].span_log2;
@@ -79,16 +123,6 @@ static void census_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
             (uint64_t)__builtin_popcount(maximal);
         parent_free = free_here;
     }
-    /* Words still occupied after that hold partial free space: count it
-     * there (a free top-row node of such a word is maximal, since both
-     * would make the word empty). */
-    if (tier + 1 < g->tiers && tier + 1 < SHMI_MAX_TIERS) {
-        for (unsigned slot = 0; slot < SHMI_WORD_SLOTS; slot++) {
-            uint64_t child = index * SHMI_WORD_SLOTS + slot;
-            if ((occupied >> slot & 1) && child < g->tier[tier + 1].count)
-                census_word(g, tier + 1, child, free_chunks);
-        }
-    }
 }
 
 void shmi_tree_census(struct shmi_geometry *g,
@@ -96,8 +130,64 @@ void shmi_tree_census(struct shmi_geometry *g,
 {
     for (unsigned c = 0; c < SHMI_CLASSES; c++)
         free_chunks[c] = 0;
-    for (uint64_t i = 0; i < g->tier[0].count; i++)
-        census_word(g, 0, i, free_chunks);
+    walk(g, census_word, free_chunks);
+}
+
+/* ---- allocated chunks -------------------------------------------------- */
+
+struct chunk_walk {
+    shmi_chunk_visit *visit;
+    void *ctx;
+};
+
+/*
+ * The allocated chunks of one word: its highest set nodes (W1: a chunk
+ * sets its node and the node's subtree, so a set node under another set
+ * node is part of that one), in node order. Not chunks: a bottom-row node
+ * whose child word is not 0 (delegated: the walk enters that word, or it
+ * is damaged and left alone), a node past the capacity (pinned, T3), a
+ * set node whose subtree is not all set (damaged, W1).
+ */
+static void chunks_of_word(struct shmi_geometry *g, unsigned tier,
+                           uint64_t index, uint64_t w, uint32_t occupied,
+                           void *ctx)
+{
+    (void)occupied;
+    const struct chunk_walk *cw = ctx;
+    const struct shmi_tier *t = &g->tier[tier];
+    bool has_children = tier + 1 < g->tiers && tier + 1 < SHMI_MAX_TIERS;
+    uint64_t covered = 0;
+    for (uint64_t set = w & t->eligible; set; set &= set - 1) {
+        unsigned node = (unsigned)__builtin_ctzll(set);
+        if (covered >> node & 1)
+            continue;
+        uint64_t subtree = shmi_word_subtree(node);
+        covered |= subtree;
+        if ((w & subtree) != subtree)
+            continue;
+        unsigned row = shmi_word_row_of(node);
+        unsigned size_log2 = t->span_log2 - row;
+        uint64_t start = (index << t->span_log2) +
+                         ((uint64_t)(node - (1u << row)) << size_log2);
+        if (start >= g->capacity)
+            continue;
+        if (row == SHMI_WORD_BOTTOM_ROW && has_children) {
+            uint64_t child =
+                index * SHMI_WORD_SLOTS + node - SHMI_WORD_FIRST_SLOT;
+            /* relaxed: a snapshot, as the walk's. */
+            if (child >= g->tier[tier + 1].count ||
+                shmi_atomic_load_relaxed(word_at(g, tier + 1, child)) != 0)
+                continue;
+        }
+        cw->visit(start, UINT64_C(1) << size_log2, cw->ctx);
+    }
+}
+
+void shmi_tree_foreach_chunk(struct shmi_geometry *g, shmi_chunk_visit *visit,
+                             void *ctx)
+{
+    struct chunk_walk cw = {visit, ctx};
+    walk(g, chunks_of_word, &cw);
 }
 
 /* ---- repair ------------------------------------------------------------ */

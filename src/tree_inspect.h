@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Reading the buddy trees without changing a chunk: census, free bytes,
- * block usage, the consistency check, and the hint repair that follows a
- * death (tree_inspect.c).
+ * Reading the buddy trees without changing a chunk: census, the walk over
+ * allocated chunks, free bytes, block usage, the consistency check, and
+ * the hint repair that follows a death (tree_inspect.c).
  */
 #ifndef SHM_TREE_INSPECT_H
 #define SHM_TREE_INSPECT_H
@@ -16,6 +16,18 @@
  * snapshot while others run). */
 void shmi_tree_census(struct shmi_geometry *g,
                       uint64_t free_chunks[SHMI_CLASSES]);
+
+/* Calls visit(x, size, ctx) for every allocated chunk: its data offset
+ * and its size, in one pass over the words that hold chunks (tier 0, and
+ * the active lower words the walk reaches through delegated nodes). Each
+ * word is read once, before its chunks are visited, and the words below
+ * it after that: visit may free the chunk it is given (a collection,
+ * alone on the file), and is never handed a chunk twice. Nodes past the
+ * capacity and damaged states are not chunks. A snapshot while others
+ * run. */
+typedef void shmi_chunk_visit(uint64_t x, uint64_t size, void *ctx);
+void shmi_tree_foreach_chunk(struct shmi_geometry *g, shmi_chunk_visit *visit,
+                             void *ctx);
 
 /* Sets every hint the words' current values call for (restores T4 after
  * a process died between a free and its hint updates). Safe while others

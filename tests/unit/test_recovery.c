@@ -2,8 +2,9 @@
 /*
  * Recovery after deaths: liveness through the kernel's locks (killed,
  * exited without closing, across pid namespaces), the operations a thread
- * killed between two steps leaves (given back by shm_arena_recover), a
- * reset that cannot race an attacher, and the bounded recovery of an open.
+ * killed between two steps leaves (given back by shm_arena_recover, and
+ * by the recovery a collection runs first), a reset that cannot race an
+ * attacher, and the bounded recovery of an open.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -332,6 +333,45 @@ static void test_retire_killed_between_steps(void **state)
 #endif
 }
 
+static int mark_nothing(shm_collector *col, void *ctx)
+{
+    (void)col;
+    (void)ctx;
+    return 0;
+}
+
+/* A collection recovers before it sweeps: the node a child held between
+ * the two steps of an activation comes back through its record, and the
+ * sweep finds no chunk to free. */
+static void test_collect_recovers_first(void **state)
+{
+#if SHM_TEST_HOOKS
+    struct fixture *f = *state;
+    if (f->arena->geo.tiers < 2)
+        skip_because("one tier: no activation in this size range");
+    size_t full = shm_arena_available(f->arena);
+    kill_child_inside(f->path, SHMI_PENDING_ACTIVATE,
+                      (size_t)1 << SHM_MIN_ALLOC_POW2);
+    size_t node = (size_t)1 << f->arena->geo.tier[1].span_log2;
+    assert_int_equal(shm_arena_available(f->arena), full - node);
+    struct shm_collection r;
+    assert_int_equal(shm_arena_collect(f->arena, mark_nothing, NULL, &r), 0);
+    assert_int_equal(r.recovery.entries, 1);
+    assert_int_equal(r.recovery.records, 1);
+    assert_int_equal(r.recovery.bytes, node);
+    assert_int_equal(r.freed_chunks, 0);
+    assert_int_equal(shm_arena_available(f->arena), full);
+    assert_int_equal(shm_arena_check(f->arena), 0);
+    for (size_t i = 0; i < shmi_pending_records(); i++) {
+        uint64_t owner = shmi_pending_owner(&f->arena->geo, i);
+        assert_true(owner == 0 || owner == f->arena->geo.record_owner);
+    }
+#else
+    (void)state;
+    skip_because("built without SHM_TEST_HOOKS");
+#endif
+}
+
 static void test_reset_against_attachers(void **state)
 {
     struct fixture *f = *state;
@@ -412,6 +452,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_activation_killed_between_steps,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_retire_killed_between_steps, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_collect_recovers_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reset_against_attachers, setup,
                                         teardown),
