@@ -1239,12 +1239,13 @@ static void figure_sample(struct bench *b, struct figure *f)
     }
     f->samples[f->nsamples++] = v;
     uint64_t t = now_ns();
-    char param[24];
-    if (!b->cfg.quiet)
+    if (!b->cfg.quiet) {
+        char param[24];
         fprintf(stderr, "  %-9s %-8s %3s: %10.4g %-12s (%.2f s)\n",
                 workload_names[f->workload], heap_table[f->kind]->name,
                 figure_param(f, param, sizeof param), v,
                 workload_metrics[f->workload], (double)(t - b->mark_ns) * 1e-9);
+    }
     b->mark_ns = t;
 }
 
