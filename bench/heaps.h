@@ -394,6 +394,17 @@ struct private_lib {
 #ifndef BENCH_MIMALLOC_PATH
 #define BENCH_MIMALLOC_PATH NULL
 #endif
+/* A sanitizer's runtime takes over malloc and aborts on RTLD_DEEPBIND. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define BENCH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define BENCH_SANITIZED 1
+#endif
+#endif
+#ifndef BENCH_SANITIZED
+#define BENCH_SANITIZED 0
+#endif
 #ifndef BENCH_JEMALLOC_PATH
 #define BENCH_JEMALLOC_PATH NULL
 #endif
@@ -487,6 +498,12 @@ static bool private_lib_load(struct private_lib *lib, char *msg, size_t len)
                  "not found when shm_bench was built (apt-get install %s, "
                  "then configure again)",
                  lib->package);
+        return false;
+    }
+    if (BENCH_SANITIZED) {
+        snprintf(msg, len,
+                 "not measured in a sanitizer build (its runtime "
+                 "replaces malloc and refuses RTLD_DEEPBIND)");
         return false;
     }
     void *h = dlopen(lib->path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);

@@ -1521,7 +1521,7 @@ static void private_heaps_load(struct config *cfg, char **argv)
         if (!cfg->heaps[k] || lib == NULL)
             continue;
         ok[k] = private_lib_load(lib, msg[k], sizeof msg[k]);
-        retry |= !ok[k] && lib->path != NULL;
+        retry |= !ok[k] && lib->path != NULL && !BENCH_SANITIZED;
     }
     if (retry)
         exec_with_static_tls(argv); /* returns if the reserve was larger */
