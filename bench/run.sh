@@ -10,7 +10,8 @@
 #
 # Installs what it needs with apt-get when missing (Debian 12), builds the
 # `bench` preset (Release), runs shm_bench for the in-process figures and
-# hyperfine for whole-process runs, and writes benchmarks.md,
+# hyperfine for whole-process runs, bench/threads.sh for the thread figures
+# and bench/cache.sh for the cache figures, and writes benchmarks.md,
 # bench-processes.png and bench-fill.png next to the raw results in
 # build-bench/bench-results/; only --update-docs writes them to docs/,
 # whose files are tracked.
@@ -51,32 +52,16 @@ done
 say() { printf '\n== %s\n' "$*" >&2; }
 
 # ---- packages ---------------------------------------------------------------
-have() { command -v "$1" >/dev/null 2>&1; }
-missing=()
-have hyperfine || missing+=(hyperfine)
-have gnuplot || missing+=(gnuplot-nox)
-have cmake || missing+=(cmake)
-{ have cc && have c++ && have make; } || missing+=(build-essential)
-dpkg -s libmm-dev >/dev/null 2>&1 || missing+=(libmm-dev)
-dpkg -s libboost-dev >/dev/null 2>&1 || missing+=(libboost-dev)
-# The cache figures (bench/cache.sh).
-have memcached || missing+=(memcached)
-dpkg -s liblmdb-dev >/dev/null 2>&1 || missing+=(liblmdb-dev)
-dpkg -s libmemcached-dev >/dev/null 2>&1 || missing+=(libmemcached-dev)
-have lscpu || missing+=(util-linux)
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    sudo=
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+# SHM_BENCH_PACKAGES (scripts/common.sh) lists them, the cache figures'
+# (bench/cache.sh) and the thread figures' (bench/threads.sh) included.
+# shellcheck source=../scripts/common.sh
+source scripts/common.sh
+shm_install_packages "${SHM_BENCH_PACKAGES[@]}"
 
 # ---- build ------------------------------------------------------------------
 say "building (preset bench, Release)"
 configure_cmd=(cmake --preset bench)
-build_cmd=(cmake --build --preset bench -j2 --target shm_bench)
+build_cmd=(cmake --build --preset bench -j2 --target shm_bench open_bench)
 "${configure_cmd[@]}" >/dev/null
 "${build_cmd[@]}" >/dev/null
 
@@ -94,8 +79,11 @@ if [ -z "$heap_dir" ]; then
 fi
 
 # ---- in-process figures -----------------------------------------------------
-bench_cmd=("$bin" -n "$ops" -n "boost=$ops_boost" -n "mm=$ops_mm" -r "$reps"
-           -d "$heap_dir")
+# The heaps and workloads named, so that those bench/threads.sh measures
+# (mimalloc, jemalloc; xmalloc, larson) are not run twice.
+bench_cmd=("$bin" -a shm,glibc,mm,boost -n "$ops" -n "boost=$ops_boost"
+           -n "mm=$ops_mm" -r "$reps" -d "$heap_dir"
+           fill pair churn processes handoff meta)
 say "in-process figures: ${bench_cmd[*]}"
 "${bench_cmd[@]}" >"$out/results.tsv"
 
@@ -192,7 +180,9 @@ Written by \`$invocation\` on $(date -u '+%Y-%m-%d %H:%M UTC'); run
 \`$out/benchmarks.md\` and leaves docs/ alone).
 shm_alloc against glibc malloc (private
 memory: the speed to get close to), OSSP mm and Boost.Interprocess, on
-the same workloads, in the same run.
+the same workloads, in the same run. Threads that free what other threads
+allocated, and mimalloc and jemalloc as further private references, are
+in "Threads, and other private-memory allocators" below.
 
 ## Machine
 
@@ -340,6 +330,20 @@ collect_benchmark() {
         "$reps" 64 | tee "$results/collect.txt"
 }
 collect_benchmark "${SHM_BENCH_COLLECT_CHUNKS:-1000000}"
+
+# ---- threads and other private allocators -----------------------------------
+# pair, churn, xmalloc and larson beside mimalloc and jemalloc, by
+# bench/threads.sh: build-bench/bench-results/threads.md, appended here.
+thread_figures() {
+    say "thread figures: bench/threads.sh"
+    SHM_BENCH_OPS=$ops SHM_BENCH_OPS_BOOST=$ops_boost SHM_BENCH_OPS_MM=$ops_mm \
+        SHM_BENCH_REPS=$reps SHM_BENCH_DIR=$heap_dir bash bench/threads.sh
+    {
+        echo
+        cat "$out/threads.md"
+    } >>"$report/benchmarks.md"
+}
+thread_figures
 
 # ---- end ------------------------------------------------------------------
 say "done in ${elapsed} s: $report/benchmarks.md, $report/bench-processes.png, $report/bench-fill.png"

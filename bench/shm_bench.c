@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_bench: the same workloads against shm_alloc, glibc malloc, OSSP mm
- * and Boost.Interprocess, printed as tab-separated results (one line per
- * figure: the median of the repetitions, with their minimum and maximum).
+ * and Boost.Interprocess, with mimalloc and jemalloc as further private
+ * references (heaps.h says how they are kept apart from glibc's malloc),
+ * printed as tab-separated results (one line per figure: the median of the
+ * repetitions, with their minimum and maximum).
  *
  * Workloads (docs/benchmarks.md says why each exists):
  *   fill       allocate until the first failure; the share of the capacity
@@ -14,7 +16,21 @@
  *              throughput from the common start to the last finisher
  *   handoff    one process allocates and passes references through a
  *              shared ring, another frees them
+ *   xmalloc    producer/consumer in threads of one process on one heap
+ *              handle: P producers allocate and pass chunks through
+ *              single-producer, single-consumer rings (one per producer and
+ *              consumer) to C consumers, which free them; time per pair
+ *   larson     server simulation in T threads on one heap handle: each
+ *              thread replaces random chunks of a slot array, then passes
+ *              the array to the next thread and takes the previous one's,
+ *              so most chunks are freed by a thread that did not allocate
+ *              them; time per replacement
  *   meta       shm_alloc's metadata as a share of the capacity
+ *
+ * The thread workloads start every thread in this process, the common
+ * start and end as for processes; a heap whose handle threads cannot share
+ * (OSSP mm: see heaps.h) is skipped with a message. With more threads than
+ * cores (2 producers + 2 consumers on 2 cores) waiting threads yield.
  *
  * Fill fraction: f is measured against what the same heap received in its
  * own fill run (same capacity, same size sequence): at f, the live chunks'
@@ -57,13 +73,23 @@ enum {
     MAX_LIST = 8,
 };
 
-enum heap_kind { HEAP_SHM, HEAP_GLIBC, HEAP_MM, HEAP_BOOST, HEAP_KINDS };
+enum heap_kind {
+    HEAP_SHM,
+    HEAP_GLIBC,
+    HEAP_MM,
+    HEAP_BOOST,
+    HEAP_MIMALLOC,
+    HEAP_JEMALLOC,
+    HEAP_KINDS
+};
 
 static const struct heap_ops *const heap_table[HEAP_KINDS] = {
     [HEAP_SHM] = &shm_heap_ops,
     [HEAP_GLIBC] = &glibc_heap_ops,
     [HEAP_MM] = &mm_heap_ops,
     [HEAP_BOOST] = &boost_heap_ops,
+    [HEAP_MIMALLOC] = &mimalloc_heap_ops,
+    [HEAP_JEMALLOC] = &jemalloc_heap_ops,
 };
 
 /*
@@ -82,8 +108,14 @@ static const struct heap_ops *const heap_table[HEAP_KINDS] = {
         case HEAP_MM:                                                          \
             result = loop(&mm_heap_ops, __VA_ARGS__);                          \
             break;                                                             \
-        default:                                                               \
+        case HEAP_BOOST:                                                       \
             result = loop(&boost_heap_ops, __VA_ARGS__);                       \
+            break;                                                             \
+        case HEAP_MIMALLOC:                                                    \
+            result = loop(&mimalloc_heap_ops, __VA_ARGS__);                    \
+            break;                                                             \
+        default:                                                               \
+            result = loop(&jemalloc_heap_ops, __VA_ARGS__);                    \
             break;                                                             \
         }                                                                      \
     } while (0)
@@ -100,6 +132,9 @@ struct config {
     unsigned fills[MAX_LIST], nfills; /* churn fill fractions, % */
     unsigned procs[MAX_LIST], nprocs; /* process counts */
     unsigned proc_fill;               /* fill of the processes runs */
+    unsigned producers, consumers;    /* threads of the xmalloc runs */
+    unsigned larson_threads;          /* threads of the larson runs */
+    size_t larson_slots;              /* live chunks of each larson array */
     char dir[200];                    /* where heap files go */
     bool quiet;
 };
@@ -409,9 +444,214 @@ BENCH_INLINE uint64_t consume_loop(const struct heap_ops *ops, struct heap *h,
     return errors;
 }
 
-/* ---- workers (forked processes, or threads for glibc's handoff) -------- */
+/* ---- xmalloc: producer and consumer threads ---------------------------- */
 
-enum role { ROLE_CHURN, ROLE_PRODUCE, ROLE_CONSUME };
+/* One single-producer, single-consumer ring of the xmalloc runs. */
+struct xring {
+    _Alignas(64) _Atomic uint64_t head; /* written by its producer only */
+    _Alignas(64) _Atomic uint64_t tail; /* written by its consumer only */
+    _Alignas(64) uint64_t slot[RING_SLOTS];
+};
+
+/* Producer p sends its i-th chunk to consumer i % consumers, through ring
+ * p * consumers + that consumer. */
+struct xmalloc_shared {
+    unsigned producers, consumers;
+    struct xring *ring;
+};
+
+/* What a producer writes into a chunk's bytes, from the reference alone,
+ * so that any consumer can check it. */
+BENCH_INLINE unsigned char stamp(uint64_t ref)
+{
+    return (unsigned char)((ref >> 4) ^ (ref >> 12));
+}
+
+/* How many of n chunks go to consumer c of a producer. */
+static size_t xmalloc_share(size_t n, unsigned consumers, unsigned c)
+{
+    return n / consumers + (c < n % consumers);
+}
+
+/* Producer p: n chunks, sizes from s; returns the failed allocations
+ * (passed on as 0, which the consumer skips). */
+BENCH_INLINE uint64_t xproduce_loop(const struct heap_ops *ops, struct heap *h,
+                                    const struct sequence *s,
+                                    struct xmalloc_shared *x, unsigned p,
+                                    size_t n)
+{
+    uint64_t failures = 0, head[MAX_PROCS] = {0}, tail[MAX_PROCS] = {0};
+    unsigned spins = 0, c = 0;
+    struct xring *rings = &x->ring[p * x->consumers];
+    for (size_t i = 0; i < n; i++) {
+        size_t size = s->sizes[i % SIZE_TABLE];
+        uint64_t ref = ops->alloc(h, size);
+        if (ref != 0)
+            touch(ops->addr(h, ref), size, stamp(ref));
+        else
+            failures++;
+        struct xring *r = &rings[c];
+        while (head[c] - tail[c] == RING_SLOTS) {
+            /* Pairs with the consumer's release store of tail: the slot
+             * has been read before it is reused. */
+            tail[c] = atomic_load_explicit(&r->tail, memory_order_acquire);
+            if (head[c] - tail[c] == RING_SLOTS)
+                pause_for(&spins);
+        }
+        r->slot[head[c] % RING_SLOTS] = ref;
+        /* Pairs with the consumer's acquire load of head: the slot and
+         * the chunk's bytes are visible with it. */
+        atomic_store_explicit(&r->head, ++head[c], memory_order_release);
+        if (++c == x->consumers)
+            c = 0;
+    }
+    return failures;
+}
+
+/* Consumer c: takes n chunks from its rings, whichever has some, checks
+ * each chunk's first byte and frees it. Returns the chunks whose byte was
+ * not the producer's. */
+BENCH_INLINE uint64_t xconsume_loop(const struct heap_ops *ops, struct heap *h,
+                                    struct xmalloc_shared *x, unsigned c,
+                                    size_t n)
+{
+    uint64_t errors = 0, head[MAX_PROCS] = {0}, tail[MAX_PROCS] = {0};
+    unsigned spins = 0;
+    size_t got = 0;
+    while (got < n) {
+        bool took = false;
+        for (unsigned p = 0; p < x->producers; p++) {
+            struct xring *r = &x->ring[p * x->consumers + c];
+            if (tail[p] == head[p])
+                /* Pairs with the producer's release store of head. */
+                head[p] = atomic_load_explicit(&r->head, memory_order_acquire);
+            while (tail[p] != head[p]) {
+                uint64_t ref = r->slot[tail[p] % RING_SLOTS];
+                /* Pairs with the producer's acquire load of tail. */
+                atomic_store_explicit(&r->tail, ++tail[p],
+                                      memory_order_release);
+                got++;
+                took = true;
+                if (ref == 0)
+                    continue;
+                const volatile unsigned char *b = ops->addr(h, ref);
+                if (b[0] != stamp(ref))
+                    errors++;
+                ops->release(h, ref);
+            }
+        }
+        if (!took)
+            pause_for(&spins);
+    }
+    return errors;
+}
+
+/* ---- larson: threads passing their working sets around ----------------- */
+
+/*
+ * Thread t owns one slot array at a time. After each round it puts the
+ * array into the mailbox of thread t + 1 (waiting until that mailbox is
+ * empty) and takes the array in its own (waiting until one arrives). Every
+ * thread runs the same number of rounds, so every put is matched by a take
+ * in the same round; a thread waiting to put into a full mailbox waits for
+ * a thread one round behind it, so the wait cannot go round the ring.
+ */
+struct larson_shared {
+    unsigned threads;
+    struct {
+        _Alignas(64) _Atomic(uint64_t *) set;
+    } box[MAX_PROCS];
+};
+
+static uint64_t *larson_pass(struct larson_shared *l, unsigned t,
+                             uint64_t *mine)
+{
+    unsigned to = t + 1 == l->threads ? 0 : t + 1, spins = 0;
+    /* Pairs with the receiver's release store of NULL: it has taken the
+     * array that was there. */
+    while (atomic_load_explicit(&l->box[to].set, memory_order_acquire) != NULL)
+        pause_for(&spins);
+    /* Pairs with the receiver's acquire load: the array's references and
+     * the bytes of its chunks are visible with it. */
+    atomic_store_explicit(&l->box[to].set, mine, memory_order_release);
+    uint64_t *got;
+    /* Pairs with the sender's release store of the array. */
+    while ((got = atomic_load_explicit(&l->box[t].set, memory_order_acquire)) ==
+           NULL)
+        pause_for(&spins);
+    /* Pairs with the next sender's acquire load of the empty mailbox. */
+    atomic_store_explicit(&l->box[t].set, NULL, memory_order_release);
+    return got;
+}
+
+/* A larson thread's position: the array it holds and its next request. */
+struct larson_state {
+    uint64_t *refs;
+    size_t slots;
+    size_t next; /* index into the size and pick tables (wraps) */
+};
+
+/* rounds rounds of steps replacements each, passing the array on after
+ * every round; returns the failed allocations (the slot stays empty). */
+BENCH_INLINE uint64_t larson_loop(const struct heap_ops *ops, struct heap *h,
+                                  const struct sequence *s,
+                                  struct larson_shared *l, unsigned t,
+                                  struct larson_state *st, size_t steps,
+                                  size_t rounds)
+{
+    uint64_t failures = 0;
+    size_t next = st->next;
+    uint64_t *refs = st->refs;
+    for (size_t r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < steps; i++, next++) {
+            uint64_t pick = s->picks[next % PICK_TABLE];
+            size_t slot = (size_t)((pick * st->slots) >> 32);
+            if (refs[slot] != 0)
+                ops->release(h, refs[slot]);
+            size_t size = s->sizes[next % SIZE_TABLE];
+            uint64_t ref = ops->alloc(h, size);
+            if (ref != 0)
+                touch(ops->addr(h, ref), size, (unsigned char)next);
+            else
+                failures++;
+            refs[slot] = ref;
+        }
+        refs = larson_pass(l, t, refs);
+    }
+    st->refs = refs;
+    st->next = next;
+    return failures;
+}
+
+/* Fills the thread's first array; returns the failures. */
+BENCH_INLINE uint64_t larson_fill(const struct heap_ops *ops, struct heap *h,
+                                  const struct sequence *s,
+                                  struct larson_state *st)
+{
+    uint64_t failures = 0;
+    for (size_t i = 0; i < st->slots; i++) {
+        size_t size = s->sizes[i % SIZE_TABLE];
+        uint64_t ref = ops->alloc(h, size);
+        if (ref != 0)
+            touch(ops->addr(h, ref), size, (unsigned char)i);
+        else
+            failures++;
+        st->refs[i] = ref;
+    }
+    st->next = st->slots;
+    return failures;
+}
+
+/* ---- workers (forked processes, or threads) ---------------------------- */
+
+enum role {
+    ROLE_CHURN,
+    ROLE_PRODUCE,
+    ROLE_CONSUME,
+    ROLE_XPRODUCE,
+    ROLE_XCONSUME,
+    ROLE_LARSON
+};
 
 struct worker {
     enum heap_kind kind;
@@ -420,8 +660,11 @@ struct worker {
     bool forked;
     struct heap heap; /* a copy: a forked worker attaches its own */
     const struct sequence *seq;
-    uint64_t live_bytes; /* churn: the requested bytes kept live */
-    size_t ops;
+    uint64_t live_bytes;  /* churn: the requested bytes kept live */
+    size_t ops;           /* xconsume: chunks to take; larson: rounds */
+    size_t slots, steps;  /* larson: array size, replacements per round */
+    void *shared;         /* struct xmalloc_shared or struct larson_shared */
+    uint64_t *larson_set; /* larson: the array the thread starts with */
     struct control *ctl;
     int ready_fd; /* written once set up */
     int go_fd;    /* reads end of file when every worker may start */
@@ -461,6 +704,30 @@ static void worker_churn(struct worker *w)
     free(c.refs);
 }
 
+static void worker_larson(struct worker *w)
+{
+    struct larson_shared *l = w->shared;
+    struct larson_state st = {.refs = w->larson_set, .slots = w->slots};
+    uint64_t setup = 0, warm = 0, timed = 0;
+    size_t warm_rounds = w->ops / 4 > 0 ? w->ops / 4 : 1;
+    HEAP_DISPATCH(setup, w->kind, larson_fill, &w->heap, w->seq, &st);
+    HEAP_DISPATCH(warm, w->kind, larson_loop, &w->heap, w->seq, l, w->index,
+                  &st, w->steps, warm_rounds);
+    signal_ready_and_wait(w);
+    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    HEAP_DISPATCH(timed, w->kind, larson_loop, &w->heap, w->seq, l, w->index,
+                  &st, w->steps, w->ops);
+    w->ctl->worker[w->index].end_ns = now_ns();
+    w->ctl->worker[w->index].cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu;
+    w->ctl->worker[w->index].failures = setup + warm + timed;
+    w->ctl->worker[w->index].allocs =
+        st.slots + (warm_rounds + w->ops) * w->steps;
+    /* Each thread frees what the array it ended with holds. */
+    size_t done;
+    HEAP_DISPATCH(done, w->kind, release_loop, &w->heap, st.refs, st.slots);
+    (void)done;
+}
+
 static void *worker_run(void *arg)
 {
     struct worker *w = arg;
@@ -486,6 +753,26 @@ static void *worker_run(void *arg)
         HEAP_DISPATCH(r, w->kind, consume_loop, &w->heap, ctl, w->ops);
         ctl->worker[w->index].end_ns = now_ns();
         ctl->worker[w->index].errors += r;
+        break;
+    case ROLE_XPRODUCE:
+        signal_ready_and_wait(w);
+        HEAP_DISPATCH(r, w->kind, xproduce_loop, &w->heap, w->seq, w->shared,
+                      w->index, w->ops);
+        ctl->worker[w->index].end_ns = now_ns();
+        ctl->worker[w->index].failures = r;
+        ctl->worker[w->index].allocs = w->ops;
+        break;
+    case ROLE_XCONSUME: {
+        struct xmalloc_shared *x = w->shared;
+        signal_ready_and_wait(w);
+        HEAP_DISPATCH(r, w->kind, xconsume_loop, &w->heap, x,
+                      w->index - x->producers, w->ops);
+        ctl->worker[w->index].end_ns = now_ns();
+        ctl->worker[w->index].errors += r;
+        break;
+    }
+    case ROLE_LARSON:
+        worker_larson(w);
         break;
     }
     if (w->forked)
@@ -568,15 +855,26 @@ static uint64_t run_workers(struct worker *w, unsigned n, bool fork_them)
 
 /* ---- measurements ------------------------------------------------------ */
 
-enum workload { W_FILL, W_PAIR, W_CHURN, W_PROCESSES, W_HANDOFF, W_META, W_N };
+enum workload {
+    W_FILL,
+    W_PAIR,
+    W_CHURN,
+    W_PROCESSES,
+    W_HANDOFF,
+    W_XMALLOC,
+    W_LARSON,
+    W_META,
+    W_N
+};
 
 static const char *const workload_names[W_N] = {
-    "fill", "pair", "churn", "processes", "handoff", "meta",
+    "fill",    "pair",    "churn",  "processes",
+    "handoff", "xmalloc", "larson", "meta",
 };
 
 static const char *const workload_metrics[W_N] = {
-    "pct_capacity", "ns_per_op", "ns_per_op",
-    "mops",         "ns_per_op", "pct_capacity",
+    "pct_capacity", "ns_per_op", "ns_per_op", "mops",
+    "ns_per_op",    "ns_per_op", "ns_per_op", "pct_capacity",
 };
 
 /* One figure: a workload on a heap with a parameter (fill %, processes),
@@ -586,7 +884,8 @@ static const char *const workload_metrics[W_N] = {
 struct figure {
     enum workload workload;
     enum heap_kind kind;
-    unsigned param; /* 0: none */
+    unsigned param;  /* 0: none; xmalloc: producers; larson: threads */
+    unsigned param2; /* xmalloc: consumers */
     double samples[64];
     double cpu[64];
     unsigned nsamples;
@@ -772,6 +1071,113 @@ static double sample_handoff(struct bench *b, enum heap_kind kind,
     return (double)span / (double)ops;
 }
 
+/* Threads run on private heaps too: they cannot be shared by processes. */
+static void require_threads_ok(enum heap_kind kind)
+{
+    if (heap_table[kind]->threads_unsafe != NULL) {
+        fprintf(stderr, "shm_bench: %s cannot run threaded: %s\n",
+                heap_table[kind]->name, heap_table[kind]->threads_unsafe);
+        exit(2);
+    }
+}
+
+/* P producers and C consumers, threads of this process on one heap; the
+ * time per pair from the common start to the last finisher. */
+static double sample_xmalloc(struct bench *b, enum heap_kind kind,
+                             struct stats *st)
+{
+    const struct config *cfg = &b->cfg;
+    unsigned np = cfg->producers, nc = cfg->consumers;
+    size_t per_producer = cfg->ops[kind] / np;
+    struct worker w[MAX_PROCS];
+    struct control *ctl = shared_zeroed(sizeof *ctl);
+    struct xring *rings = shared_zeroed(sizeof *rings * np * nc);
+    struct xmalloc_shared x = {.producers = np, .consumers = nc, .ring = rings};
+    struct heap h;
+    require_threads_ok(kind);
+    heap_setup(&h, cfg, kind);
+    if (!heap_create_or_report(&h, kind))
+        exit(2);
+    for (unsigned i = 0; i < np + nc; i++) {
+        bool producer = i < np;
+        size_t expect = 0;
+        for (unsigned p = 0; !producer && p < np; p++)
+            expect += xmalloc_share(per_producer, nc, i - np);
+        w[i] = (struct worker){
+            .kind = kind,
+            .role = producer ? ROLE_XPRODUCE : ROLE_XCONSUME,
+            .index = i,
+            .heap = h,
+            .seq = b->seq[producer ? i : 0],
+            .ops = producer ? per_producer : expect,
+            .shared = &x,
+            .ctl = ctl,
+        };
+    }
+    uint64_t span = run_workers(w, np + nc, false);
+    for (unsigned i = 0; i < np + nc; i++) {
+        st->failures += ctl->worker[i].failures;
+        st->allocs += ctl->worker[i].allocs;
+        st->errors += ctl->worker[i].errors;
+    }
+    st->errors += span == 0;
+    st->errors += heap_finish(&h, kind);
+    munmap(rings, sizeof *rings * np * nc);
+    munmap(ctl, sizeof *ctl);
+    return (double)span / ((double)per_producer * np);
+}
+
+/* T threads of this process on one heap, passing their arrays around; the
+ * time per replacement from the common start to the last finisher. */
+static double sample_larson(struct bench *b, enum heap_kind kind,
+                            struct stats *st)
+{
+    const struct config *cfg = &b->cfg;
+    unsigned nt = cfg->larson_threads;
+    size_t per_thread = cfg->ops[kind] / nt;
+    size_t steps =
+        per_thread < cfg->larson_slots ? per_thread : cfg->larson_slots;
+    size_t rounds = steps == 0 ? 0 : per_thread / steps;
+    struct worker w[MAX_PROCS];
+    uint64_t *sets[MAX_PROCS];
+    struct control *ctl = shared_zeroed(sizeof *ctl);
+    struct larson_shared *l = shared_zeroed(sizeof *l);
+    struct heap h;
+    require_threads_ok(kind);
+    l->threads = nt;
+    heap_setup(&h, cfg, kind);
+    if (!heap_create_or_report(&h, kind))
+        exit(2);
+    for (unsigned i = 0; i < nt; i++) {
+        sets[i] = xcalloc(cfg->larson_slots, sizeof *sets[i]);
+        w[i] = (struct worker){
+            .kind = kind,
+            .role = ROLE_LARSON,
+            .index = i,
+            .heap = h,
+            .seq = b->seq[i],
+            .ops = rounds,
+            .slots = cfg->larson_slots,
+            .steps = steps,
+            .shared = l,
+            .larson_set = sets[i],
+            .ctl = ctl,
+        };
+    }
+    uint64_t span = run_workers(w, nt, false);
+    for (unsigned i = 0; i < nt; i++) {
+        st->failures += ctl->worker[i].failures;
+        st->allocs += ctl->worker[i].allocs;
+        st->errors += ctl->worker[i].errors;
+        free(sets[i]);
+    }
+    st->errors += span == 0;
+    st->errors += heap_finish(&h, kind);
+    munmap(l, sizeof *l);
+    munmap(ctl, sizeof *ctl);
+    return (double)span / ((double)rounds * steps * nt);
+}
+
 /* shm_alloc's metadata (what the file holds beyond the capacity) as a
  * share of the capacity. */
 static double sample_meta(struct bench *b)
@@ -784,6 +1190,18 @@ static double sample_meta(struct bench *b)
     }
     return 100.0 * (double)(mapping - b->cfg.capacity) /
            (double)b->cfg.capacity;
+}
+
+/* The parameter column: "-", a number, or producers:consumers. */
+static const char *figure_param(const struct figure *f, char *buf, size_t len)
+{
+    if (f->workload == W_XMALLOC)
+        snprintf(buf, len, "%u:%u", f->param, f->param2);
+    else if (f->param != 0)
+        snprintf(buf, len, "%u", f->param);
+    else
+        snprintf(buf, len, "-");
+    return buf;
 }
 
 static void figure_sample(struct bench *b, struct figure *f)
@@ -807,6 +1225,12 @@ static void figure_sample(struct bench *b, struct figure *f)
     case W_HANDOFF:
         v = sample_handoff(b, f->kind, &f->st);
         break;
+    case W_XMALLOC:
+        v = sample_xmalloc(b, f->kind, &f->st);
+        break;
+    case W_LARSON:
+        v = sample_larson(b, f->kind, &f->st);
+        break;
     case W_META:
         v = sample_meta(b);
         break;
@@ -815,11 +1239,13 @@ static void figure_sample(struct bench *b, struct figure *f)
     }
     f->samples[f->nsamples++] = v;
     uint64_t t = now_ns();
-    if (!b->cfg.quiet)
-        fprintf(stderr, "  %-9s %-5s %3u: %10.4g %-12s (%.2f s)\n",
+    if (!b->cfg.quiet) {
+        char param[24];
+        fprintf(stderr, "  %-9s %-8s %3s: %10.4g %-12s (%.2f s)\n",
                 workload_names[f->workload], heap_table[f->kind]->name,
-                f->param, v, workload_metrics[f->workload],
-                (double)(t - b->mark_ns) * 1e-9);
+                figure_param(f, param, sizeof param), v,
+                workload_metrics[f->workload], (double)(t - b->mark_ns) * 1e-9);
+    }
     b->mark_ns = t;
 }
 
@@ -830,9 +1256,8 @@ static void print_row(const char *workload, const struct figure *f,
     double v[64] = {0};
     memcpy(v, samples, f->nsamples * sizeof *v);
     stats_from(&st, v, f->nsamples);
-    char param[16] = "-";
-    if (f->param != 0)
-        snprintf(param, sizeof param, "%u", f->param);
+    char param[24];
+    figure_param(f, param, sizeof param);
     printf("%s\t%s\t%s\t%s\t%.4g\t%.4g\t%.4g\t%u\t%" PRIu64 "\t%" PRIu64
            "\t%" PRIu64 "\n",
            workload, heap_table[f->kind]->name, param, metric, st.median,
@@ -853,9 +1278,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: shm_bench [options] [workload...]\n"
-            "workloads: fill pair churn processes handoff meta (default: "
-            "all)\n"
-            "  -a LIST   heaps: shm,glibc,mm,boost (default: all)\n"
+            "workloads: fill pair churn processes handoff xmalloc larson\n"
+            "           meta (default: all)\n"
+            "  -a LIST   heaps: shm,glibc,mm,boost,mimalloc,jemalloc\n"
+            "            (default: all; one not available is skipped)\n"
             "  -n [HEAP=]OPS  timed operations per measurement and process,\n"
             "            for every heap or one (500000; repeatable)\n"
             "  -r REPS   repetitions; the median is reported (5)\n"
@@ -865,6 +1291,8 @@ static void usage(FILE *out)
             "  -f LIST   churn fill fractions in %% (30,60,90)\n"
             "  -p LIST   process counts (1,2,4)\n"
             "  -F PCT    fill fraction of the processes runs (60)\n"
+            "  -x P:C    xmalloc producer and consumer threads (2:2)\n"
+            "  -l T[:N]  larson threads, live chunks per thread (2:5000)\n"
             "  -d DIR    where heap files are created (/dev/shm or /tmp)\n"
             "  -q        no progress on stderr\n"
             "Output: workload heap param metric median min max reps "
@@ -954,8 +1382,6 @@ static void parse_ops(const char *s, size_t *ops)
 static void parse_args(struct config *cfg, int argc, char **argv)
 {
     *cfg = (struct config){
-        .heaps = {true, true, true, true},
-        .ops = {500000, 500000, 500000, 500000},
         .reps = 5,
         .capacity = 32u << 20,
         .size_lo = 16,
@@ -966,7 +1392,15 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         .procs = {1, 2, 4},
         .nprocs = 3,
         .proc_fill = 60,
+        .producers = 2,
+        .consumers = 2,
+        .larson_threads = 2,
+        .larson_slots = 5000,
     };
+    for (int k = 0; k < HEAP_KINDS; k++) {
+        cfg->heaps[k] = true;
+        cfg->ops[k] = 500000;
+    }
     struct stat sb;
     snprintf(cfg->dir, sizeof cfg->dir, "%s",
              stat("/dev/shm", &sb) == 0 && access("/dev/shm", W_OK) == 0
@@ -974,7 +1408,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
                  : "/tmp");
     int opt;
     unsigned one[MAX_LIST];
-    while ((opt = getopt(argc, argv, "a:n:r:c:s:S:f:p:F:d:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "a:n:r:c:s:S:f:p:F:x:l:d:qh")) != -1) {
         switch (opt) {
         case 'a':
             parse_heaps(optarg, cfg->heaps);
@@ -1010,6 +1444,33 @@ static void parse_args(struct config *cfg, int argc, char **argv)
             parse_list(optarg, one, 1, 100);
             cfg->proc_fill = one[0];
             break;
+        case 'x':
+            if (sscanf(optarg, "%u:%u", &cfg->producers, &cfg->consumers) !=
+                    2 ||
+                cfg->producers == 0 || cfg->consumers == 0 ||
+                cfg->producers + cfg->consumers > MAX_PROCS) {
+                fprintf(
+                    stderr,
+                    "shm_bench: bad threads '%s' (P:C, at most %d in all)\n",
+                    optarg, MAX_PROCS);
+                exit(2);
+            }
+            break;
+        case 'l': {
+            char *end;
+            unsigned long t = strtoul(optarg, &end, 10);
+            if (*end == ':')
+                cfg->larson_slots = parse_size(end + 1);
+            else if (*end != '\0')
+                t = 0;
+            if (t == 0 || t > MAX_PROCS) {
+                fprintf(stderr, "shm_bench: bad larson threads '%s' (1..%d)\n",
+                        optarg, MAX_PROCS);
+                exit(2);
+            }
+            cfg->larson_threads = (unsigned)t;
+            break;
+        }
         case 'd':
             snprintf(cfg->dir, sizeof cfg->dir, "%s", optarg);
             break;
@@ -1027,6 +1488,62 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 }
 
 /*
+ * jemalloc's dlopen needs more static TLS than glibc reserves by default
+ * (heaps.h): the process runs itself again, once, with a larger reserve.
+ * The tunable only sizes that reserve; nothing else changes for the other
+ * heaps. Returns only when the exec failed or was already done.
+ */
+static void exec_with_static_tls(char **argv)
+{
+    static const char tunable[] = "glibc.rtld.optional_static_tls=";
+    const char *old = getenv("GLIBC_TUNABLES");
+    if (old != NULL && strstr(old, tunable) != NULL)
+        return;
+    char value[1024];
+    snprintf(value, sizeof value, "%s%s%s65536", old != NULL ? old : "",
+             old != NULL && *old != '\0' ? ":" : "", tunable);
+    if (setenv("GLIBC_TUNABLES", value, 1) != 0)
+        return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    perror("shm_bench: execv /proc/self/exe");
+}
+
+/* Opens the libraries of the private heaps asked for; a heap that cannot
+ * be used is dropped from cfg->heaps with a message. Nothing is printed
+ * before the exec, so that a run prints its messages once. */
+static void private_heaps_load(struct config *cfg, char **argv)
+{
+    static char msg[HEAP_KINDS][1024];
+    bool ok[HEAP_KINDS] = {false}, retry = false;
+    for (int k = 0; k < HEAP_KINDS; k++) {
+        struct private_lib *lib = heap_table[k]->lib;
+        if (!cfg->heaps[k] || lib == NULL)
+            continue;
+        ok[k] = private_lib_load(lib, msg[k], sizeof msg[k]);
+        retry |= !ok[k] && lib->path != NULL && !BENCH_SANITIZED;
+    }
+    if (retry)
+        exec_with_static_tls(argv); /* returns if the reserve was larger */
+    for (int k = 0; k < HEAP_KINDS; k++) {
+        if (!cfg->heaps[k] || heap_table[k]->lib == NULL)
+            continue;
+        if (!ok[k]) {
+            fprintf(stderr, "shm_bench: skipping heap %s: %s\n",
+                    heap_table[k]->name, msg[k]);
+            cfg->heaps[k] = false;
+        } else if (!cfg->quiet) {
+            fprintf(stderr, "shm_bench: %s\n", msg[k]);
+        }
+    }
+}
+
+static void *no_work(void *arg)
+{
+    return arg;
+}
+
+/*
  * Fill runs come first: the churn targets are fractions of what they
  * received (glibc borrows shm_alloc's, so shm_alloc's runs whenever glibc
  * churns). The other figures are then sampled in rounds, each round taking
@@ -1040,6 +1557,7 @@ int main(int argc, char **argv)
     unsigned nfigs = 0;
     bool want[W_N] = {false};
     parse_args(&b.cfg, argc, argv);
+    private_heaps_load(&b.cfg, argv);
     const struct config *cfg = &b.cfg;
     if (optind == argc)
         memset(want, 1, sizeof want);
@@ -1053,10 +1571,26 @@ int main(int argc, char **argv)
         }
         want[w] = true;
     }
+    bool any_private = false;
+    for (int k = 0; k < HEAP_KINDS; k++)
+        any_private |= cfg->heaps[k] && !heap_table[k]->shared;
+    /* glibc's malloc takes a faster path until the process starts its
+     * first thread: if any run will start threads here, start one now, so
+     * that every round measures the same malloc. */
+    if (want[W_XMALLOC] || want[W_LARSON] || (want[W_HANDOFF] && any_private)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, no_work, NULL) != 0 ||
+            pthread_join(t, NULL) != 0) {
+            perror("shm_bench: pthread_create");
+            return 2;
+        }
+    }
 
     unsigned nseq = 1;
     for (unsigned i = 0; i < cfg->nprocs; i++)
         nseq = cfg->procs[i] > nseq ? cfg->procs[i] : nseq;
+    nseq = cfg->producers > nseq ? cfg->producers : nseq;
+    nseq = cfg->larson_threads > nseq ? cfg->larson_threads : nseq;
     for (unsigned i = 0; i < nseq; i++) {
         b.seq[i] = xcalloc(1, sizeof *b.seq[i]);
         sequence_draw(b.seq[i], process_seed(cfg->seed, i), cfg->size_lo,
@@ -1071,7 +1605,8 @@ int main(int argc, char **argv)
 
     bool need_fill = want[W_FILL] || want[W_CHURN] || want[W_PROCESSES];
     for (int k = 0; k < HEAP_KINDS; k++) {
-        bool basis = k == HEAP_SHM && cfg->heaps[HEAP_GLIBC];
+        /* The private heaps churn at shm_alloc's fill. */
+        bool basis = k == HEAP_SHM && any_private;
         if (need_fill && heap_table[k]->shared && (cfg->heaps[k] || basis))
             figs[nfigs++] = (struct figure){.workload = W_FILL, .kind = k};
     }
@@ -1089,6 +1624,21 @@ int main(int argc, char **argv)
                 .workload = W_PROCESSES, .kind = k, .param = cfg->procs[i]};
         if (want[W_HANDOFF])
             figs[nfigs++] = (struct figure){.workload = W_HANDOFF, .kind = k};
+        const char *unsafe = heap_table[k]->threads_unsafe;
+        if ((want[W_XMALLOC] || want[W_LARSON]) && unsafe != NULL) {
+            fprintf(stderr,
+                    "shm_bench: skipping %s for xmalloc and larson: %s\n",
+                    heap_table[k]->name, unsafe);
+            continue;
+        }
+        if (want[W_XMALLOC])
+            figs[nfigs++] = (struct figure){.workload = W_XMALLOC,
+                                            .kind = k,
+                                            .param = cfg->producers,
+                                            .param2 = cfg->consumers};
+        if (want[W_LARSON])
+            figs[nfigs++] = (struct figure){
+                .workload = W_LARSON, .kind = k, .param = cfg->larson_threads};
     }
     if (want[W_META])
         figs[nfigs++] = (struct figure){.workload = W_META, .kind = HEAP_SHM};
@@ -1107,7 +1657,7 @@ int main(int argc, char **argv)
         stats_from(&st, bytes, cfg->reps);
         b.fill_bytes[figs[i].kind] = (uint64_t)st.median;
         if (!cfg->quiet)
-            fprintf(stderr, "  fill      %-5s    : %10.4g pct_capacity\n",
+            fprintf(stderr, "  fill      %-8s    : %10.4g pct_capacity\n",
                     heap_table[figs[i].kind]->name, figs[i].samples[0]);
     }
     for (unsigned r = 0; r < cfg->reps; r++) {

@@ -7,6 +7,15 @@
 SHM_BUILD_PACKAGES=(cmake make gcc libc6-dev pkg-config libcmocka-dev scdoc
     python3 python3-pytest)
 
+# What bench/ needs beyond a build (bench/run.sh installs them): the
+# compared heaps (OSSP mm, Boost.Interprocess; mimalloc and jemalloc, which
+# shm_bench opens with dlopen and skips when missing), the cache
+# benchmark's stores (LMDB, libmemcached and the memcached server), and the
+# tools that time runs and draw the plots.
+SHM_BENCH_PACKAGES=(cmake build-essential libmm-dev libboost-dev
+    libmimalloc-dev libjemalloc-dev liblmdb-dev libmemcached-dev memcached
+    hyperfine gnuplot-nox util-linux)
+
 shm_say() {
     printf '==> %s\n' "$*"
 }
