@@ -105,11 +105,14 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
     return shmi_tree_alloc(&arena->geo, class_of(size));
 }
 
-/* A malloc that its thread cache did not serve: the cache's slow path,
- * then the tree, then the last resorts. */
-static __attribute__((noinline)) shm_offt alloc_slow(shm_arena *arena,
-                                                     size_t size, unsigned c)
+/* A malloc that its thread cache did not serve: checks and reports, the
+ * cache's slow path, then the tree, then the last resorts. */
+static __attribute__((noinline)) shm_offt
+alloc_slow(shm_arena *arena, size_t size, const char *call)
 {
+    if (!writable(arena) || too_large(call, size))
+        return SHM_NULL;
+    unsigned c = class_of(size);
     uint64_t x = SHMI_NO_CHUNK;
     if (c < SHMI_TCACHE_CLASSES)
         x = shmi_tcache_pop_slow(&arena->geo, c);
@@ -123,18 +126,20 @@ static __attribute__((noinline)) shm_offt alloc_slow(shm_arena *arena,
     return arena->geo.data_offset + x;
 }
 
+/* The fast path only tail-calls: a chunk from the thread cache, or
+ * alloc_slow for everything else (refusals included). */
 static inline __attribute__((always_inline)) shm_offt
 alloc_named(shm_arena *arena, size_t size, const char *call)
 {
-    if (!writable(arena) || too_large(call, size))
-        return SHM_NULL;
-    unsigned c = class_of(size);
-    if (c < SHMI_TCACHE_CLASSES) {
+    if (SHMI_TCACHE_CLASSES > 0 && __builtin_expect(arena != NULL, 1) &&
+        !arena->read_only &&
+        size <= ((size_t)1 << (SHM_MIN_ALLOC_POW2 + SHMI_TCACHE_CLASSES - 1))) {
+        unsigned c = class_of(size);
         uint64_t x = shmi_tcache_try_pop(&arena->geo, c);
         if (__builtin_expect(x != SHMI_NO_CHUNK, 1))
             return arena->geo.data_offset + x;
     }
-    return alloc_slow(arena, size, c);
+    return alloc_slow(arena, size, call);
 }
 
 shm_offt shmi_arena_malloc(shm_arena *arena, size_t size)
@@ -163,31 +168,15 @@ shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size)
     return off;
 }
 
-/* A free that the thread cache did not take at hand (x is the live
- * allocation `chunk` of class c, not cached). */
-static __attribute__((noinline)) void
-free_slow(shm_arena *arena, shm_offt off, uint64_t x,
-          const struct shmi_tree_chunk *chunk, unsigned c)
-{
-    if (c < SHMI_TCACHE_CLASSES && shmi_tcache_push_slow(&arena->geo, c, x))
-        return;
-    if (shmi_tree_free_found(&arena->geo, x, chunk) != 0)
-        not_live("shm_free", off);
-}
-
-void shmi_arena_free(shm_arena *arena, shm_offt off)
+/* Every free but the common one: the checks, a double free into a cache,
+ * the cache's slow path, the tree. */
+static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
 {
     if (off == SHM_NULL || !writable(arena))
         return;
     uint64_t x = data_position(arena, off);
-    if (SHMI_TCACHE_CLASSES == 0) {
-        if (x == SHMI_NO_CHUNK || shmi_tree_free(&arena->geo, x) != 0)
-            not_live("shm_free", off);
-        return;
-    }
     struct shmi_tree_chunk chunk;
-    if (__builtin_expect(
-            x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk), 0)) {
+    if (x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk)) {
         not_live("shm_free", off);
         return;
     }
@@ -198,10 +187,42 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
             not_live("shm_free", off);
             return;
         }
-        if (__builtin_expect(shmi_tcache_try_push(&arena->geo, c, x), 1))
+        if (shmi_tcache_try_push(&arena->geo, c, x) ||
+            shmi_tcache_push_slow(&arena->geo, c, x))
             return;
     }
-    free_slow(arena, off, x, &chunk, c);
+    if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
+        not_live("shm_free", off);
+}
+
+/* The common free, which only tail-calls: a chunk of the last tier whose
+ * first word is no tag goes to a bin with room; everything else, and
+ * every doubt, to free_slow. */
+void shmi_arena_free(shm_arena *arena, shm_offt off)
+{
+    if (SHMI_TCACHE_CLASSES == 0 || __builtin_expect(arena == NULL, 0) ||
+        arena->read_only) {
+        free_slow(arena, off);
+        return;
+    }
+    struct shmi_geometry *g = &arena->geo;
+    uint64_t x = off - g->data_offset; /* wraps below the region */
+    struct shmi_tree_chunk chunk;
+    if (__builtin_expect(x >= g->capacity ||
+                             (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)) !=
+                                 0 ||
+                             !shmi_tree_find_fast(g, x, &chunk),
+                         0)) {
+        free_slow(arena, off);
+        return;
+    }
+    unsigned c = shmi_tree_chunk_class(g, &chunk);
+    /* relaxed: a tag is confirmed in free_slow. */
+    if (c >= SHMI_TCACHE_CLASSES ||
+        shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
+            SHMI_TCACHE_TAG_MAGIC ||
+        !shmi_tcache_try_push(g, c, x))
+        free_slow(arena, off);
 }
 
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off)

@@ -6,6 +6,7 @@
 #include "geometry.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 static _Atomic(uint64_t) next_serial = 1;
 
@@ -51,6 +52,8 @@ void shmi_geometry_bind(struct shmi_geometry *g, void *base,
             shmi_index_bind(&g->empty[t], index + l->empty_index_at[t],
                             tier->count);
     }
+    g->last = &g->tier[l->tiers - 1];
+    g->above_last = l->tiers > 1 ? g->tier[l->tiers - 2].words : NULL;
     /* relaxed: only uniqueness matters, not order. */
     g->serial =
         atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);

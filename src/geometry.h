@@ -41,6 +41,10 @@ struct shmi_geometry {
     uint64_t capacity;    /* bytes in the data region */
     uint64_t serial;      /* unique in this process: names the mapping for
                              per-thread state (tree.c's cursors) */
+    /* What a free looks up first (tree.h's shmi_tree_find): the last
+     * tier, and the words of the tier above it (NULL with one tier). */
+    const struct shmi_tier *last;
+    shmi_atomic_word *above_last;
     unsigned tiers;
     struct shmi_tier tier[SHMI_MAX_TIERS];
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];

@@ -7,6 +7,7 @@
 #define SHM_TREE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "atomics.h"
@@ -58,48 +59,83 @@ struct shmi_tree_chunk {
     uint64_t value;
 };
 
-/* shmi_tree_find for every case (tree.c). */
+/* shmi_tree_find for every case (tree.c): the walk of find_owner. */
 bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
                          struct shmi_tree_chunk *chunk);
 
-/*
- * Whether a live allocation starts at data offset x (as for
- * shmi_tree_free); a disagreement of the words is counted (T5). Inline
- * for the common case, a chunk of the last tier in an ACTIVE word whose
- * parent node is set (tree.c's find_owner says why that suffices); the
- * rest, and every doubt, goes to the slow path.
- */
+/* shmi_tree_find_fast when the last tier's word on x's path is 0 and
+ * there are two tiers: a bottom-row chunk of tier 0, whose only child
+ * word is that 0 word (no delegation to check). */
 static inline __attribute__((always_inline)) bool
-shmi_tree_find(struct shmi_geometry *g, uint64_t x,
-               struct shmi_tree_chunk *chunk)
+shmi_tree_find_fast_above(struct shmi_geometry *g, uint64_t x,
+                          struct shmi_tree_chunk *chunk)
 {
-    unsigned t = g->tiers - 1;
-    const struct shmi_tier *tier = &g->tier[t];
+    const struct shmi_tier *tier = &g->tier[0];
+    if (g->tiers != 2)
+        return false;
     uint64_t index = x >> tier->span_log2;
     /* relaxed: as in find_owner. */
     uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
-    if (t == 0 || !(w & SHMI_TREE_ACTIVE))
-        return shmi_tree_find_slow(g, x, chunk);
     unsigned slot = (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
                     (SHMI_WORD_SLOTS - 1);
+    unsigned node = SHMI_WORD_FIRST_SLOT + slot;
     uint64_t hits = w & shmi_word_path_masks[slot] & tier->eligible;
-    if (hits == 0)
+    /* The chunk is the bottom-row node itself: the only set node on the
+     * path (W3), so x must start it. */
+    if (hits != UINT64_C(1) << node ||
+        (x & ((UINT64_C(1) << (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) - 1)))
         return false;
-    unsigned node = (unsigned)__builtin_ctzll(hits);
-    uint64_t mask = shmi_word_subtree(node);
-    unsigned size_log2 = tier->span_log2 - shmi_word_row_of(node);
-    uint64_t parent = shmi_atomic_load_relaxed(g->tier[t - 1].words +
-                                               index / SHMI_WORD_SLOTS);
-    if ((w & mask) != mask ||
-        !(parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1))
-        return shmi_tree_find_slow(g, x, chunk); /* refused, or damage */
-    if (x & ((UINT64_C(1) << size_log2) - 1))
-        return false; /* inside the chunk, not its start */
-    chunk->tier = t;
+    chunk->tier = 0;
     chunk->node = node;
     chunk->word = index;
     chunk->value = w;
     return true;
+}
+
+/*
+ * The common case of shmi_tree_find, inline: a chunk of the last tier in
+ * an ACTIVE word whose parent node is set (tree.c's find_owner says why
+ * that suffices). true when it found the chunk starting at x; false when
+ * it cannot tell (another tier, x not a chunk's start, any doubt), for
+ * shmi_tree_find to decide.
+ */
+static inline __attribute__((always_inline)) bool
+shmi_tree_find_fast(struct shmi_geometry *g, uint64_t x,
+                    struct shmi_tree_chunk *chunk)
+{
+    const struct shmi_tier *tier = g->last;
+    uint64_t index = x >> tier->span_log2;
+    /* relaxed: as in find_owner. */
+    uint64_t w = shmi_atomic_load_relaxed(tier->words + index);
+    if (g->above_last == NULL)
+        return false;
+    if (!(w & SHMI_TREE_ACTIVE))
+        return w == 0 && shmi_tree_find_fast_above(g, x, chunk);
+    unsigned slot = (unsigned)(x >> (tier->span_log2 - SHMI_WORD_BOTTOM_ROW)) &
+                    (SHMI_WORD_SLOTS - 1);
+    uint64_t hits = w & shmi_word_path_masks[slot] & tier->eligible;
+    unsigned node = (unsigned)__builtin_ctzll(hits | UINT64_C(1) << 63);
+    uint64_t mask = shmi_word_subtree(node);
+    unsigned size_log2 = tier->span_log2 - shmi_word_row_of(node);
+    uint64_t parent =
+        shmi_atomic_load_relaxed(g->above_last + index / SHMI_WORD_SLOTS);
+    if (hits == 0 || (w & mask) != mask ||
+        !(parent >> (SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS) & 1) ||
+        (x & ((UINT64_C(1) << size_log2) - 1)))
+        return false;
+    chunk->tier = g->tiers - 1;
+    chunk->node = node;
+    chunk->word = index;
+    chunk->value = w;
+    return true;
+}
+
+/* Whether a live allocation starts at data offset x (as for
+ * shmi_tree_free); a disagreement of the words is counted (T5). */
+static inline bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
+                                  struct shmi_tree_chunk *chunk)
+{
+    return shmi_tree_find_fast(g, x, chunk) || shmi_tree_find_slow(g, x, chunk);
 }
 
 /* Its size class. */
