@@ -17,6 +17,10 @@
  *   u set,   W == ACTIVE | ...      u is delegated: W manages its subtree
  *   u set,   W == ACTIVE            delegated and empty (logically free)
  *
+ * In a tier-0 word, node 1 is unused, except when the word holds all six
+ * rows of one block (first_row 0: 32 B to 1 KiB, say): then it is a real
+ * node, the whole block, and an ancestor of every other node of the word.
+ *
  * Invariants (when no operation is in flight):
  *   T1  each word satisfies W1 (a set node's subtree is set);
  *   T2  a lower-tier word is either 0 or ACTIVE, and it is ACTIVE only
@@ -102,8 +106,9 @@
  * finds broken), reports it through the error handler, and
  *   - claim: the check runs after the claiming CAS, when the node is this
  *     claim's and the words below cannot change under it. A node inside
- *     a live chunk or past the capacity stays set (that restores the bits
- *     the damage cleared, W1 or T3); a node over delegated bottom-row
+ *     a live chunk (under a set node 1 too, where node 1 is a node) or
+ *     past the capacity stays set (that restores the bits the damage
+ *     cleared, W1 or T3); a node over delegated bottom-row
  *     nodes keeps those set (restoring the delegation, so the chunks in
  *     their words are theirs again) and gives the rest back. Then the
  *     search goes on. Cost: one masked test of the value the CAS read on
@@ -416,7 +421,8 @@ static bool drop_hint(struct shmi_geometry *g, unsigned tier, unsigned row,
 }
 
 /* The ancestors of each node on rows 1..4 (node 1, the ACTIVE flag of a
- * lower-tier word, left out): a free node has none of them set (W1). */
+ * lower-tier word, left out; ancestors_in adds it where it is a node): a
+ * free node has none of them set (W1). */
 static const uint64_t ancestors_of[64] = {
     UINT64_C(0x0),        UINT64_C(0x0),        UINT64_C(0x0),
     UINT64_C(0x0),        UINT64_C(0x4),        UINT64_C(0x4),
@@ -441,6 +447,28 @@ static const uint64_t ancestors_of[64] = {
     UINT64_C(0x40008088), UINT64_C(0x40008088), UINT64_C(0x80008088),
     UINT64_C(0x80008088),
 };
+
+/* Whether node 1 of a tier-0 word is a node, not an unused bit: when the
+ * top word holds all six rows of one block (first_row 0). With L levels,
+ * L = h0 + 5 (tiers - 1) (layout.c), so that is when h0 = 6: L = 6, 11,
+ * 16, ... Known when the library is built, as is whether tier 0 is the
+ * only tier (L <= 6), so other builds pay nothing and one-tier builds
+ * no test of the tier. */
+#define TOP_ROOT_IS_A_NODE (SHMI_CLASSES >= 6 && SHMI_CLASSES % 5 == 1)
+#define ONE_TIER (SHMI_CLASSES <= 6)
+
+/* The ancestors of `node` in a word of `tier` (node 1 itself too): those
+ * of the table, and node 1 where it is a node, since find_owner takes a
+ * set node 1 there for the chunk that covers the whole word. */
+static inline __attribute__((always_inline)) uint64_t
+ancestors_in(const struct shmi_geometry *g, unsigned tier, unsigned node)
+{
+    SHMI_ASSERT_INTERNAL(TOP_ROOT_IS_A_NODE == (first_row(g, 0) == 0) &&
+                         ONE_TIER == (g->tiers == 1));
+    (void)g;
+    return ancestors_of[node] |
+           (TOP_ROOT_IS_A_NODE && (ONE_TIER || tier == 0) ? SHMI_WORD_ROOT : 0);
+}
 
 /* After the CAS that claimed `node` (the word was `value` before it) found
  * the claim inconsistent (T5): keeps set what must stay set, gives back
@@ -509,7 +537,8 @@ drop_extras(struct shmi_geometry *g, unsigned tier, uint64_t index,
     for (unsigned i = 0; i < count; i++) {
         struct claim c = {tier, index, extra[i]};
         bool past = offset_of(g, &c) + node_size(g, &c) > g->capacity;
-        if ((value & (ancestors_of[extra[i]] | shmi_word_subtree(extra[i]))) ||
+        if ((value &
+             (ancestors_in(g, tier, extra[i]) | shmi_word_subtree(extra[i]))) ||
             past)
             refuse_damage(g, tier, index, "a free node inside a chunk");
         else
@@ -591,7 +620,7 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * word reaches past the capacity;
          * above the last tier, every child word below must be 0. */
         const struct shmi_tier *t = &g->tier[tier];
-        uint64_t above = value & (ancestors_of[node] | first_mask);
+        uint64_t above = value & (ancestors_in(g, tier, node) | first_mask);
         bool past = index + 1 == t->count &&
                     offset_of(g, out) + node_size(g, out) > g->capacity;
         bool consistent = __builtin_expect(!above && !past, 1) &&
@@ -604,8 +633,8 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
              * then they leave the list before any is given back. */
             uint64_t bad = 0;
             for (unsigned i = 0; i < more; i++)
-                bad |=
-                    ancestors_of[b->extra[i]] | shmi_word_subtree(b->extra[i]);
+                bad |= ancestors_in(g, tier, b->extra[i]) |
+                       shmi_word_subtree(b->extra[i]);
             if (more > 0 &&
                 ((value & bad) || index + 1 == t->count || !consistent)) {
                 shmi_atomic_store_release(b->count, b->base);
@@ -703,7 +732,8 @@ static bool release_parent(struct shmi_geometry *g, unsigned tier,
     do {
         if (!(value & bit) ||
             (value &
-             ancestors_of[SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS])) {
+             ancestors_in(g, tier - 1,
+                          SHMI_WORD_FIRST_SLOT + index % SHMI_WORD_SLOTS))) {
             /* Free already, or inside a larger allocation (W1): the node
              * stays as it is (set: read as one chunk nobody owns). */
             refuse_damage(g, tier - 1, parent_index,

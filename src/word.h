@@ -31,6 +31,7 @@
 #define SHMI_WORD_BOTTOM_ROW 5u
 #define SHMI_WORD_SLOTS 32u /* nodes on the bottom row */
 #define SHMI_WORD_FIRST_SLOT 32u
+#define SHMI_WORD_ROOT (UINT64_C(1) << 1) /* node 1 */
 
 /* Subtree masks of every node, indexed by node (entry 0 is 0). */
 extern const uint64_t shmi_word_subtree_masks[64];
