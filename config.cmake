@@ -18,9 +18,9 @@ set(SHM_PATH_ENV_NAME "SHM_FILE" CACHE STRING
 set(SHM_SIZE_ENV_NAME "SHM_SIZE" CACHE STRING
     "environment variable giving the capacity of a new file (bytes, or with a K/M/G suffix)")
 option(SHM_THREAD_CACHE "per-thread caches of free chunks, kept in the file (src/thread_cache.c); OFF: every malloc and free goes to the bitmaps" ON)
-set(SHM_THREAD_CACHE_CHUNKS 8 CACHE STRING
+set(SHM_THREAD_CACHE_CHUNKS 32 CACHE STRING
     "thread caches: most chunks a thread keeps per size class (2..64)")
-set(SHM_THREAD_CACHE_BYTES 65536 CACHE STRING
+set(SHM_THREAD_CACHE_BYTES 131072 CACHE STRING
     "thread caches: most bytes one thread keeps in all; only sizes up to BYTES / (2 * CHUNKS) are cached, which makes the bound hold (4096..2^30)")
 set(SHM_DEBUG 0 CACHE STRING
     "assertion level: 0 none, 1 cheap (arguments the library passed itself), 2 internal invariants (every bitmap transition)")

@@ -259,6 +259,9 @@ static int finish_open(shm_arena *arena, const char *path,
     }
     arena->geo.record_owner = shmi_process_table_owner(&arena->processes);
     shmi_pending_bind(&arena->pending, &arena->geo);
+    /* Before any recovery this process runs: a dead owner's record is
+     * given back only after its thread cache is drained. */
+    shmi_tcache_prepare();
     if (!created && !arena->read_only)
         shmi_arena_recover_window(arena, &report);
     shmi_arena_register(arena);

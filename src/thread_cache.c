@@ -258,6 +258,11 @@ static void init_once(void)
     pthread_atfork(NULL, NULL, after_fork_in_child);
 }
 
+void shmi_tcache_prepare(void)
+{
+    pthread_once(&once, init_once);
+}
+
 /* Binds the calling thread to its cache in g; false when it has none. */
 static bool bind(struct shmi_geometry *g)
 {

@@ -115,6 +115,10 @@ shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
 bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
                            uint64_t x);
 
+/* Installs what the caches need in this process (pending.c's release
+ * hook, the fork handler); every open calls it before it may recover. */
+void shmi_tcache_prepare(void);
+
 /* Whether the chunk at x, whose first word is `first_word`, sits in a
  * thread cache (of any thread): a free of it is a double free. */
 bool shmi_tcache_holds(struct shmi_geometry *g, uint64_t x,
