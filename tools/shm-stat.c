@@ -524,6 +524,8 @@ static void print_text(shm_arena *arena, const char *path,
            percent(s->bytes_in_use, s->capacity));
     printf("bytes free          %zu (%.1f%%)\n", s->bytes_free,
            percent(s->bytes_free, s->capacity));
+    printf("bytes cached        %zu (%.1f%%, free chunks in thread caches)\n",
+           s->bytes_cached, percent(s->bytes_cached, s->capacity));
     printf("largest free        %zu bytes\n", s->largest_free);
     printf("fragmentation       %.4f (1 - free bytes in whole free blocks / "
            "free bytes)\n",
@@ -708,6 +710,7 @@ static int print_json(shm_arena *arena, const char *path,
     printf("  \"classes\": %u,\n", s->classes);
     printf("  \"bytes_in_use\": %zu,\n", s->bytes_in_use);
     printf("  \"bytes_free\": %zu,\n", s->bytes_free);
+    printf("  \"bytes_cached\": %zu,\n", s->bytes_cached);
     printf("  \"largest_free\": %zu,\n", s->largest_free);
     printf("  \"fragmentation\": %.6f,\n", f->fragmentation);
     printf("  \"attached_processes\": %zu,\n", s->attached_processes);

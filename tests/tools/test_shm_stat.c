@@ -409,6 +409,7 @@ static void figures_are_the_librarys(void **state)
     assert_true(text_value(r.out, "mapping size") == (double)s.mapping_size);
     assert_true(text_value(r.out, "bytes in use") == (double)s.bytes_in_use);
     assert_true(text_value(r.out, "bytes free") == (double)s.bytes_free);
+    assert_true(text_value(r.out, "bytes cached") == (double)s.bytes_cached);
     assert_true(text_value(r.out, "largest free") == (double)s.largest_free);
     assert_true(text_value(r.out, "attached processes") ==
                 (double)s.attached_processes);
@@ -435,6 +436,7 @@ static void figures_are_the_librarys(void **state)
     assert_true(json_value(r.out, "mapping_size") == (double)s.mapping_size);
     assert_true(json_value(r.out, "bytes_in_use") == (double)s.bytes_in_use);
     assert_true(json_value(r.out, "bytes_free") == (double)s.bytes_free);
+    assert_true(json_value(r.out, "bytes_cached") == (double)s.bytes_cached);
     assert_true(json_value(r.out, "largest_free") == (double)s.largest_free);
     assert_true(json_value(r.out, "min_chunk") == (double)s.min_chunk);
     assert_true(json_value(r.out, "max_chunk") == (double)s.max_chunk);
