@@ -302,16 +302,17 @@ static void test_unrelated_process_killed(void **state)
 
 struct timed_waiter {
     struct shared *s;
-    int result;
+    atomic_int result; /* -1 while blocked */
     uint64_t returned_at;
 };
 
 static void *timed_wait_lock(void *arg)
 {
     struct timed_waiter *w = arg;
-    w->result = shm_mutex_lock(&w->s->m);
+    int r = shm_mutex_lock(&w->s->m);
     w->returned_at = now_ns();
-    if (w->result == EOWNERDEAD) {
+    atomic_store(&w->result, r);
+    if (r == EOWNERDEAD) {
         shm_mutex_consistent(&w->s->m);
         shm_mutex_unlock(&w->s->m);
     }
@@ -325,16 +326,18 @@ static void test_blocked_locker_told_within_interval(void **state)
     (void)state;
     struct shared *s = new_shared();
     pid_t pid = holder_in_critical_section(s);
-    struct timed_waiter w = {.s = s, .result = -1};
+    struct timed_waiter w = {.s = s};
+    atomic_init(&w.result, -1);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, timed_wait_lock, &w), 0);
     struct timespec ts = {1, 500 * 1000 * 1000}; /* 2+4+...+100 ms and on */
     nanosleep(&ts, NULL);
-    assert_int_equal(w.result, -1); /* still blocked: the holder lives */
+    /* still blocked: the holder lives */
+    assert_int_equal(atomic_load(&w.result), -1);
     uint64_t killed_at = now_ns();
     child_kill(pid);
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(w.result, EOWNERDEAD);
+    assert_int_equal(atomic_load(&w.result), EOWNERDEAD);
     uint64_t took = w.returned_at - killed_at;
     fprintf(stderr, "told %.1f ms after the kill\n", (double)took / 1e6);
     assert_true(took < TOLD_WITHIN_NS);
