@@ -93,6 +93,13 @@ static inline bool shmi_atomic_cas_relaxed(shmi_atomic_word *p,
         p, expected, desired, memory_order_relaxed, memory_order_relaxed);
 }
 
+static inline bool shmi_atomic_cas_release(shmi_atomic_word *p,
+                                           uint64_t *expected, uint64_t desired)
+{
+    return atomic_compare_exchange_strong_explicit(
+        p, expected, desired, memory_order_release, memory_order_relaxed);
+}
+
 static inline uint64_t shmi_atomic_exchange_release(shmi_atomic_word *p,
                                                     uint64_t v)
 {

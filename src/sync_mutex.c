@@ -176,11 +176,15 @@ struct cached_owner {
     shm_arena *arena;
 };
 
-/* A mutex the thread holds and the word it wrote (key << 1). */
+/* A mutex the thread holds: the word it wrote (key << 1), | HOLD_TOLD
+ * while it holds the mutex after an EOWNERDEAD not yet followed by
+ * shm_mutex_consistent (so that unlock knows without reading state). */
 struct hold {
     struct mutex_impl *mi;
     uint64_t word;
 };
+
+#define HOLD_TOLD 1u
 
 /* Per thread, on the heap (one word of static TLS points to it): the
  * owners it looked up, valid while the registry's generation is the one
@@ -419,8 +423,9 @@ static int acquired_unusual(struct thread_state *ts, struct mutex_impl *mi,
         release(mi);
         return ENOTRECOVERABLE;
     }
-    ts->held[ts->held_count++] = (struct hold){mi, word};
-    if (!holder_died && s == 0)
+    bool told = holder_died || s != 0;
+    ts->held[ts->held_count++] = (struct hold){mi, word | told};
+    if (!told)
         return 0;
     /* relaxed: as above */
     shmi_atomic_store_relaxed(&mi->state, MUTEX_OWNER_DIED);
@@ -604,13 +609,18 @@ SHM_API int shm_mutex_unlock(shm_mutex *m)
         return shmi_sync_result(EPERM);
     uint64_t word = ts->held[i].word;
     hold_drop(ts, i);
-    /* relaxed: only this process writes its key there; another key means
-     * the hold was taken over (its handle was closed meanwhile) */
-    if ((shmi_atomic_load_relaxed(&mi->lock) >> 1) != (word >> 1))
-        return shmi_sync_result(EPERM);
-    /* relaxed: ordered by the release exchange of T5 (invariant 5) */
-    if (shmi_atomic_load_relaxed(&mi->state) & MUTEX_OWNER_DIED)
+    if (word & HOLD_TOLD)
+        /* relaxed: ordered by the release of T5 below (invariant 5) */
         shmi_atomic_store_relaxed(&mi->state, MUTEX_NOT_RECOVERABLE);
+    uint64_t expected = word & ~(uint64_t)HOLD_TOLD;
+    /* release: pairs with the acquiring CAS of T1, T2, T4 or T6 (T5 for
+     * a word without W: no wake) */
+    if (shmi_atomic_cas_release(&mi->lock, &expected, 0))
+        return 0;
+    /* W was set (T3), or the hold was taken over: another key means this
+     * process's handle was closed meanwhile and its entry is gone */
+    if ((expected >> 1) != (word >> 1))
+        return shmi_sync_result(EPERM);
     release(mi);
     return 0;
 }
@@ -618,10 +628,11 @@ SHM_API int shm_mutex_unlock(shm_mutex *m)
 SHM_API int shm_mutex_consistent(shm_mutex *m)
 {
     struct mutex_impl *mi = live(m);
-    /* relaxed: state is the holder's (invariant 5) */
-    if (mi == NULL || hold_of(me, mi) == NOT_HELD ||
-        shmi_atomic_load_relaxed(&mi->state) != MUTEX_OWNER_DIED)
+    uint32_t i = mi != NULL ? hold_of(me, mi) : NOT_HELD;
+    if (i == NOT_HELD || !(me->held[i].word & HOLD_TOLD))
         return shmi_sync_result(EINVAL);
+    me->held[i].word &= ~(uint64_t)HOLD_TOLD;
+    /* relaxed: state is the holder's (invariant 5) */
     shmi_atomic_store_relaxed(&mi->state, 0);
     return 0;
 }
