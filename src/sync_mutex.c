@@ -34,7 +34,8 @@
  *
  * Which thread holds it. Threads of one process lock with the same key
  * (their handle's), so the word names a process; each thread keeps in its
- * own memory the list of the mutexes it holds, with the word it wrote.
+ * own memory the list of the mutexes it holds, with the word it wrote
+ * and whether it was told EOWNERDEAD (so that unlock reads no state).
  * Relocking (EDEADLK), unlocking (EPERM for a non-holder) and
  * shm_mutex_consistent consult that list; another thread of the holder's
  * process sees its own key in the word, finds the mutex missing from its
@@ -57,8 +58,9 @@
  *   T3 wait         k<<1 -> k<<1 | W (CAS), then futex_wait on the value
  *   T4 take over    k<<1 [| W] -> key<<1 | W, after the table said k is
  *                   dead (CAS, acquire); the taker gets EOWNERDEAD
- *   T5 unlock       key<<1 [| W] -> FREE (exchange, release), then
- *                   FUTEX_WAKE of one thread if W was set
+ *   T5 unlock       key<<1 -> FREE (CAS, release); the CAS fails when
+ *                   W is set: then key<<1 | W -> FREE (exchange,
+ *                   release) and FUTEX_WAKE of one thread
  *   T6 destroy      FREE, or k<<1 [| W] with k dead, -> D (CAS); magic
  *                   dead; FUTEX_WAKE of all
  *   T7 thread exit  ABANDONED into state (unless NOT_RECOVERABLE), T5
@@ -73,10 +75,11 @@
  *     kernel compares the word with v under its own lock, so a word that
  *     changed (T5, T4, T6) before the sleep makes it return at once.
  *  3. Unlock against a waiter registering (T5 against T3): both are
- *     read-modify-writes of the word. If T3 comes first, T5 reads W and
- *     wakes; if T5 comes first, T3's CAS fails and the waiter looks again.
- *     A thread that set W or slept takes the lock by T2, keeping W, since
- *     it cannot know whether others still sleep: the wake passes on.
+ *     read-modify-writes of the word. If T3 comes first, T5's CAS fails on
+ *     W and it exchanges and wakes; if T5 comes first, T3's CAS fails and the
+ * waiter looks again. A thread that set W or slept takes the lock by T2,
+ * keeping W, since it cannot know whether others still sleep: the wake passes
+ * on.
  *  4. Every sleep is bounded by the liveness interval (LIVENESS_FIRST_NS,
  *     doubling to LIVENESS_MAX_NS, from the moment a waiter first sees a
  *     holder): at its end the waiter probes the holder, and takes the
@@ -94,7 +97,7 @@
  *
  * Progress: blocking; a live holder makes others wait, a dead one (or a
  * thread that exited holding it) for at most one liveness interval. The
- * uncontended lock is one CAS, the unlock one exchange, no system call.
+ * uncontended lock is one CAS, the unlock one more, no system call.
  * A waiter does not spin before it sleeps: with the holder relocking at
  * once (no hand-over), a spinner mostly steals the holder's cache line
  * (bench/sync_run.sh measured 0, 100 and 1000 spins: 0 was fastest).
@@ -424,7 +427,8 @@ static int acquired_unusual(struct thread_state *ts, struct mutex_impl *mi,
         return ENOTRECOVERABLE;
     }
     bool told = holder_died || s != 0;
-    ts->held[ts->held_count++] = (struct hold){mi, word | told};
+    ts->held[ts->held_count++] =
+        (struct hold){mi, word | (told ? HOLD_TOLD : 0)};
     if (!told)
         return 0;
     /* relaxed: as above */
@@ -456,7 +460,7 @@ static inline int lock_fast(shm_mutex *m)
     if (o == NULL)
         return -1;
     uint64_t expected = 0;
-    /* acquire: pairs with the release exchange of the last unlock (T5) */
+    /* acquire: pairs with the release of the last unlock (T5) */
     if (!shmi_atomic_cas_acquire(&mi->lock, &expected, o->key << 1))
         return -1;
     return acquired(ts, mi, o->key << 1, false);
@@ -492,7 +496,7 @@ static int wait_for(struct thread_state *ts, struct mutex_impl *mi,
         uint64_t w = shmi_atomic_load_relaxed(&mi->lock);
         if (w == 0) {
             SHMI_TEST_YIELD();
-            /* acquire: pairs with the release exchange of T5 */
+            /* acquire: pairs with the release of T5 */
             if (shmi_atomic_cas_acquire(&mi->lock, &w, take))
                 return acquired(ts, mi, mine, false);
             continue;
@@ -533,7 +537,7 @@ static int wait_for(struct thread_state *ts, struct mutex_impl *mi,
         if (!(w & LOCK_W)) {
             uint64_t expected = w;
             /* relaxed: W carries no data; the kernel's comparison orders
-             * the sleep (invariant 2), the unlock's exchange reads it */
+             * the sleep (invariant 2), and fails the unlock's CAS */
             if (!shmi_atomic_cas_relaxed(&mi->lock, &expected, w | LOCK_W))
                 continue;
             w |= LOCK_W;
