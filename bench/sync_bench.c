@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Lock/unlock pairs of shm_mutex against a plain process-shared pthread
- * mutex (PTHREAD_PROCESS_SHARED, not robust) and, to show where the time
- * goes, a robust process-shared one; all in the same arena:
+ * mutex (PTHREAD_PROCESS_SHARED, not robust) and, for comparison, a robust
+ * process-shared one; all in the same arena:
  *
  *   sync_bench uncontended|contended shm|pthread|robust PAIRS [DIR]
  *

@@ -23,20 +23,26 @@
  * Every function returns 0 or an errno value, and also sets errno to that
  * value when it is not 0. None of them prints, exits or aborts.
  *
- * A holder that dies. Locks are held by threads, and the kernel tells the
- * library when a thread dies holding one (Linux robust futexes, which the
- * kernel walks when a thread exits for any reason, SIGKILL included). The
- * next thread to acquire the lock gets it together with EOWNERDEAD: the
- * data the lock protected may be half updated. That thread repairs the
- * data (or decides it is fine) and calls *_consistent before it unlocks;
- * unlocking without doing so makes the lock unrecoverable, and every later
- * acquire returns ENOTRECOVERABLE until the object is destroyed and
- * initialised again. No process ids are involved: pid reuse and pid
- * namespaces do not fool it.
+ * A holder that dies. Locks are held by threads, and the library learns
+ * from the kernel when a holder dies, SIGKILL included. The next thread to
+ * acquire the lock gets it together with EOWNERDEAD: the data the lock
+ * protected may be half updated. That thread repairs the data (or decides
+ * it is fine) and calls *_consistent before it unlocks; unlocking without
+ * doing so makes the lock unrecoverable, and every later acquire returns
+ * ENOTRECOVERABLE until the object is destroyed and initialised again. No
+ * process ids are involved: pid reuse and pid namespaces do not fool it.
+ * The reader-writer lock holds Linux robust futexes, which the kernel
+ * releases when a thread exits for any reason. A mutex names its holder's
+ * entry in the arena's process table, whose lock the kernel drops when
+ * the process dies: a thread waiting for a mutex checks that entry when
+ * it has waited 2 ms for the same holder, then at intervals doubling up
+ * to 100 ms, so a dead holder is found within 100 ms of its death at most.
  *
  * Holds are per thread: the thread that acquired a lock must release it
  * (EPERM otherwise), and a thread that exits holding a lock counts as dead
- * even when its process lives on.
+ * even when its process lives on. A process that closes the arena while
+ * one of its threads holds a mutex in it gives that mutex up (the next
+ * locker is told EOWNERDEAD).
  *
  * Timeouts are relative, in nanoseconds, measured on CLOCK_MONOTONIC. The
  * library turns a timeout into an absolute monotonic deadline once, on
@@ -67,17 +73,22 @@ typedef struct shm_mutex {
 } shm_mutex;
 
 /*
- * Initialises a robust, error-checking mutex at m (unlocked). Returns 0;
- * EINVAL when m is NULL or not 8-byte aligned; EBUSY when m already holds
- * a live mutex (destroy it first). Must not run concurrently with any
- * other call on the same object.
+ * Initialises a robust, error-checking mutex at m (unlocked). m must lie
+ * in an arena the process has open (a mutex names its holder by the
+ * holder's entry in that arena's process table). Returns 0; EINVAL when m
+ * is NULL, not 8-byte aligned, or in no arena the process has open; EPERM
+ * (the process cannot lock mutexes there: see shm_mutex_lock); EBUSY when
+ * m already holds a live mutex (destroy it first). Must not run
+ * concurrently with any other call on the same object.
  */
 SHM_API int shm_mutex_init(shm_mutex *m);
 
 /*
- * Destroys an unlocked mutex: later calls on it return EINVAL. Returns 0;
- * EINVAL (not a mutex); EBUSY (locked, also by the caller). A thread
- * blocked in shm_mutex_lock when the mutex is destroyed returns EINVAL.
+ * Destroys an unlocked mutex (or one whose holder died): later calls on it
+ * return EINVAL. Returns 0; EINVAL (not a mutex); EPERM (as
+ * shm_mutex_lock); EBUSY (locked by a live holder, also by the caller). A
+ * thread blocked in shm_mutex_lock when the mutex is destroyed returns
+ * EINVAL.
  */
 SHM_API int shm_mutex_destroy(shm_mutex *m);
 
@@ -86,12 +97,22 @@ SHM_API int shm_mutex_destroy(shm_mutex *m);
  * (the caller holds the mutex, its previous holder died holding it: repair
  * the data, then shm_mutex_consistent); ENOTRECOVERABLE (a holder told of
  * a death unlocked without marking it consistent; not acquired); EDEADLK
- * (the calling thread holds it already); EINVAL (not a mutex).
- * May run concurrently with every call on the object but init/destroy.
+ * (the calling thread holds it already); EINVAL (not a mutex, or in no
+ * arena the process has open); EPERM (the process cannot lock there: its
+ * handle is read-only, or it has no entry in the arena's process table
+ * and could not take one: a full table, no write permission on the file,
+ * a file system without open-file-description locks); ENOMEM (the
+ * thread's list of held mutexes could not grow). The uncontended lock
+ * makes no system call; a forked child's first lock in an arena enters it
+ * in that arena's process table. May run concurrently with every call on
+ * the object but init/destroy.
  */
 SHM_API int shm_mutex_lock(shm_mutex *m);
 
-/* As shm_mutex_lock, but EBUSY instead of waiting. */
+/* As shm_mutex_lock, but EBUSY instead of waiting. When the mutex is held
+ * by another process, asks the process table whether the holder lives
+ * (one system call), so that a dead holder's mutex is taken over at once
+ * (EOWNERDEAD). */
 SHM_API int shm_mutex_trylock(shm_mutex *m);
 
 /* As shm_mutex_lock, but gives up after timeout_ns with ETIMEDOUT. */

@@ -44,6 +44,10 @@ struct shm_arena {
     struct shmi_pending_binding pending;
     shm_arena *registry_next; /* the process's open handles */
     shm_arena *registry_prev;
+    struct shmi_process_table late; /* an entry taken after the open, with
+                                       its own descriptor, by a handle
+                                       that had none when a mutex needed
+                                       an owner key (arena_registry.c) */
 };
 
 _Static_assert(offsetof(struct shm_arena, geo) +
@@ -94,6 +98,48 @@ size_t shmi_arena_live_processes(const shm_arena *arena);
  * normal exit marks every entry still held "exited". */
 void shmi_arena_register(shm_arena *arena);
 void shmi_arena_unregister(shm_arena *arena);
+
+/* The synchronisation objects' view of the registry (arena_registry.c).
+ *
+ * shmi_arena_generation changes (relaxed increments) whenever a handle is
+ * registered or unregistered, takes a late entry, or the process forks:
+ * a thread that caches what shmi_arena_lock_owner told it keeps the cache
+ * while the generation it read before asking is unchanged. */
+extern shmi_atomic_word shmi_arena_generation;
+
+struct shmi_arena_lock_owner {
+    shm_arena *arena;
+    uintptr_t base; /* the handle's mapping, base .. base + size */
+    uintptr_t size;
+    uint64_t key; /* the owner key the process's threads hold locks of
+                     this mapping with: the handle's entry, else its
+                     late entry (never 0) */
+};
+
+/* The open handle whose mapping holds the `size` bytes at p, and the
+ * owner key the calling process locks with there: the handle's entry;
+ * for a writable handle without one (a forked child's copy, a full table
+ * at open), a late entry taken now through a new read-write description
+ * of the file, kept until the handle closes, the process exits or forks
+ * (the child's copy is dropped). Returns 0; EINVAL (no open handle maps
+ * p); EPERM (a read-only handle, or no entry could be taken: a full
+ * table, no permission to write, no open-file-description locks).
+ * Takes the registry's mutex; errno untouched. */
+int shmi_arena_lock_owner(const void *p, size_t size,
+                          struct shmi_arena_lock_owner *out);
+
+/* Calls fn(p, arg) with the registry's mutex held if an open handle maps
+ * the `size` bytes at p (no handle can be closed and its mapping removed
+ * meanwhile); returns whether it did. For a thread that exits holding a
+ * mutex of a mapping that may be gone. */
+bool shmi_arena_while_mapped(void *p, size_t size, void (*fn)(void *, void *),
+                             void *arg);
+
+/* Gives back the handle's late entry, if it holds one, and closes its
+ * descriptor (at close, from handle_detach). With `remove_path`, removes
+ * the file when it was the last process, as
+ * shmi_process_table_detach_last. 0 or that call's errno. */
+int shmi_arena_late_detach(shm_arena *arena, const char *remove_path);
 
 /* Recovery (arena_recover.c): all of the table, or the next window of it
  * (a bounded part, at open). Both add to *report, which must be zeroed

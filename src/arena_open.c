@@ -94,6 +94,8 @@ static shm_arena *handle_new(void *base, const struct shmi_layout *l,
     shmi_process_table_bind(&arena->processes,
                             (shmi_atomic_word *)(arena->geo.base + table_at),
                             table_at, fd, read_only);
+    shmi_process_table_bind(&arena->late, arena->processes.words, table_at, -1,
+                            read_only); /* none yet (arena_registry.c) */
     return arena;
 }
 
@@ -274,6 +276,8 @@ static int handle_detach(shm_arena *arena)
 {
     shmi_arena_unregister(arena);
     shmi_pending_unbind(&arena->pending);
+    if (arena->late.fd >= 0) /* a late entry, and then no other */
+        return shmi_arena_late_detach(arena, arena->remove_path);
     if (arena->remove_path)
         return shmi_process_table_detach_last(&arena->processes,
                                               arena->remove_path);

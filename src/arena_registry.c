@@ -22,15 +22,35 @@
  * arena, so the lock stays until the kernel drops it with the process and
  * only then may a recovery clear the entry and resolve its records.
  *
- * The mutex is process-local and taken only by open, close, fork and exit,
- * never by an allocation.
+ * Late entries. A handle without an entry (a forked child's copy, or a
+ * writer the full table left out) needs one when a thread locks a
+ * shm_mutex in its mapping: the lock word names its holder by an owner
+ * key of the process table, whose liveness the kernel vouches for
+ * (sync_mutex.c). shmi_arena_lock_owner then enters the process through
+ * a new read-write description of the file, the handle's `late` entry,
+ * kept as the handle's own entry would be: given back at close
+ * (shmi_arena_late_detach), marked exited at a normal exit, dropped by
+ * the child after fork (its copy of the description would keep the
+ * parent's entry alive). Allocations go on unrecorded in such a handle
+ * (its record owner stays 0): the late entry is only the lock's owner.
+ *
+ * The generation (shmi_arena_generation) tells the threads that cache an
+ * answer of shmi_arena_lock_owner that the answer may be stale: every
+ * change of the list, of a late entry, and fork bump it.
+ *
+ * The mutex is process-local and taken only by open, close, fork, exit,
+ * a thread's first lock of a shm_mutex in a mapping, and a thread that
+ * exits holding one; never by an allocation.
  */
+#include <errno.h>
 #include <pthread.h>
 
 #include "arena.h"
 #include "layout.h"
 #include "os.h"
 #include "thread_cache.h"
+
+shmi_atomic_word shmi_arena_generation;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static shm_arena *registry_head;
@@ -49,7 +69,13 @@ static void after_fork_in_parent(void)
 /* Async-signal-safe calls only: the parent may have had threads. */
 static void after_fork_in_child(void)
 {
+    /* Relaxed: read by this thread only, the child's one thread. */
+    shmi_atomic_fetch_add_relaxed(&shmi_arena_generation, 1);
     for (shm_arena *a = registry_head; a; a = a->registry_next) {
+        if (a->late.fd >= 0)
+            shmi_os_close(a->late.fd); /* the parent's description */
+        a->late.fd = -1;
+        shmi_process_table_forget(&a->late);
         int fd = shmi_os_reopen_read_only(a->fd);
         if (fd >= 0)
             (void)shmi_os_lock_try(fd, SHMI_LOCK_ATTACH_AT, 1, false);
@@ -76,6 +102,9 @@ void shmi_arena_register(shm_arena *arena)
     if (registry_head)
         registry_head->registry_prev = arena;
     registry_head = arena;
+    /* Relaxed: a thread learns of a new handle through whoever opened it,
+     * which ordered this increment before (see arena.h). */
+    shmi_atomic_fetch_add_relaxed(&shmi_arena_generation, 1);
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -89,6 +118,9 @@ void shmi_arena_unregister(shm_arena *arena)
     if (arena->registry_next)
         arena->registry_next->registry_prev = arena->registry_prev;
     arena->registry_next = arena->registry_prev = NULL;
+    /* Relaxed: as in shmi_arena_register; a thread still using a handle
+     * that another thread closes is a caller's error. */
+    shmi_atomic_fetch_add_relaxed(&shmi_arena_generation, 1);
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -101,6 +133,95 @@ __attribute__((destructor)) static void mark_exited_at_exit(void)
         if (!a->read_only)
             shmi_tcache_flush_own(&a->geo);
         shmi_process_table_mark_exited(&a->processes);
+        shmi_process_table_mark_exited(&a->late); /* its lock stays too */
     }
     pthread_mutex_unlock(&registry_lock);
+}
+
+/* The registered handle whose mapping holds [p, p + size); the caller
+ * holds registry_lock. */
+static shm_arena *find_locked(const void *p, size_t size)
+{
+    uintptr_t at = (uintptr_t)p;
+    for (shm_arena *a = registry_head; a; a = a->registry_next) {
+        uintptr_t base = (uintptr_t)a->geo.base;
+        if (at >= base && at - base <= a->map_size &&
+            size <= a->map_size - (at - base))
+            return a;
+    }
+    return NULL;
+}
+
+/* A late entry for a writable handle that has no entry: 0, or the errno
+ * of the reopen or of the attach. The caller holds registry_lock. */
+static int late_enter(shm_arena *a)
+{
+    int fd = shmi_os_reopen_read_write(a->fd);
+    if (fd < 0)
+        return errno;
+    shmi_process_table_bind(&a->late, a->processes.words,
+                            a->processes.file_offset, fd, false);
+    int err = shmi_process_table_attach(&a->late);
+    if (err != 0) {
+        shmi_os_close(fd);
+        a->late.fd = -1;
+        return err;
+    }
+    /* Relaxed: see shmi_arena_register. */
+    shmi_atomic_fetch_add_relaxed(&shmi_arena_generation, 1);
+    return 0;
+}
+
+int shmi_arena_lock_owner(const void *p, size_t size,
+                          struct shmi_arena_lock_owner *out)
+{
+    int saved = errno;
+    int err = 0;
+    pthread_mutex_lock(&registry_lock);
+    shm_arena *a = find_locked(p, size);
+    uint64_t key = 0;
+    if (a == NULL)
+        err = EINVAL;
+    else if (a->read_only)
+        err = EPERM;
+    else if ((key = shmi_process_table_owner(&a->processes)) == 0 &&
+             (key = shmi_process_table_owner(&a->late)) == 0)
+        err = late_enter(a) == 0 ? 0 : EPERM;
+    if (err == 0 && key == 0)
+        key = shmi_process_table_owner(&a->late);
+    if (err == 0)
+        *out = (struct shmi_arena_lock_owner){
+            .arena = a,
+            .base = (uintptr_t)a->geo.base,
+            .size = (uintptr_t)a->map_size,
+            .key = key,
+        };
+    pthread_mutex_unlock(&registry_lock);
+    errno = saved;
+    return err;
+}
+
+bool shmi_arena_while_mapped(void *p, size_t size, void (*fn)(void *, void *),
+                             void *arg)
+{
+    pthread_mutex_lock(&registry_lock);
+    bool mapped = find_locked(p, size) != NULL;
+    if (mapped)
+        fn(p, arg);
+    pthread_mutex_unlock(&registry_lock);
+    return mapped;
+}
+
+int shmi_arena_late_detach(shm_arena *arena, const char *remove_path)
+{
+    if (arena->late.fd < 0)
+        return 0;
+    int err = 0;
+    if (remove_path)
+        err = shmi_process_table_detach_last(&arena->late, remove_path);
+    else
+        shmi_process_table_leave(&arena->late); /* the close unlocks */
+    shmi_os_close(arena->late.fd);
+    arena->late.fd = -1;
+    return err;
 }

@@ -389,7 +389,8 @@ int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held)
     return 0;
 }
 
-int shmi_os_reopen_read_only(int fd)
+/* Opens /proc/self/fd/<fd> with `flags`. */
+static int reopen(int fd, int flags)
 {
     /* "/proc/self/fd/" and the digits, built by hand: snprintf is not
      * async-signal-safe. */
@@ -404,5 +405,15 @@ int shmi_os_reopen_read_only(int fd)
     while (n > 0)
         path[at++] = digits[--n];
     path[at] = '\0';
-    return open(path, O_RDONLY | O_CLOEXEC);
+    return open(path, flags | O_CLOEXEC);
+}
+
+int shmi_os_reopen_read_only(int fd)
+{
+    return reopen(fd, O_RDONLY);
+}
+
+int shmi_os_reopen_read_write(int fd)
+{
+    return reopen(fd, O_RDWR);
 }

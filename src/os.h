@@ -107,6 +107,10 @@ int shmi_os_lock_probe(int fd, uint64_t offset, bool exclusive, bool *held);
  * (for a fork handler). */
 int shmi_os_reopen_read_only(int fd);
 
+/* As shmi_os_reopen_read_only, read-write (the kernel checks the file's
+ * permissions again); errno is set when it returns -1. */
+int shmi_os_reopen_read_write(int fd);
+
 /* ---------------------------------------------------------------------
  * Synchronisation objects (sync_*.c): the monotonic clock and futexes.
  * ------------------------------------------------------------------- */

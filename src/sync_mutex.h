@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The robust process-shared mutex that shm_mutex wraps, shared with the
- * reader-writer lock (its writer gate and its reader places).
+ * What the synchronisation objects share: deadlines, the errno of a
+ * public call, and the robust process-shared pthread mutex of the
+ * reader-writer lock (sync_robust.c; shm_mutex has its own futex word,
+ * sync_mutex.c).
  */
 #ifndef SHM_SYNC_MUTEX_H
 #define SHM_SYNC_MUTEX_H
@@ -11,8 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Deadlines for shmi_robust_lock: absolute CLOCK_MONOTONIC nanoseconds, or
- * one of these. */
+/* Deadlines: absolute CLOCK_MONOTONIC nanoseconds, or one of these. */
 #define SHMI_DEADLINE_NOW 0u /* try once */
 #define SHMI_DEADLINE_NEVER UINT64_MAX
 
