@@ -173,7 +173,7 @@ static void statistics_and_check_see_cached_chunks(void **state)
         skip();
     assert_int_equal(shm_arena_flush_thread_cache(f->arena), 0);
     assert_int_equal(cached_bytes(f->arena), 0);
-    shm_offt x[SHMI_TCACHE_CLASSES];
+    shm_offt x[SHMI_TCACHE_CLASSES > 0 ? SHMI_TCACHE_CLASSES : 1];
     size_t expect = 0;
     for (unsigned c = 0; c < SHMI_TCACHE_CLASSES; c++) {
         x[c] = shm_arena_malloc(f->arena, MIN_CHUNK << c);
@@ -260,7 +260,9 @@ static void *churn_and_leave(void *arg)
     for (int round = 0; round < 20; round++) {
         for (int i = 0; i < 64; i++)
             x[i] = shm_arena_malloc(
-                a, MIN_CHUNK << (unsigned)(i % (int)SHMI_TCACHE_CLASSES));
+                a, MIN_CHUNK << (unsigned)(i % (SHMI_TCACHE_CLASSES > 0
+                                                    ? (int)SHMI_TCACHE_CLASSES
+                                                    : 1)));
         for (int i = 0; i < 64; i++)
             shm_arena_free(a, x[i]);
     }
