@@ -22,6 +22,7 @@ set(SHM_THREAD_CACHE_CHUNKS 32 CACHE STRING
     "thread caches: most chunks a thread keeps per size class (2..64)")
 set(SHM_THREAD_CACHE_BYTES 131072 CACHE STRING
     "thread caches: most bytes one thread keeps in all; only sizes up to BYTES / (2 * CHUNKS) are cached, which makes the bound hold (4096..2^30)")
+option(SHM_VALGRIND "valgrind memcheck client requests (needs valgrind's memcheck.h, Debian package valgrind): chunks in thread caches are reported when touched" OFF)
 set(SHM_DEBUG 0 CACHE STRING
     "assertion level: 0 none, 1 cheap (arguments the library passed itself), 2 internal invariants (every bitmap transition)")
 set(SHM_SANITIZE "" CACHE STRING
