@@ -82,7 +82,7 @@ fi
 # The heaps and workloads named, so that those bench/threads.sh measures
 # (mimalloc, jemalloc; xmalloc, larson) are not run twice.
 bench_cmd=("$bin" -a shm,glibc,mm,boost -n "$ops" -n "boost=$ops_boost"
-           -n "mm=$ops_mm" -r "$reps" -d "$heap_dir"
+           -n "mm=$ops_mm" -r "$reps" -d "$heap_dir" -f 30,60,80,90
            fill pair churn processes handoff meta)
 say "in-process figures: ${bench_cmd[*]}"
 "${bench_cmd[@]}" >"$out/results.tsv"
