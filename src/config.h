@@ -89,13 +89,13 @@
                            : 0)
 #define SHMI_TCACHE_MAX_POW2                                                   \
     SHMI_LOG2_FLOOR(SHM_THREAD_CACHE_BYTES / (2ULL * SHM_THREAD_CACHE_CHUNKS))
-#if !SHM_THREAD_CACHE || SHMI_TCACHE_MAX_POW2 < SHM_MIN_ALLOC_POW2
-#define SHMI_TCACHE_CLASSES 0
-#elif SHMI_TCACHE_MAX_POW2 >= SHM_MAX_ALLOC_POW2
-#define SHMI_TCACHE_CLASSES SHMI_CLASSES
-#else
-#define SHMI_TCACHE_CLASSES (SHMI_TCACHE_MAX_POW2 - SHM_MIN_ALLOC_POW2 + 1)
-#endif
+/* A constant expression, never used in #if (some preprocessors, as the
+ * analyzers', do not evaluate the 1ULL shifts of SHMI_LOG2_FLOOR there). */
+#define SHMI_TCACHE_CLASSES                                                    \
+    (!SHM_THREAD_CACHE || SHMI_TCACHE_MAX_POW2 < SHM_MIN_ALLOC_POW2 ? 0u       \
+     : SHMI_TCACHE_MAX_POW2 >= SHM_MAX_ALLOC_POW2                              \
+         ? (unsigned)SHMI_CLASSES                                              \
+         : (unsigned)(SHMI_TCACHE_MAX_POW2 - SHM_MIN_ALLOC_POW2 + 1))
 
 /* Assertions: level 1 cheap, 2 internal invariants. They check the
  * library's own state, never input from callers or the file (a damaged

@@ -75,15 +75,14 @@ uint64_t shmi_layout_round_capacity(uint64_t requested, uint64_t page_size)
  * SHMI_TCACHE_MAX_SLOTS (threads whose record has no cache use none). */
 static uint64_t tcache_slots_for(uint64_t capacity)
 {
-#if SHMI_TCACHE_CLASSES == 0
-    (void)capacity;
-    return 0;
-#else
-    uint64_t slots = capacity / 100 / SHMI_TCACHE_SLOT_SIZE;
+    if (SHMI_TCACHE_CLASSES == 0)
+        return 0;
+    /* The divisor is never 0: a slot has a size when there are caches. */
+    uint64_t slots =
+        capacity / 100 / (SHMI_TCACHE_SLOT_SIZE + (SHMI_TCACHE_SLOT_SIZE == 0));
     if (slots < SHMI_TCACHE_MIN_SLOTS)
         return SHMI_TCACHE_MIN_SLOTS;
     return slots > SHMI_TCACHE_MAX_SLOTS ? SHMI_TCACHE_MAX_SLOTS : slots;
-#endif
 }
 
 static void place_classes(struct shmi_layout *l, unsigned top_levels)

@@ -151,8 +151,8 @@
 #define MUTEX_NOT_RECOVERABLE 2u
 #define MUTEX_ABANDONED 4u
 
-#define LIVENESS_FIRST_NS (2u * 1000 * 1000)
-#define LIVENESS_MAX_NS (100u * 1000 * 1000)
+#define LIVENESS_FIRST_NS (UINT64_C(2) * 1000 * 1000)
+#define LIVENESS_MAX_NS (UINT64_C(100) * 1000 * 1000)
 
 #define CACHED_OWNERS 4
 #define HELD_INLINE 8
@@ -320,14 +320,15 @@ static struct thread_state *thread_ready(void)
     if (ts->held_count == ts->held_cap) {
         if (ts->held_cap > UINT32_MAX / 4)
             return NULL;
-        struct hold *bigger = malloc(2 * ts->held_cap * sizeof *bigger);
+        struct hold *bigger = malloc((size_t)2 * ts->held_cap * sizeof *bigger);
         if (bigger == NULL)
             return NULL;
-        memcpy(bigger, ts->held, ts->held_count * sizeof *bigger);
-        if (ts->held != ts->held_inline)
-            free(ts->held);
+        struct hold *old = ts->held;
+        memcpy(bigger, old, ts->held_count * sizeof *bigger);
         ts->held = bigger;
         ts->held_cap *= 2;
+        if (old != ts->held_inline)
+            free(old);
     }
     return ts;
 }
@@ -427,6 +428,9 @@ static int acquired_unusual(struct thread_state *ts, struct mutex_impl *mi,
         return ENOTRECOVERABLE;
     }
     bool told = holder_died || s != 0;
+    /* The analyzer takes the array thread_ready freed for this one; it
+     * freed the old one after storing the new. */
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
     ts->held[ts->held_count++] =
         (struct hold){mi, word | (told ? HOLD_TOLD : 0)};
     if (!told)
@@ -442,6 +446,7 @@ static inline int acquired(struct thread_state *ts, struct mutex_impl *mi,
 {
     /* relaxed: as in acquired_unusual */
     if (!holder_died && shmi_atomic_load_relaxed(&mi->state) == 0) {
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): as above */
         ts->held[ts->held_count++] = (struct hold){mi, word};
         return 0;
     }
@@ -605,8 +610,9 @@ SHM_API int shm_mutex_unlock(shm_mutex *m)
     if (mi == NULL)
         return shmi_sync_result(EINVAL);
     struct thread_state *ts = me;
-    uint32_t i = ts != NULL && ts->held_count > 0 &&
-                         ts->held[ts->held_count - 1].mi == mi
+    if (ts == NULL)
+        return shmi_sync_result(EPERM); /* holds nothing */
+    uint32_t i = ts->held_count > 0 && ts->held[ts->held_count - 1].mi == mi
                      ? ts->held_count - 1
                      : hold_of(ts, mi);
     if (i == NOT_HELD)

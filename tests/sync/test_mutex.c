@@ -397,7 +397,9 @@ static void test_two_waiters_one_told(void **state)
 
 struct contended {
     struct shared sh;
-    uint64_t dirty;  /* 1 inside the critical section */
+    /* 1 inside the critical section; volatile: every store must reach the
+     * memory, where a survivor of a killed holder reads it */
+    volatile uint64_t dirty;
     atomic_int told; /* EOWNERDEAD results seen */
     atomic_int bad;  /* anything else unexpected */
 };
