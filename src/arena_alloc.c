@@ -29,6 +29,17 @@ static inline unsigned class_of(size_t size)
     return log2 - SHM_MIN_ALLOC_POW2;
 }
 
+/* A chunk for `size` bytes from the tree: trimmed to the request
+ * (SHM_TRIM) in the classes no thread cache holds, whose bins keep whole
+ * nodes; a whole node of the class otherwise. */
+static inline uint64_t tree_alloc(struct shmi_geometry *g, size_t size)
+{
+    unsigned c = class_of(size);
+    if (SHM_TRIM && c >= SHMI_TCACHE_CLASSES)
+        return shmi_tree_alloc_trimmed(g, c, shmi_tree_trimmed_length(c, size));
+    return shmi_tree_alloc(g, c);
+}
+
 /* Arena usable for writing, or errno set. */
 static inline bool writable(const shm_arena *arena)
 {
@@ -94,7 +105,7 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
 {
     if (SHMI_TCACHE_CLASSES > 0) {
         shmi_tcache_flush_own(&arena->geo);
-        uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
+        uint64_t x = tree_alloc(&arena->geo, size);
         if (x != SHMI_NO_CHUNK)
             return x;
     }
@@ -102,7 +113,7 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
     shmi_arena_recover_all(arena, &report);
     if (report.entries == 0 && report.records == 0)
         return SHMI_NO_CHUNK;
-    return shmi_tree_alloc(&arena->geo, class_of(size));
+    return tree_alloc(&arena->geo, size);
 }
 
 /* A malloc that its thread cache did not serve: checks and reports, the
@@ -117,7 +128,7 @@ alloc_slow(shm_arena *arena, size_t size, const char *call)
     if (c < SHMI_TCACHE_CLASSES)
         x = shmi_tcache_pop_slow(&arena->geo, c);
     if (x == SHMI_NO_CHUNK)
-        x = shmi_tree_alloc(&arena->geo, c);
+        x = tree_alloc(&arena->geo, size);
     if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
         (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
         errno = ENOMEM;
@@ -252,9 +263,9 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
         errno = EINVAL;
         return SHM_NULL;
     }
-    /* Done in place, or a shrink that must cross a tier: the chunk it has
-     * is large enough, so it stays. */
-    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+    /* Done in place, or a shrink that must cross a tier or of a trimmed
+     * chunk: the chunk it has is large enough, so it stays. */
+    if (err == 0 || size <= old_size)
         return off;
     shm_offt moved = shmi_arena_malloc_as(arena, size, "shm_realloc");
     if (moved == SHM_NULL)

@@ -7,6 +7,9 @@
  *   tcache_offset   thread caches (thread_cache.c), tcache_slots of them
  *   index_offset    hint indexes (hint_index.c), 64-bit words
  *   words_offset    bitmap words, tier 0 first, then tier 1, ...
+ *   cont_offset     continuation bitmap (SHM_TRIM): one bit per 2^MIN
+ *                   bytes of data, set at the start of every piece of a
+ *                   trimmed allocation but its first (tree.c)
  *   data_offset     capacity bytes of chunks, aligned to 2^MAX
  *
  * Trees. The data region is cut into blocks of 2^MAX bytes, each the root
@@ -77,7 +80,10 @@ static uint64_t tcache_slots_for(uint64_t capacity)
 {
     if (SHMI_TCACHE_CLASSES == 0)
         return 0;
-    uint64_t slots = capacity / 100 / SHMI_TCACHE_SLOT_SIZE;
+    /* (the divisor is never 0 here; the test keeps a build without
+     * caches free of a division-by-zero warning) */
+    uint64_t slots =
+        capacity / 100 / (SHMI_TCACHE_SLOT_SIZE ? SHMI_TCACHE_SLOT_SIZE : 1);
     if (slots < SHMI_TCACHE_MIN_SLOTS)
         return SHMI_TCACHE_MIN_SLOTS;
     return slots > SHMI_TCACHE_MAX_SLOTS ? SHMI_TCACHE_MAX_SLOTS : slots;
@@ -150,7 +156,9 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
     l.index_offset = align_up(
         l.tcache_offset + l.tcache_slots * SHMI_TCACHE_SLOT_SIZE, page_size);
     l.words_offset = align_up(l.index_offset + 8 * l.index_words, 64);
-    l.metadata_end = l.words_offset + 8 * l.total_words;
+    l.cont_offset = l.words_offset + 8 * l.total_words;
+    l.cont_words = SHM_TRIM ? ((capacity >> SHM_MIN_ALLOC_POW2) + 63) / 64 : 0;
+    l.metadata_end = l.cont_offset + 8 * l.cont_words;
     l.data_offset =
         align_up(l.metadata_end, shmi_layout_data_alignment(page_size));
     l.file_size = l.data_offset + capacity;
@@ -174,6 +182,7 @@ uint64_t shmi_layout_fingerprint(uint64_t page_size)
         SHMI_TCACHE_CLASSES,
         SHM_THREAD_CACHE_CHUNKS,
         SHMI_TCACHE_SLOT_SIZE,
+        SHM_TRIM,
     };
     /* FNV-1a over the facts and the byte order as stored in memory. */
     uint64_t hash = UINT64_C(14695981039346656037);

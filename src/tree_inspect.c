@@ -179,7 +179,16 @@ static void chunks_of_word(struct shmi_geometry *g, unsigned tier,
                 shmi_atomic_load_relaxed(word_at(g, tier + 1, child)) != 0)
                 continue;
         }
-        cw->visit(start, UINT64_C(1) << size_log2, cw->ctx);
+        uint64_t size = UINT64_C(1) << size_log2;
+        if (SHM_TRIM) {
+            /* A trimmed allocation is visited once, at its first piece,
+             * with its length; its tail pieces are not allocations. */
+            struct shmi_tree_chunk chunk = {tier, node, index, w, 0, 0, 0};
+            if (shmi_tree_pieces(g, start, &chunk) != SHMI_PIECES_OK)
+                continue;
+            size = chunk.length;
+        }
+        cw->visit(start, size, cw->ctx);
     }
 }
 

@@ -49,20 +49,21 @@ static void assert_fresh_chunk(const struct target *t, shm_offt off, size_t n)
     if (usable != expected_usable(n))
         fail_msg("[%s] %zu bytes: usable size %zu, expected %zu", t->name, n,
                  usable, expected_usable(n));
-    if (off % usable != 0)
+    size_t align = model_node_size(n);
+    if (off % align != 0)
         fail_msg("[%s] %zu bytes at offset %" PRIu_shm_offt
                  " not aligned to %zu",
-                 t->name, n, off, usable);
-    if ((uintptr_t)t_addr(t, off) % usable != 0)
+                 t->name, n, off, align);
+    if ((uintptr_t)t_addr(t, off) % align != 0)
         fail_msg("[%s] %zu bytes at address %p not aligned to %zu", t->name, n,
-                 t_addr(t, off), usable);
+                 t_addr(t, off), align);
     /* The superblock page is never handed out, nor anything past the end. */
     assert_true(off >= (shm_offt)sysconf(_SC_PAGESIZE));
     assert_true(off + usable <= t_mapping_size(t));
     memset(t_addr(t, off), 0xa5, usable);
 }
 
-static void test_sizes_round_up_to_a_power_of_two(void **state)
+static void test_sizes_round_up_to_their_class(void **state)
 {
     const struct target *t = *state;
     size_t start = t_available(t);
@@ -591,7 +592,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         BOTH(test_getters),
-        BOTH(test_sizes_round_up_to_a_power_of_two),
+        BOTH(test_sizes_round_up_to_their_class),
         BOTH(test_size_zero_gives_distinct_chunks),
         BOTH(test_too_large_is_enomem_and_changes_nothing),
         BOTH(test_calloc_overflow_is_enomem_in_both_orders),
