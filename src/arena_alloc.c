@@ -30,14 +30,11 @@ static inline unsigned class_of(size_t size)
 }
 
 /* A chunk for `size` bytes from the tree: trimmed to the request
- * (SHM_TRIM) in the classes no thread cache holds, whose bins keep whole
- * nodes; a whole node of the class otherwise. */
+ * (SHM_TRIM), a whole node of the class otherwise. */
 static inline uint64_t tree_alloc(struct shmi_geometry *g, size_t size)
 {
     unsigned c = class_of(size);
-    if (SHM_TRIM && c >= SHMI_TCACHE_CLASSES)
-        return shmi_tree_alloc_trimmed(g, c, shmi_tree_trimmed_length(c, size));
-    return shmi_tree_alloc(g, c);
+    return shmi_tree_alloc_trimmed(g, c, shmi_tree_trimmed_length(c, size));
 }
 
 /* Arena usable for writing, or errno set. */
@@ -126,7 +123,7 @@ alloc_slow(shm_arena *arena, size_t size, const char *call)
     unsigned c = class_of(size);
     uint64_t x = SHMI_NO_CHUNK;
     if (c < SHMI_TCACHE_CLASSES)
-        x = shmi_tcache_pop_slow(&arena->geo, c);
+        x = shmi_tcache_pop_slow(&arena->geo, c, shmi_tcache_code(c, size));
     if (x == SHMI_NO_CHUNK)
         x = tree_alloc(&arena->geo, size);
     if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
@@ -146,7 +143,8 @@ alloc_named(shm_arena *arena, size_t size, const char *call)
         !arena->read_only &&
         size <= ((size_t)1 << (SHM_MIN_ALLOC_POW2 + SHMI_TCACHE_CLASSES - 1))) {
         unsigned c = class_of(size);
-        uint64_t x = shmi_tcache_try_pop(&arena->geo, c);
+        uint64_t x =
+            shmi_tcache_try_pop(&arena->geo, c, shmi_tcache_code(c, size));
         if (__builtin_expect(x != SHMI_NO_CHUNK, 1))
             return arena->geo.data_offset + x;
     }
@@ -198,8 +196,9 @@ static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
             not_live("shm_free", off);
             return;
         }
-        if (shmi_tcache_try_push(&arena->geo, c, x) ||
-            shmi_tcache_push_slow(&arena->geo, c, x))
+        uint64_t code = shmi_tcache_code(c, chunk.length);
+        if (shmi_tcache_try_push(&arena->geo, c, x, code) ||
+            shmi_tcache_push_slow(&arena->geo, c, x, code))
             return;
     }
     if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
@@ -232,7 +231,7 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     if (c >= SHMI_TCACHE_CLASSES ||
         shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
             SHMI_TCACHE_TAG_MAGIC ||
-        !shmi_tcache_try_push(g, c, x))
+        !shmi_tcache_try_push(g, c, x, shmi_tcache_code(c, chunk.length)))
         free_slow(arena, off);
 }
 

@@ -671,10 +671,13 @@ drop_extras(struct shmi_geometry *g, unsigned tier, uint64_t index,
 
 /* A claim of several nodes of one row and word (shmi_tree_alloc_batch):
  * the first is the claim's own; the others, up to want - 1, are listed in
- * the caller's list[base..] before the claiming CAS, and *count is set to
- * base + their number right after it, so that a process killed between
- * the two leaves them listed where a survivor finds them. */
+ * the caller's list[base..] (their offsets | code) before the claiming
+ * CAS, and *count is set to base + their number right after it and their
+ * continuation bits, so that a process killed in between leaves them
+ * allocated, unlisted: a leak of one refill, never a chunk listed that a
+ * survivor would free in part. */
 struct batch {
+    uint64_t code;
     unsigned want;
     unsigned extras;
     unsigned extra[SHMI_WORD_SLOTS];
@@ -716,7 +719,7 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                 /* relaxed: past *count, read by nobody until the count
                  * store below releases them. */
                 shmi_atomic_store_relaxed(b->list + b->base + i,
-                                          offset_of(g, &e));
+                                          offset_of(g, &e) | b->code);
             }
         }
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
@@ -726,9 +729,6 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * follow release sequences through acquire-only RMWs. */
         if (!shmi_atomic_cas_acq_rel(word, &value, value | mask))
             continue;
-        if (more > 0)
-            /* release: the list entries above come first. */
-            shmi_atomic_store_release(b->count, b->base + more);
         check_transition(g, tier, value, value | mask);
         out->tier = tier;
         out->word = index;
@@ -758,7 +758,6 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                        shmi_word_subtree(b->extra[i]);
             if (more > 0 &&
                 ((value & bad) || index + 1 == t->count || !consistent)) {
-                shmi_atomic_store_release(b->count, b->base);
                 drop_extras(g, tier, index, value | first_mask,
                             mask & ~first_mask, b->extra, more, slots);
                 more = 0;
@@ -781,6 +780,11 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                     cont_update(g, tier, offset_of(g, out), tails, true);
                 }
             }
+            if (b && more > 0)
+                /* release: the list entries above, and the continuation
+                 * bits, come first: a survivor frees a listed chunk whole
+                 * (thread_cache.c, C). */
+                shmi_atomic_store_release(b->count, b->base + more);
             return true;
         }
         value = keep_inconsistent(g, out, value, first_mask, above, past);
@@ -979,13 +983,15 @@ uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
 }
 
 uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
-                               unsigned more, shmi_atomic_word *list,
-                               shmi_atomic_word *count, uint64_t base)
+                               uint64_t length, unsigned more,
+                               shmi_atomic_word *list, shmi_atomic_word *count,
+                               uint64_t base, uint64_t code)
 {
     SHMI_ASSERT(class_index < SHMI_CLASSES && more < SHMI_WORD_SLOTS);
     unsigned tier = g->layout.class_tier[class_index];
     unsigned row = g->layout.class_row[class_index];
-    struct batch batch = {.want = more + 1,
+    struct batch batch = {.code = code,
+                          .want = more + 1,
                           .extras = 0,
                           .list = list,
                           .count = count,
@@ -994,7 +1000,8 @@ uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
     struct batch *b = tier + 1 == g->tiers && more > 0 ? &batch : NULL;
     struct claim c;
     uint64_t cursor = cursors_for(g)->word[tier][row];
-    unsigned slots = SHMI_WORD_SLOTS;
+    unsigned slots =
+        SHM_TRIM ? slots_for(g, class_index, length) : SHMI_WORD_SLOTS;
     if (try_claim_in_word(g, tier, cursor, row, slots, &c, b) ||
         claim_in_tier(g, tier, row, slots, &c, b) ||
         (retire_empty_below(g, tier) &&

@@ -69,15 +69,17 @@ static inline uint64_t shmi_tree_trimmed_length(unsigned class_index,
 uint64_t shmi_tree_alloc_trimmed(struct shmi_geometry *g, unsigned class_index,
                                  uint64_t length);
 
-/* A chunk of class class_index, as shmi_tree_alloc, and up to `more`
- * (< 32) others of the class from the same word and CAS when it lies in
- * the last tier: their offsets are stored in list[base..] before the
- * claiming CAS and *count is set to base + their number (release) right
- * after it, so that a process killed in between leaves them listed
- * (thread_cache.c). *count is not written when there are none. */
+/* A chunk of class class_index trimmed to `length`, as
+ * shmi_tree_alloc_trimmed, and up to `more` (< 32) others alike from the
+ * same word and CAS when it lies in the last tier: their offsets | code
+ * are stored in list[base..] before the claiming CAS and *count is set to
+ * base + their number (release) after it and their continuation bits, so
+ * that a process killed in between leaves them unlisted (thread_cache.c).
+ * *count is not written when there are none. */
 uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
-                               unsigned more, shmi_atomic_word *list,
-                               shmi_atomic_word *count, uint64_t base);
+                               uint64_t length, unsigned more,
+                               shmi_atomic_word *list, shmi_atomic_word *count,
+                               uint64_t base, uint64_t code);
 
 /* Frees the chunk starting at data offset x (< capacity, a multiple of
  * 2^MIN); 0, or EINVAL when no live allocation starts there. */

@@ -40,14 +40,12 @@ static inline size_t model_cached_limit(void)
 #endif
 }
 
-static inline size_t expected_usable(size_t n)
+/* The class's granule: the bottom-row node of its bitmap word. */
+static inline size_t model_granule(size_t n)
 {
     size_t node = model_node_size(n);
-#if SHM_TEST_TRIM
     size_t min = get_shm_min_allocatable_size();
     size_t max = get_shm_max_allocatable_size();
-    if (node <= model_cached_limit())
-        return node;
     unsigned levels = 1, c = 0;
     for (size_t p = min; p < max; p <<= 1)
         levels++;
@@ -55,12 +53,33 @@ static inline size_t expected_usable(size_t n)
         c++;
     unsigned above = levels <= 6 ? 0 : (levels - 6 + 4) / 5;
     unsigned depth = c / 5 < above ? c / 5 : above;
-    size_t granule = min << (5 * depth);
+    return min << (5 * depth);
+}
+
+/* The least that shm_usable_size says: a thread cache may hand out a
+ * longer chunk of the class that it holds (see usable_fits). */
+static inline size_t expected_usable(size_t n)
+{
+    size_t node = model_node_size(n);
+#if SHM_TEST_TRIM
+    size_t granule = model_granule(n);
     size_t length = n == 0 ? granule : (n + granule - 1) / granule * granule;
     return length < node ? length : node;
 #else
     return node;
 #endif
+}
+
+/* Whether `usable` is what a fresh allocation of n bytes may say: exactly
+ * expected_usable(n), or with thread caches in a cached class a longer
+ * length of the class, a multiple of the class's granule. */
+static inline int usable_fits(size_t n, size_t usable)
+{
+    size_t least = expected_usable(n), node = model_node_size(n);
+    if (usable == least)
+        return 1;
+    return node <= model_cached_limit() && usable > least && usable <= node &&
+           usable % model_granule(n) == 0;
 }
 
 #endif /* SHM_TEST_USABLE_MODEL_H */

@@ -292,8 +292,7 @@ static shm_offt allocate(struct worker *w, struct held *out)
     }
     w->allocated++;
     size_t size = shm_usable_size(off);
-    if (size != expected_usable(request) ||
-        off % model_node_size(request) != 0) {
+    if (!usable_fits(request, size) || off % model_node_size(request) != 0) {
         fail_worker(w,
                     "%zu bytes at %" PRIu_shm_offt
                     ": usable %zu, expected %zu, aligned to its class",

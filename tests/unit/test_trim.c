@@ -45,14 +45,14 @@ static unsigned class_of(size_t n)
 }
 
 /* The length the design gives n bytes, computed from the arena's layout
- * rather than from the library's helpers: the node, or with trimming in
- * an uncached class n rounded up to the bottom-row node size of the
- * class's tier. */
+ * rather than from the library's helpers: the node, or with trimming n
+ * rounded up to the bottom-row node size of the class's tier (a thread
+ * cache may give a longer chunk of the class when it holds one). */
 static size_t length_of(shm_arena *a, size_t n)
 {
     unsigned c = class_of(n);
     size_t node = MIN_CHUNK << c;
-    if (!SHM_TRIM || c < SHMI_TCACHE_CLASSES)
+    if (!SHM_TRIM)
         return node;
     unsigned t = a->geo.layout.class_tier[c];
     size_t granule = (size_t)1 << (a->geo.layout.span_log2[t] - 5);
