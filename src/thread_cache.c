@@ -537,8 +537,10 @@ uint64_t shmi_tcache_check(struct shmi_geometry *g)
             for (uint64_t k = 0; k < n; k++) {
                 uint64_t e = shmi_atomic_load_relaxed(&s->bin[c].entry[k]);
                 uint64_t x = e & ~(chunk_size(c) - 1);
-                if (x >= g->capacity ||
-                    shmi_tree_usable(g, x) !=
+                uint64_t usable = x < g->capacity ? shmi_tree_usable(g, x) : 0;
+                if (usable == 0 ||
+                    (e & (chunk_size(c) - 1)) != shmi_tcache_code(c, usable) ||
+                    usable !=
                         shmi_tcache_code_length(c, e & (chunk_size(c) - 1))) {
                     bad++;
                     continue;
