@@ -28,7 +28,7 @@
  * count's release-ordered; on x86 every one is a plain mov):
  *   pop      (a request of length L') n = count; x | code = entry[n-1];
  *            code's L >= L'; check x; count = n-1; return x (usable: L)
- *   scan     (top too short) the shortest entry i with L >= L':
+ *   scan     (top too short) the entry i nearest the top with L >= L':
  *            count = n-1; entry[i] = entry[n-1]; its tag; return entry i's
  *   push     tag(x) = ...; entry[n] = x | code; count = n+1
  *   refill   (no entry long enough) the tree claims up to CHUNKS/2 + 1
@@ -328,26 +328,29 @@ static bool entry_at(struct shmi_geometry *g,
                    (*code << SHMI_TCACHE_TAG_CODE_SHIFT);
 }
 
-/* Takes the shortest entry below the top of at least code `want` out of
- * the bin (n entries): the top entry moves into its place. The count
- * goes first, then the entry: a kill in between leaves the top chunk
- * unlisted (leaked, never listed twice, invariant C). */
+/* Takes the entry nearest the top (the most recently freed) of at least
+ * code `want` out of the bin (n entries): the top entry moves into its
+ * place. Only the codes are compared while scanning; the entry taken and
+ * the top are then confirmed by their tags. The count goes first, then
+ * the entry: a kill in between leaves the top chunk unlisted (leaked,
+ * never listed twice, invariant C). */
 static uint64_t take_fitting(struct shmi_geometry *g,
                              const struct shmi_tcache_thread *self,
                              struct shmi_tcache_bin *bin, unsigned c,
                              uint64_t n, uint64_t want)
 {
-    uint64_t best = n, best_code = UINT64_MAX, x, code;
-    for (uint64_t i = 0; i + 1 < n; i++)
-        if (entry_at(g, self, bin, c, i, &x, &code) && code >= want &&
-            code < best_code) {
+    uint64_t best = n, x, code;
+    for (uint64_t i = n - 1; i-- > 0;)
+        /* relaxed: only this thread writes its bins. */
+        if ((shmi_atomic_load_relaxed(&bin->entry[i]) & (chunk_size(c) - 1)) >=
+            want) {
             best = i;
-            best_code = code;
+            break;
         }
     uint64_t top_x, top_code;
-    if (best == n || !entry_at(g, self, bin, c, n - 1, &top_x, &top_code))
+    if (best == n || !entry_at(g, self, bin, c, best, &x, &code) ||
+        !entry_at(g, self, bin, c, n - 1, &top_x, &top_code))
         return SHMI_NO_CHUNK;
-    entry_at(g, self, bin, c, best, &x, &code);
     /* release: as try_pop's; then the top entry takes the place. */
     shmi_atomic_store_release(&bin->count, n - 1);
     shmi_atomic_store_release(&bin->entry[best], top_x | top_code);
