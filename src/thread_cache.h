@@ -39,7 +39,10 @@ static inline uint64_t shmi_tcache_code(unsigned class_index, uint64_t length)
 {
     if (!SHM_TRIM)
         return 0;
-    return (length - (length != 0)) >> shmi_tree_granule_log2(class_index);
+    unsigned granule_log2 = class_index < 5
+                                ? SHM_MIN_ALLOC_POW2
+                                : shmi_tree_granule_log2(class_index);
+    return (length - (length != 0)) >> granule_log2;
 }
 
 /* The length an entry's code stands for. */

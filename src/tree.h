@@ -233,6 +233,23 @@ shmi_tree_find_fast(struct shmi_geometry *g, uint64_t x,
     chunk->node = node;
     chunk->word = index;
     chunk->value = w;
+    if (!SHM_TRIM)
+        return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK;
+    /* The last tier's granule is 2^MIN and a node's parent spans at most
+     * 16 units, aligned: x's bit and the bit after the first piece lie in
+     * one continuation word. The common case, no tail, costs one load. */
+    unsigned row = shmi_word_row_of(node);
+    unsigned units = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    uint64_t bits =
+        shmi_tree_cont_word(g, x) >> ((x >> SHM_MIN_ALLOC_POW2) & 63);
+    if (__builtin_expect((bits & 1) != 0, 0))
+        return false; /* the start of a tail piece */
+    if (row == tier->first_row || !(bits >> units & 1)) {
+        chunk->mask = mask;
+        chunk->tails = 0;
+        chunk->length = (uint64_t)1 << size_log2;
+        return true;
+    }
     return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK;
 }
 

@@ -285,6 +285,48 @@ static void realloc_of_a_trimmed_chunk(void **state)
     assert_int_equal(shm_arena_check(a), 0);
 }
 
+/* shm_check sees a continuation bit that no allocation accounts for: on
+ * a free unit, or on the start of a live chunk (which then reads as no
+ * allocation, and its free is refused, changing nothing). */
+static void check_sees_stray_continuation_bits(void **state)
+{
+    struct fixture *f = *state;
+    shm_arena *a = f->arena;
+    struct shmi_geometry *g = &a->geo;
+    if (!SHM_TRIM) {
+        skip();
+        return;
+    }
+    shm_offt off = shm_arena_malloc(a, MAX_CHUNK / 2 + 1);
+    assert_int_not_equal(off, SHM_NULL);
+    assert_int_equal(shm_arena_check(a), 0);
+    uint64_t x = off - g->data_offset;
+    uint64_t u = x >> SHM_MIN_ALLOC_POW2;
+    /* A bit on the chunk's own start. */
+    shmi_atomic_word *w = g->cont + u / 64;
+    uint64_t bit = UINT64_C(1) << (u % 64);
+    shmi_atomic_store_relaxed(w, shmi_atomic_load_relaxed(w) | bit);
+    assert_true(shm_arena_check(a) >= 1);
+    size_t before = shm_arena_available(a);
+    shm_set_error_handler(count_report, NULL);
+    errno = 0;
+    shm_arena_free(a, off);
+    assert_int_equal(errno, EINVAL);
+    shm_set_error_handler(NULL, NULL);
+    assert_int_equal(shm_arena_available(a), before);
+    shmi_atomic_store_relaxed(w, shmi_atomic_load_relaxed(w) & ~bit);
+    assert_int_equal(shm_arena_check(a), 0);
+    /* A bit on a free unit, past the end of the data's first half. */
+    uint64_t v = (g->capacity / 2) >> SHM_MIN_ALLOC_POW2;
+    shmi_atomic_word *fw = g->cont + v / 64;
+    uint64_t fbit = UINT64_C(1) << (v % 64);
+    shmi_atomic_store_relaxed(fw, shmi_atomic_load_relaxed(fw) | fbit);
+    assert_int_equal(shm_arena_check(a), 1);
+    shmi_atomic_store_relaxed(fw, shmi_atomic_load_relaxed(fw) & ~fbit);
+    shm_arena_free(a, off);
+    assert_int_equal(shm_arena_check(a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +340,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(realloc_of_a_trimmed_chunk, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(check_sees_stray_continuation_bits,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
