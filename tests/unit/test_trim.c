@@ -73,6 +73,15 @@ static void assert_pattern(const uint8_t *p, size_t n, uint8_t seed)
             fail_msg("byte %zu of %zu overwritten", i, n);
 }
 
+/* A step that gives 64 sizes per power of two from n on. */
+static size_t model_step(size_t n)
+{
+    size_t p = 1;
+    while (p * 2 <= n)
+        p *= 2;
+    return p / 64 > 0 ? p / 64 : 1;
+}
+
 static unsigned reports;
 static void count_report(const char *message, void *ctx)
 {
@@ -93,7 +102,12 @@ static void every_size_takes_its_length(void **state)
     size_t step = MIN_CHUNK / 2 > 0 ? MIN_CHUNK / 2 : 1;
     size_t start = shm_arena_available(a);
     unsigned trimmed = 0;
-    for (size_t n = 1; n <= MAX_CHUNK; n += (n < 4 * MIN_CHUNK ? 1 : step)) {
+    /* Every size up to 64 chunks of 2^MIN, then 64 sizes per power of
+     * two (the wide ranges would take minutes otherwise). */
+    for (size_t n = 1; n <= MAX_CHUNK; n += n < 4 * MIN_CHUNK ? 1
+                                            : n < 64 * MIN_CHUNK
+                                                ? step
+                                                : model_step(n)) {
         shm_offt off = shm_arena_malloc(a, n);
         assert_int_not_equal(off, SHM_NULL);
         size_t length = length_of(a, n);
@@ -105,8 +119,23 @@ static void every_size_takes_its_length(void **state)
         trimmed += length != node;
         uint8_t *p = (uint8_t *)shm_arena_base(a) + off;
         fill_pattern(p, length, (uint8_t)n);
-        /* Nothing inside the chunk but its start is an allocation. */
-        for (size_t in = MIN_CHUNK; in < length; in += MIN_CHUNK) {
+        /* Nothing inside the chunk but its start is an allocation: every
+         * unit of a short one, the tail pieces' starts and a few units of
+         * a long one. */
+        size_t probes[72], nprobes = 0;
+        for (size_t in = MIN_CHUNK; in < length && nprobes < 64;
+             in += MIN_CHUNK)
+            probes[nprobes++] = in;
+        for (size_t at = 0, b = 64; b-- > 0;)
+            if (length >> b & 1) {
+                if (at != 0 && at >= 64 * MIN_CHUNK)
+                    probes[nprobes++] = at;
+                at += (size_t)1 << b;
+            }
+        if (length > 64 * MIN_CHUNK)
+            probes[nprobes++] = length - MIN_CHUNK;
+        for (size_t k = 0; k < nprobes; k++) {
+            size_t in = probes[k];
             reports = 0;
             errno = 0;
             shm_arena_free(a, off + in);
@@ -260,6 +289,10 @@ static double fill_density(shm_arena *a, uint64_t seed, double hi)
 static void fill_reaches_its_density(void **state)
 {
     struct fixture *f = *state;
+    if (MAX_CHUNK < 1024) {
+        skip(); /* the sizes do not fit the range */
+        return;
+    }
     shm_set_error_handler(count_report, NULL);
     double d = fill_density(f->arena, 12345, 1000);
     assert_int_equal(shm_arena_flush_thread_cache(f->arena), 0);
