@@ -604,14 +604,17 @@ keep_inconsistent(struct shmi_geometry *g, const struct claim *c,
     uint64_t give_back = mask & ~delegated;
     refuse_damage(g, c->tier, c->word,
                   "a free node whose child word is in use");
-    if (give_back == 0)
+    /* A trimmed claim took only its pieces: the delegated nodes of the
+     * rest of the node are set too (else the node still looks free and
+     * the search comes back to it). */
+    if (give_back == 0 && (delegated & ~now) == 0)
         return now;
     shmi_atomic_word *word = word_at(g, c->tier, c->word);
     /* seq_cst: a free of what this claim took (see shmi_tree_free). */
-    while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
+    while (!shmi_atomic_cas_seq_cst(word, &now, (now | delegated) & ~give_back))
         ;
-    publish_free(g, c->tier, c->word, now, now & ~give_back);
-    return now & ~give_back;
+    publish_free(g, c->tier, c->word, now, (now | delegated) & ~give_back);
+    return (now | delegated) & ~give_back;
 }
 
 /* A batch (shmi_tree_alloc_batch): up to want - 1 more free nodes on
