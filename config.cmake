@@ -18,6 +18,7 @@ set(SHM_PATH_ENV_NAME "SHM_FILE" CACHE STRING
 set(SHM_SIZE_ENV_NAME "SHM_SIZE" CACHE STRING
     "environment variable giving the capacity of a new file (bytes, or with a K/M/G suffix)")
 option(SHM_THREAD_CACHE "per-thread caches of free chunks, kept in the file (src/thread_cache.c); OFF: every malloc and free goes to the bitmaps" ON)
+option(SHM_TRIM "chunks trimmed to the request: n bytes take n rounded up to 2^MIN (to the bottom-row node of their bitmap word), the rest of the 2^k block stays free; a continuation bitmap (one bit per 2^MIN bytes) in the file marks the pieces (src/tree.c); OFF: every request takes a whole power of two" OFF)
 set(SHM_THREAD_CACHE_CHUNKS 32 CACHE STRING
     "thread caches: most chunks a thread keeps per size class (2..64)")
 set(SHM_THREAD_CACHE_BYTES 131072 CACHE STRING

@@ -87,7 +87,7 @@ static void adopt(shm_offt off, uint64_t size, int skip)
     FUZZ_REQUIRE(off >= geo->data_offset && x < geo->capacity &&
                      size <= geo->capacity - x,
                  "chunk %#llx outside the data", (unsigned long long)off);
-    FUZZ_REQUIRE(x % size == 0, "chunk %#llx misaligned",
+    FUZZ_REQUIRE(x % damage_node_size(size) == 0, "chunk %#llx misaligned",
                  (unsigned long long)off);
     for (int i = 0; i < nlive; i++)
         FUZZ_REQUIRE(
@@ -196,11 +196,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
         switch ((unsigned)take(&in, 1) % 7) {
         case 0: {
             uint64_t n = class_bytes((unsigned)take(&in, 1));
+            /* A size below the power of two, which trimming (SHM_TRIM)
+             * gives a length of pieces. */
+            if (n > (UINT64_C(1) << SHM_MIN_ALLOC_POW2))
+                n -= take(&in, 2) % (n / 2);
             if (nlive == MAX_LIVE)
                 drop(0);
             shm_offt off = shm_arena_malloc(arena, (size_t)n);
+            /* The model holds what the library promised (the trimmed
+             * length), not what the damaged words may say. */
             if (off != SHM_NULL)
-                adopt(off, n, -1);
+                adopt(off, shmi_arena_chunk_size((size_t)n), -1);
             else
                 FUZZ_REQUIRE(errno == ENOMEM, "malloc: errno %d", errno);
             break;
@@ -241,7 +247,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
                         "realloc lost byte %llu", (unsigned long long)k);
                 /* Moved: the old chunk was freed (or its free refused:
                  * then it is leaked, and no longer ours either). */
-                adopt(off, n, i);
+                adopt(off, shmi_arena_chunk_size((size_t)n), i);
             }
             break;
         case 4: {

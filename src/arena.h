@@ -29,6 +29,7 @@
 #include "geometry.h"
 #include "pending.h"
 #include "process_table.h"
+#include "tree.h"
 
 /* The fields malloc and free read (read_only, then geo from base through
  * the tiers) share the handle's first two cache lines: the handle is
@@ -72,14 +73,18 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);
 
-/* Bytes of the chunk a request of `size` bytes (<= 2^MAX) gets: the
- * smallest power of two >= max(size, 2^MIN), what shmi_arena_usable_size
- * then says, known without reading the bitmaps. */
+/* Bytes of the chunk a request of `size` bytes (<= 2^MAX) gets from the
+ * tree: the smallest power of two >= max(size, 2^MIN), trimmed (SHM_TRIM)
+ * to the class's granule; known without reading the bitmaps. A thread
+ * cache may hand out a longer chunk of the class (shmi_arena_usable_size
+ * says). */
 static inline size_t shmi_arena_chunk_size(size_t size)
 {
-    if (size <= (size_t)1 << SHM_MIN_ALLOC_POW2)
-        return (size_t)1 << SHM_MIN_ALLOC_POW2;
-    return (size_t)1 << (64u - (unsigned)__builtin_clzll((uint64_t)size - 1));
+    unsigned c = 0;
+    if (size > (size_t)1 << SHM_MIN_ALLOC_POW2)
+        c = 64u - (unsigned)__builtin_clzll((uint64_t)size - 1) -
+            SHM_MIN_ALLOC_POW2;
+    return (size_t)shmi_tree_trimmed_length(c, size);
 }
 
 /* A nonzero token naming this handle's entry in the arena's process

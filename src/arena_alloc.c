@@ -29,6 +29,14 @@ static inline unsigned class_of(size_t size)
     return log2 - SHM_MIN_ALLOC_POW2;
 }
 
+/* A chunk for `size` bytes from the tree: trimmed to the request
+ * (SHM_TRIM), a whole node of the class otherwise. */
+static inline uint64_t tree_alloc(struct shmi_geometry *g, size_t size)
+{
+    unsigned c = class_of(size);
+    return shmi_tree_alloc_trimmed(g, c, shmi_tree_trimmed_length(c, size));
+}
+
 /* Arena usable for writing, or errno set. */
 static inline bool writable(const shm_arena *arena)
 {
@@ -94,7 +102,7 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
 {
     if (SHMI_TCACHE_CLASSES > 0) {
         shmi_tcache_flush_own(&arena->geo);
-        uint64_t x = shmi_tree_alloc(&arena->geo, class_of(size));
+        uint64_t x = tree_alloc(&arena->geo, size);
         if (x != SHMI_NO_CHUNK)
             return x;
     }
@@ -102,7 +110,7 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
     shmi_arena_recover_all(arena, &report);
     if (report.entries == 0 && report.records == 0)
         return SHMI_NO_CHUNK;
-    return shmi_tree_alloc(&arena->geo, class_of(size));
+    return tree_alloc(&arena->geo, size);
 }
 
 /* A malloc that its thread cache did not serve: checks and reports, the
@@ -115,9 +123,9 @@ alloc_slow(shm_arena *arena, size_t size, const char *call)
     unsigned c = class_of(size);
     uint64_t x = SHMI_NO_CHUNK;
     if (c < SHMI_TCACHE_CLASSES)
-        x = shmi_tcache_pop_slow(&arena->geo, c);
+        x = shmi_tcache_pop_slow(&arena->geo, c, shmi_tcache_code(c, size));
     if (x == SHMI_NO_CHUNK)
-        x = shmi_tree_alloc(&arena->geo, c);
+        x = tree_alloc(&arena->geo, size);
     if (__builtin_expect(x == SHMI_NO_CHUNK, 0) &&
         (x = alloc_after_recovery(arena, size)) == SHMI_NO_CHUNK) {
         errno = ENOMEM;
@@ -135,7 +143,8 @@ alloc_named(shm_arena *arena, size_t size, const char *call)
         !arena->read_only &&
         size <= ((size_t)1 << (SHM_MIN_ALLOC_POW2 + SHMI_TCACHE_CLASSES - 1))) {
         unsigned c = class_of(size);
-        uint64_t x = shmi_tcache_try_pop(&arena->geo, c);
+        uint64_t x =
+            shmi_tcache_try_pop(&arena->geo, c, shmi_tcache_code(c, size));
         if (__builtin_expect(x != SHMI_NO_CHUNK, 1))
             return arena->geo.data_offset + x;
     }
@@ -187,8 +196,9 @@ static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
             not_live("shm_free", off);
             return;
         }
-        if (shmi_tcache_try_push(&arena->geo, c, x) ||
-            shmi_tcache_push_slow(&arena->geo, c, x))
+        uint64_t code = shmi_tcache_code(c, chunk.length);
+        if (shmi_tcache_try_push(&arena->geo, c, x, code) ||
+            shmi_tcache_push_slow(&arena->geo, c, x, code))
             return;
     }
     if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
@@ -221,7 +231,7 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     if (c >= SHMI_TCACHE_CLASSES ||
         shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
             SHMI_TCACHE_TAG_MAGIC ||
-        !shmi_tcache_try_push(g, c, x))
+        !shmi_tcache_try_push(g, c, x, shmi_tcache_code(c, chunk.length)))
         free_slow(arena, off);
 }
 
@@ -252,9 +262,9 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
         errno = EINVAL;
         return SHM_NULL;
     }
-    /* Done in place, or a shrink that must cross a tier: the chunk it has
-     * is large enough, so it stays. */
-    if (err == 0 || ((uint64_t)1 << (SHM_MIN_ALLOC_POW2 + wanted)) <= old_size)
+    /* Done in place, or a shrink that must cross a tier or of a trimmed
+     * chunk: the chunk it has is large enough, so it stays. */
+    if (err == 0 || size <= old_size)
         return off;
     shm_offt moved = shmi_arena_malloc_as(arena, size, "shm_realloc");
     if (moved == SHM_NULL)

@@ -264,7 +264,7 @@ shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
     /* relaxed: a statistic; nothing is read through it. */
     if (off != SHM_NULL)
         atomic_fetch_add_explicit(&c->header->memory,
-                                  shmi_arena_chunk_size(size),
+                                  shmi_arena_usable_size(c->arena, off),
                                   memory_order_relaxed);
     return off;
 }

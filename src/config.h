@@ -28,6 +28,9 @@
 #ifndef SHM_THREAD_CACHE
 #define SHM_THREAD_CACHE 1
 #endif
+#ifndef SHM_TRIM
+#define SHM_TRIM 0
+#endif
 #ifndef SHM_THREAD_CACHE_CHUNKS
 #define SHM_THREAD_CACHE_CHUNKS 32
 #endif

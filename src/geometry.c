@@ -52,6 +52,8 @@ void shmi_geometry_bind(struct shmi_geometry *g, void *base,
             shmi_index_bind(&g->empty[t], index + l->empty_index_at[t],
                             tier->count);
     }
+    g->cont =
+        l->cont_words ? (shmi_atomic_word *)(g->base + l->cont_offset) : NULL;
     g->last = &g->tier[l->tiers - 1];
     g->above_last = l->tiers > 1 ? g->tier[l->tiers - 2].words : NULL;
     /* relaxed: only uniqueness matters, not order. */

@@ -47,6 +47,9 @@ struct shmi_geometry {
     shmi_atomic_word *above_last;
     unsigned tiers;
     struct shmi_tier tier[SHMI_MAX_TIERS];
+    /* The continuation bitmap (tree.c), one bit per 2^MIN bytes; NULL
+     * without SHM_TRIM. */
+    shmi_atomic_word *cont;
     struct shmi_index hints[SHMI_MAX_TIERS][SHMI_WORD_ROWS];
     struct shmi_index empty[SHMI_MAX_TIERS];
     struct shmi_layout layout;

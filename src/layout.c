@@ -7,6 +7,9 @@
  *   tcache_offset   thread caches (thread_cache.c), tcache_slots of them
  *   index_offset    hint indexes (hint_index.c), 64-bit words
  *   words_offset    bitmap words, tier 0 first, then tier 1, ...
+ *   cont_offset     continuation bitmap (SHM_TRIM): one bit per 2^MIN
+ *                   bytes of data, set at the start of every piece of a
+ *                   trimmed allocation but its first (tree.c)
  *   data_offset     capacity bytes of chunks, aligned to 2^MAX
  *
  * Trees. The data region is cut into blocks of 2^MAX bytes, each the root
@@ -152,7 +155,9 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
     l.index_offset = align_up(
         l.tcache_offset + l.tcache_slots * SHMI_TCACHE_SLOT_SIZE, page_size);
     l.words_offset = align_up(l.index_offset + 8 * l.index_words, 64);
-    l.metadata_end = l.words_offset + 8 * l.total_words;
+    l.cont_offset = l.words_offset + 8 * l.total_words;
+    l.cont_words = SHM_TRIM ? ((capacity >> SHM_MIN_ALLOC_POW2) + 63) / 64 : 0;
+    l.metadata_end = l.cont_offset + 8 * l.cont_words;
     l.data_offset =
         align_up(l.metadata_end, shmi_layout_data_alignment(page_size));
     l.file_size = l.data_offset + capacity;
@@ -188,6 +193,10 @@ uint64_t shmi_layout_fingerprint(uint64_t page_size)
     bytes = (const unsigned char *)&byte_order;
     for (size_t i = 0; i < sizeof byte_order; i++)
         hash = (hash ^ bytes[i]) * UINT64_C(1099511628211);
+    /* Trimming adds the continuation bitmap and changes what the bits
+     * mean; without it the file is the one earlier builds make. */
+    if (SHM_TRIM)
+        hash = (hash ^ UINT64_C(0x54)) * UINT64_C(1099511628211);
     return hash;
 }
 

@@ -69,6 +69,10 @@ struct shmi_layout {
     uint64_t tcache_slots;
     uint64_t index_offset;
     uint64_t words_offset;
+    /* Continuation bitmap (SHM_TRIM, tree.c): one bit per 2^MIN bytes of
+     * capacity, cont_words 64-bit words after the bitmap words. */
+    uint64_t cont_offset;
+    uint64_t cont_words;
     uint64_t metadata_end;
     uint64_t data_offset; /* aligned to 2^MAX and to the page */
     uint64_t file_size;

@@ -13,20 +13,30 @@
  *                lo << 8 | hi: entries lo..hi-1 of that class leaving)
  *   then per cached class c (size 2^(MIN+c) <= BYTES / (2 * CHUNKS)):
  *     count      entries in use, 0..CHUNKS
- *     entry[]    data offsets of chunks, CHUNKS of them
+ *     entry[]    x | code: a chunk's data offset x (aligned to 2^(MIN+c))
+ *                and its length code L / G - 1 (< 32, G the class's
+ *                granule, tree.h; 0 for a whole node without SHM_TRIM),
+ *                CHUNKS of them
  *
- * A cached chunk is allocated in the bitmaps, as a live one is: the tree
- * never hands it out. Its first 8 bytes hold its tag, MAGIC << 32 | slot
- * << 12 | class << 6 | position, rewritten on every push.
+ * A cached chunk is allocated in the bitmaps, as a live one is (all its
+ * pieces, continuation bits set: tree.c, "Trimming"): the tree never
+ * hands it out. Its first 8 bytes hold its tag, MAGIC << 32 | code << 21
+ * | slot << 12 | class << 6 | position, rewritten on every push; the code
+ * in the tag confirms the entry's, so a damaged code is refused.
  *
  * The owner's steps (only the owner writes its slot; plain stores, the
  * count's release-ordered; on x86 every one is a plain mov):
- *   pop      n = count; x = entry[n-1]; count = n-1; check x; return x
- *   push     tag(x) = ...; entry[n] = x; count = n+1
- *   refill   (empty bin) the tree claims up to CHUNKS/2 + 1 chunks of one
- *            word with one CAS (shmi_tree_alloc_batch): the extra ones are
- *            written to entry[0..] before the CAS and the count right
- *            after it; then their tags; the first is returned
+ *   pop      (a request of length L') n = count; x | code = entry[n-1];
+ *            code's L >= L'; check x; count = n-1; return x (usable: L)
+ *   scan     (top too short) the entry i nearest the top with L >= L':
+ *            count = n-1; entry[i] = entry[n-1]; its tag; return entry i's
+ *   push     tag(x) = ...; entry[n] = x | code; count = n+1
+ *   refill   (no entry long enough) the tree claims up to CHUNKS/2 + 1
+ *            chunks of exactly L' from one word with one CAS
+ *            (shmi_tree_alloc_batch): the extra ones are written to
+ *            entry[n..] before the CAS, their continuation bits set and
+ *            the count stored after it; then their tags; the first is
+ *            returned
  *   flush    (full bin, or all of them) flush = {c, lo, hi}; count = lo;
  *            then, word by word, entry[i] = NONE for the chunks of the
  *            word, and one CAS frees them; flush = 0
@@ -40,14 +50,18 @@
  *   - a push counts a chunk only after its entry is written;
  *   - a flush takes the chunks out of the count before any is freed, and
  *     marks each NONE before the CAS that frees it;
+ *   - a scan lowers the count before it moves the top entry down, so the
+ *     top chunk is never listed twice (a kill in between leaks it);
  *   - a refill lists its chunks before the claiming CAS, and counts them
- *     right after it.
+ *     after it and their continuation bits, so a listed chunk is freed
+ *     whole.
  * What a kill can still leak: the chunk in flight (popped and not yet
  * returned, or freed and not yet pushed), as without caches; a refill's
  * chunks when the kill falls between its CAS and the count store (two
- * instructions); the chunks of one word when it falls between their NONE
- * stores and the CAS. Recovery (arena_recover.c) takes a dead owner's
- * record and, before giving it back, drains its cache (the release hook
+ * instructions, and the continuation OR); the top chunk when it falls
+ * inside a scan's two stores; the chunks of one word when it falls between
+ * their NONE stores and the CAS. Recovery (arena_recover.c) takes a dead
+ * owner's record and, before giving it back, drains its cache (the release hook
  * of pending.c): it first finishes a flush in progress (when count <= lo:
  * the count store was done), then flushes every bin, itself recorded in
  * the same way, so a recoverer killed in the middle leaves the rest to
@@ -104,7 +118,7 @@ _Static_assert(SHMI_TCACHE_CLASSES == 0 ||
                "a cache fits its slot");
 _Static_assert(SHMI_TCACHE_CLASSES <= 64 && CHUNKS <= 64,
                "class and position fit 6 bits of a tag");
-_Static_assert(SHMI_TCACHE_MAX_SLOTS <= (1u << 20), "slot fits a tag");
+_Static_assert(SHMI_TCACHE_MAX_SLOTS <= (1u << 9), "slot fits a tag");
 
 static struct slot *slot_at(const struct shmi_geometry *g, uint64_t i)
 {
@@ -130,7 +144,7 @@ static uint64_t tag_base(uint64_t slot)
 static uint64_t free_range(struct shmi_geometry *g, struct shmi_tcache_bin *bin,
                            unsigned c, uint64_t lo, uint64_t hi)
 {
-    uint64_t xs[CHUNKS];
+    uint64_t xs[CHUNKS], lengths[CHUNKS];
     unsigned pos[CHUNKS];
     unsigned n = 0;
     for (uint64_t i = lo; i < hi; i++) {
@@ -138,20 +152,25 @@ static uint64_t free_range(struct shmi_geometry *g, struct shmi_tcache_bin *bin,
         uint64_t x = shmi_atomic_load_relaxed(&bin->entry[i]);
         if (x == NONE)
             continue;
-        if (x >= g->capacity || (x & (chunk_size(c) - 1)) != 0) {
+        x &= ~(chunk_size(c) - 1); /* the length code goes */
+        if (x >= g->capacity) {
             shmi_report("shm_alloc: thread cache entry %" PRIu64
                         " is not a chunk of %" PRIu64 " bytes; left alone",
                         x, chunk_size(c));
             shmi_atomic_store_relaxed(&bin->entry[i], NONE);
             continue;
         }
+        uint64_t length = shmi_tcache_code_length(
+            c, shmi_atomic_load_relaxed(&bin->entry[i]) & (chunk_size(c) - 1));
         /* Insertion sort by offset: the chunks of one word lie together. */
         unsigned k = n++;
         for (; k > 0 && xs[k - 1] > x; k--) {
             xs[k] = xs[k - 1];
+            lengths[k] = lengths[k - 1];
             pos[k] = pos[k - 1];
         }
         xs[k] = x;
+        lengths[k] = length;
         pos[k] = (unsigned)i;
     }
     unsigned span = g->tier[g->layout.class_tier[c]].span_log2;
@@ -170,7 +189,12 @@ static uint64_t free_range(struct shmi_geometry *g, struct shmi_tcache_bin *bin,
             shmi_report("shm_alloc: %u cached chunks of %" PRIu64
                         " bytes were not allocated; left alone",
                         j - i - freed, chunk_size(c));
-        bytes += freed * chunk_size(c);
+        uint64_t word_bytes = 0;
+        for (unsigned k = i; k < j; k++)
+            word_bytes += lengths[k];
+        /* When some were not freed (a damaged cache), which ones is not
+         * known: their share, by count. */
+        bytes += freed == j - i ? word_bytes : word_bytes / (j - i) * freed;
         i = j;
     }
     return bytes;
@@ -287,20 +311,81 @@ static struct slot *own_slot(const struct shmi_tcache_thread *self)
     return (struct slot *)((uint8_t *)self->bins - offsetof(struct slot, bin));
 }
 
-uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index)
+/* Whether entry i of bin (class c) is well formed and confirmed by its
+ * chunk's tag; its offset and code then. */
+static bool entry_at(struct shmi_geometry *g,
+                     const struct shmi_tcache_thread *self,
+                     struct shmi_tcache_bin *bin, unsigned c, uint64_t i,
+                     uint64_t *x, uint64_t *code)
+{
+    /* relaxed: only this thread writes its bins. */
+    uint64_t e = shmi_atomic_load_relaxed(&bin->entry[i]);
+    *x = e & ~(chunk_size(c) - 1);
+    *code = e & (chunk_size(c) - 1);
+    return *x < g->capacity &&
+           shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, *x)) ==
+               self->tag + ((uint64_t)c << 6) + i +
+                   (*code << SHMI_TCACHE_TAG_CODE_SHIFT);
+}
+
+/* Takes the entry nearest the top (the most recently freed) of at least
+ * code `want` out of the bin (n entries): the top entry moves into its
+ * place. Only the codes are compared while scanning; the entry taken and
+ * the top are then confirmed by their tags. The count goes first, then
+ * the entry: a kill in between leaves the top chunk unlisted (leaked,
+ * never listed twice, invariant C). */
+static uint64_t take_fitting(struct shmi_geometry *g,
+                             const struct shmi_tcache_thread *self,
+                             struct shmi_tcache_bin *bin, unsigned c,
+                             uint64_t n, uint64_t want)
+{
+    uint64_t best = n, x, code;
+    for (uint64_t i = n - 1; i-- > 0;)
+        /* relaxed: only this thread writes its bins. */
+        if ((shmi_atomic_load_relaxed(&bin->entry[i]) & (chunk_size(c) - 1)) >=
+            want) {
+            best = i;
+            break;
+        }
+    uint64_t top_x, top_code;
+    if (best == n || !entry_at(g, self, bin, c, best, &x, &code) ||
+        !entry_at(g, self, bin, c, n - 1, &top_x, &top_code))
+        return SHMI_NO_CHUNK;
+    /* release: as try_pop's; then the top entry takes the place. */
+    shmi_atomic_store_release(&bin->count, n - 1);
+    shmi_atomic_store_release(&bin->entry[best], top_x | top_code);
+    shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, top_x),
+                              self->tag + ((uint64_t)c << 6) + best +
+                                  (top_code << SHMI_TCACHE_TAG_CODE_SHIFT));
+    shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, x), 0);
+    return x;
+}
+
+uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index,
+                              uint64_t want)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (self->serial != g->serial && !bind(g))
         return SHMI_NO_CHUNK;
+    uint64_t n;
     for (;;) {
-        uint64_t x = shmi_tcache_try_pop(g, class_index);
+        uint64_t x = shmi_tcache_try_pop(g, class_index, want);
         if (x != SHMI_NO_CHUNK)
             return x;
         struct shmi_tcache_bin *bin = &self->bins[class_index];
         /* relaxed: only this thread writes its bins. */
-        uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+        n = shmi_atomic_load_relaxed(&bin->count);
         if (n == 0)
             break;
+        uint64_t top, code;
+        if (n <= CHUNKS &&
+            entry_at(g, self, bin, class_index, n - 1, &top, &code)) {
+            /* A sound top entry, shorter than asked for. */
+            x = take_fitting(g, self, bin, class_index, n, want);
+            if (x != SHMI_NO_CHUNK)
+                return x;
+            break;
+        }
         if (n > CHUNKS) {
             shmi_report("shm_alloc: thread cache count %" PRIu64
                         " out of range; its chunks are left allocated",
@@ -317,22 +402,28 @@ uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index)
         }
         shmi_atomic_store_release(&bin->count, n > CHUNKS ? 0 : n);
     }
+    /* Refill with chunks of exactly the length asked for, after the
+     * entries the bin keeps. */
     struct shmi_tcache_bin *bin = &self->bins[class_index];
-    uint64_t x = shmi_tree_alloc_batch(g, class_index, CHUNKS / 2, bin->entry,
-                                       &bin->count, 0);
+    uint64_t more = CHUNKS - n < CHUNKS / 2 ? CHUNKS - n : CHUNKS / 2;
+    uint64_t length = shmi_tcache_code_length(class_index, want);
+    uint64_t x = shmi_tree_alloc_batch(g, class_index, length, (unsigned)more,
+                                       bin->entry, &bin->count, n, want);
     if (x == SHMI_NO_CHUNK)
         return x;
-    uint64_t n = shmi_atomic_load_relaxed(&bin->count);
+    uint64_t now = shmi_atomic_load_relaxed(&bin->count);
     SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_REFILL_COUNTED);
-    for (uint64_t i = 0; i < n && i < CHUNKS; i++)
+    for (uint64_t i = n; i < now && i < CHUNKS; i++)
         shmi_atomic_store_relaxed(
-            shmi_tcache_chunk_word(g, shmi_atomic_load_relaxed(&bin->entry[i])),
-            self->tag + (class_index << 6) + i);
+            shmi_tcache_chunk_word(g, shmi_atomic_load_relaxed(&bin->entry[i]) &
+                                          ~(chunk_size(class_index) - 1)),
+            self->tag + (class_index << 6) + i +
+                (want << SHMI_TCACHE_TAG_CODE_SHIFT));
     return x;
 }
 
 bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
-                           uint64_t x)
+                           uint64_t x, uint64_t code)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (self->serial != g->serial && !bind(g))
@@ -343,7 +434,7 @@ bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
         /* A full bin keeps its older half: the chunks most recently freed
          * go back first, the rest stay for the next mallocs. */
         flush_bin(g, s, class_index, CHUNKS / 2);
-    return shmi_tcache_try_push(g, class_index, x);
+    return shmi_tcache_try_push(g, class_index, x, code);
 }
 
 void shmi_tcache_flush_own(struct shmi_geometry *g)
@@ -365,16 +456,18 @@ void shmi_tcache_drain_all(struct shmi_geometry *g)
 
 bool shmi_tcache_holds(struct shmi_geometry *g, uint64_t x, uint64_t first_word)
 {
-    uint64_t slot = first_word >> 12 & 0xfffff;
+    uint64_t slot = first_word >> 12 & 0x1ff;
     unsigned c = (unsigned)(first_word >> 6 & 63);
     uint64_t pos = first_word & 63;
-    if (slot >= g->tcache_slots || c >= SHMI_TCACHE_CLASSES || pos >= CHUNKS)
+    uint64_t code = first_word >> SHMI_TCACHE_TAG_CODE_SHIFT & 31;
+    if (slot >= g->tcache_slots || c >= SHMI_TCACHE_CLASSES || pos >= CHUNKS ||
+        (first_word & 0xfc000000u) != 0)
         return false;
     struct shmi_tcache_bin *bin = &slot_at(g, slot)->bin[c];
     /* acquire: pairs with the count's release in push, so the entry read
      * is at least as new as the count. */
     return pos < shmi_atomic_load_acquire(&bin->count) &&
-           shmi_atomic_load_relaxed(&bin->entry[pos]) == x;
+           shmi_atomic_load_relaxed(&bin->entry[pos]) == (x | code);
 }
 
 /* ---- queries and reset ----------------------------------------------------
@@ -388,8 +481,10 @@ uint64_t shmi_tcache_bytes(const struct shmi_geometry *g)
         for (unsigned c = 0; c < SHMI_TCACHE_CLASSES; c++) {
             /* relaxed: a statistic. */
             uint64_t n = shmi_atomic_load_relaxed(&s->bin[c].count);
-            if (n <= CHUNKS)
-                bytes += n * chunk_size(c);
+            for (uint64_t k = 0; k < n && n <= CHUNKS; k++)
+                bytes += shmi_tcache_code_length(
+                    c, shmi_atomic_load_relaxed(&s->bin[c].entry[k]) &
+                           (chunk_size(c) - 1) & 31);
         }
     }
     return bytes;
@@ -404,11 +499,14 @@ void shmi_tcache_block_bytes(const struct shmi_geometry *g, size_t first_block,
             /* relaxed: a statistic. */
             uint64_t n = shmi_atomic_load_relaxed(&s->bin[c].count);
             for (uint64_t k = 0; k < n && n <= CHUNKS; k++) {
-                uint64_t x = shmi_atomic_load_relaxed(&s->bin[c].entry[k]);
+                uint64_t e = shmi_atomic_load_relaxed(&s->bin[c].entry[k]);
+                uint64_t x = e & ~(chunk_size(c) - 1);
                 uint64_t block = x >> SHM_MAX_ALLOC_POW2;
                 if (x < g->capacity && block >= first_block &&
                     block - first_block < count)
-                    bytes[block - first_block] += (uint32_t)chunk_size(c);
+                    bytes[block - first_block] +=
+                        (uint32_t)shmi_tcache_code_length(
+                            c, e & (chunk_size(c) - 1) & 31);
             }
         }
     }
@@ -440,9 +538,13 @@ uint64_t shmi_tcache_check(struct shmi_geometry *g)
                 continue;
             }
             for (uint64_t k = 0; k < n; k++) {
-                uint64_t x = shmi_atomic_load_relaxed(&s->bin[c].entry[k]);
-                if (x >= g->capacity ||
-                    shmi_tree_usable(g, x) != chunk_size(c)) {
+                uint64_t e = shmi_atomic_load_relaxed(&s->bin[c].entry[k]);
+                uint64_t x = e & ~(chunk_size(c) - 1);
+                uint64_t usable = x < g->capacity ? shmi_tree_usable(g, x) : 0;
+                if (usable == 0 ||
+                    (e & (chunk_size(c) - 1)) != shmi_tcache_code(c, usable) ||
+                    usable !=
+                        shmi_tcache_code_length(c, e & (chunk_size(c) - 1))) {
                     bad++;
                     continue;
                 }

@@ -25,8 +25,34 @@
 /* One size class of one cache, in the file. */
 struct shmi_tcache_bin {
     shmi_atomic_word count; /* entries in use, 0..SHM_THREAD_CACHE_CHUNKS */
-    shmi_atomic_word entry[SHM_THREAD_CACHE_CHUNKS]; /* data offsets */
+    shmi_atomic_word entry[SHM_THREAD_CACHE_CHUNKS]; /* offset | code */
 };
+
+/* Where a tag (thread_cache.c) holds an entry's length code. */
+#define SHMI_TCACHE_TAG_CODE_SHIFT 21
+
+/* The length code of `length` bytes in class class_index: length / G - 1,
+ * G the class's granule (tree.h); < 32, and below the chunk's alignment,
+ * so an entry holds it in its low bits (length 0 counts as 1). 0 without
+ * SHM_TRIM. */
+static inline uint64_t shmi_tcache_code(unsigned class_index, uint64_t length)
+{
+    if (!SHM_TRIM)
+        return 0;
+    unsigned granule_log2 = class_index < 5
+                                ? SHM_MIN_ALLOC_POW2
+                                : shmi_tree_granule_log2(class_index);
+    return (length - (length != 0)) >> granule_log2;
+}
+
+/* The length an entry's code stands for. */
+static inline uint64_t shmi_tcache_code_length(unsigned class_index,
+                                               uint64_t code)
+{
+    if (!SHM_TRIM)
+        return (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
+    return (code + 1) << shmi_tree_granule_log2(class_index);
+}
 
 /* The calling thread's cache in the arena it used last. */
 struct shmi_tcache_thread {
@@ -45,13 +71,15 @@ static inline shmi_atomic_word *shmi_tcache_chunk_word(struct shmi_geometry *g,
 }
 
 /*
- * A chunk of class class_index (< SHMI_TCACHE_CLASSES) from the calling
- * thread's cache when it has one at hand; SHMI_NO_CHUNK otherwise (the
- * thread is not bound to the arena yet or has no cache, the bin is empty,
- * or its top entry fails its checks): then shmi_tcache_pop_slow.
+ * A chunk of class class_index (< SHMI_TCACHE_CLASSES) of at least the
+ * length of code `want` from the calling thread's cache when it has one
+ * at hand; SHMI_NO_CHUNK otherwise (the thread is not bound to the arena
+ * yet or has no cache, the bin is empty, its top entry is shorter, or it
+ * fails its checks): then shmi_tcache_pop_slow.
  */
 static inline __attribute__((always_inline)) uint64_t
-shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index)
+shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index,
+                    uint64_t want)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (__builtin_expect(self->serial != g->serial, 0))
@@ -61,14 +89,17 @@ shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index)
     uint64_t n = shmi_atomic_load_relaxed(&bin->count);
     if (__builtin_expect(n - 1 >= SHM_THREAD_CACHE_CHUNKS, 0))
         return SHMI_NO_CHUNK; /* empty, or damaged */
-    uint64_t x = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
+    uint64_t e = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
     uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
-    /* The entry and the chunk's tag are the file's: checked before use. */
-    if (__builtin_expect(x >= g->capacity || (x & (size - 1)) != 0, 0))
+    uint64_t x = e & ~(size - 1), code = e & (size - 1);
+    /* The entry and the chunk's tag are the file's: checked before use;
+     * the tag names the length too, so a damaged code is refused. */
+    if (__builtin_expect(x >= g->capacity || code < want, 0))
         return SHMI_NO_CHUNK;
     shmi_atomic_word *first = shmi_tcache_chunk_word(g, x);
     if (__builtin_expect(shmi_atomic_load_relaxed(first) !=
-                             self->tag + (class_index << 6) + (n - 1),
+                             self->tag + (class_index << 6) + (n - 1) +
+                                 (code << SHMI_TCACHE_TAG_CODE_SHIFT),
                          0))
         return SHMI_NO_CHUNK;
     /* release: the entry leaves the cache before the chunk is handed out
@@ -80,17 +111,21 @@ shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index)
 }
 
 /* The rest of a pop: binds the thread to its cache, refuses a bad top
- * entry, refills an empty bin; SHMI_NO_CHUNK when the thread has no cache
- * or nothing is free. */
-uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index);
+ * entry, takes the shortest entry of at least the length of code `want`,
+ * or refills the bin with chunks of exactly that length; SHMI_NO_CHUNK
+ * when the thread has no cache or nothing is free. */
+uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index,
+                              uint64_t want);
 
 /*
  * Keeps the chunk at x (a live allocation of class class_index <
- * SHMI_TCACHE_CLASSES, not cached) in the calling thread's cache when
- * there is room at hand; false otherwise: then shmi_tcache_push_slow.
+ * SHMI_TCACHE_CLASSES and length code `code`, not cached) in the calling
+ * thread's cache when there is room at hand; false otherwise: then
+ * shmi_tcache_push_slow.
  */
 static inline __attribute__((always_inline)) bool
-shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
+shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x,
+                     uint64_t code)
 {
     struct shmi_tcache_thread *self = &shmi_tcache_self;
     if (__builtin_expect(self->serial != g->serial, 0))
@@ -103,8 +138,9 @@ shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
     /* relaxed, then release: the tag and the entry are written before
      * the count that makes them part of the cache. */
     shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, x),
-                              self->tag + (class_index << 6) + n);
-    shmi_atomic_store_relaxed(&bin->entry[n], x);
+                              self->tag + (class_index << 6) + n +
+                                  (code << SHMI_TCACHE_TAG_CODE_SHIFT));
+    shmi_atomic_store_relaxed(&bin->entry[n], x | code);
     shmi_atomic_store_release(&bin->count, n + 1);
     return true;
 }
@@ -113,7 +149,7 @@ shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x)
  * pushes; false when the thread has no cache (the caller frees x to the
  * tree). */
 bool shmi_tcache_push_slow(struct shmi_geometry *g, unsigned class_index,
-                           uint64_t x);
+                           uint64_t x, uint64_t code);
 
 /* Installs what the caches need in this process (pending.c's release
  * hook, the fork handler); every open calls it before it may recover. */

@@ -131,6 +131,49 @@
  * damage cleared, racing the retire of its child word: the retire clears
  * the node again after the claim found the child 0.
  *
+ * Trimming (SHM_TRIM). A request of n bytes of class k still gets a node
+ * of 2^k (its start aligned to 2^k) but takes only L = n rounded up to
+ * the granule G of the node's word, G = the word's bottom-row node size
+ * (2^MIN in the last tier, the last tier's word span in the tier above,
+ * ...), so the allocation lies in one word. Its pieces are the binary
+ * decomposition of L / G, largest first, left-aligned from x; the claim
+ * CASes the union of their subtree masks, and the tail of the node is
+ * never claimed (it stays free, for others). L = 2^k is one node.
+ *
+ *   node of 2^k = 8 G   [x          |x+4G |x+5G |x+6G      ]
+ *   L = 5 G             [piece 4G   |1G   |free |free 2G   ]
+ *   continuation bits    0 . . .     1     0     0 .
+ *
+ * Continuation bitmap (layout.c, one bit per 2^MIN bytes): the bit of the
+ * first unit of every piece but the first is set, with one atomic OR per
+ * continuation word (one in the last tier, whose word's 32 units share a
+ * continuation word) after the claiming CAS, while the claimer owns the
+ * pieces (never before: a free of the previous owner of those units could
+ * read it as its own), and cleared before the freeing CAS. Invariant:
+ *   K1  (at rest) a set bit is the first unit of a tail piece of a live
+ *       allocation; no first piece has its bit set.
+ * A free of x: the owner node at x (as above) is the first piece, of size
+ * s; x's own bit must be clear (else x starts a tail piece: EINVAL); then
+ * while the bit of the unit e after the current piece is set and e lies
+ * inside the first piece's parent node (x .. x + 2s, in the same word;
+ * none when s is on the word's first row), the owner node at e, which
+ * must start at e, be smaller than the piece before it and fit in the
+ * parent, is the next piece. Only those bits are read as ours, and K1
+ * makes them ours: another allocation's tail piece cannot start at e,
+ * since its pieces are contiguous from its start, which would lie before
+ * x inside our pieces, or at e (a first piece, bit clear). All pieces are
+ * freed with one CAS. Anything else the bits say is damage (T5): refused.
+ * Batches (shmi_tree_alloc_batch) trim every node alike and set all their
+ * bits with one OR. Costs: a free loads one continuation word (two above
+ * the last tier when the pieces span words); a trimmed claim and free add
+ * one locked OR/AND each. Crashes: a process killed between the claim CAS
+ * and the OR, or between the AND and the free CAS, leaves the tail pieces
+ * allocated with clear bits: they read as separate allocations nobody
+ * owns (at most one chunk's tail per killed process, as the chunk in
+ * flight); a collection frees them. A double free that races a new claim
+ * of the same units can clear the new owner's bits (then its free gives
+ * back only the first piece): a program error, not caught here.
+ *
  * Lock-freedom: no operation waits for another. Every loop either makes
  * progress itself (CAS success, a hint cleared, a word retired) or retries
  * because a CAS failed, which means another operation on that word
@@ -361,6 +404,7 @@ struct claim {
     unsigned tier;
     uint64_t word;
     unsigned node;
+    uint32_t tails; /* tail pieces' first slots, counted from node's */
 };
 
 static uint64_t offset_of(const struct shmi_geometry *g, const struct claim *c)
@@ -375,6 +419,70 @@ static uint64_t node_size(const struct shmi_geometry *g, const struct claim *c)
 {
     return UINT64_C(1) << (g->tier[c->tier].span_log2 -
                            shmi_word_row_of(c->node));
+}
+
+/* ---- trimming ---------------------------------------------------------- */
+
+/* The pieces of the first `slots` bottom-row slots of `node`: the binary
+ * decomposition of slots, largest first, left-aligned from the node's
+ * first slot. Returns the union of their subtree masks; *tails gets the
+ * first slot (counted from the node's) of every piece but the first. */
+static inline __attribute__((always_inline)) uint64_t
+pieces_of(unsigned node, unsigned slots, uint32_t *tails)
+{
+    unsigned row = shmi_word_row_of(node);
+    *tails = 0;
+    if (slots >= 1u << (SHMI_WORD_BOTTOM_ROW - row))
+        return shmi_word_subtree(node);
+    unsigned first =
+        (node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT;
+    uint64_t mask = 0;
+    unsigned at = 0;
+    for (unsigned b = SHMI_WORD_BOTTOM_ROW - row; b-- > 0;) {
+        if (!(slots >> b & 1))
+            continue;
+        mask |= shmi_word_subtree((1u << (SHMI_WORD_BOTTOM_ROW - b)) +
+                                  ((first + at) >> b));
+        if (at != 0)
+            *tails |= UINT32_C(1) << at;
+        at += 1u << b;
+    }
+    return mask;
+}
+
+/* The continuation bits of the tail pieces `tails` of the chunk at x in
+ * a word of `tier`: set (after the claiming CAS) or cleared (before the
+ * freeing CAS). One RMW in the last tier, whose words' units share one
+ * continuation word; one per tail piece above it.
+ *
+ * seq_cst, though relaxed would do (it is the same locked instruction on
+ * x86): a set bit is read by the chunk's owner (who got the chunk after
+ * this claim, through whatever handed it over) or by a recovery (through
+ * the dead owner's record); the clear comes before the release CAS that
+ * frees the pieces, so the next claimer of a unit (acquire) sees its bit
+ * clear, and its own set follows its acquiring CAS. */
+static void cont_update(struct shmi_geometry *g, unsigned tier, uint64_t x,
+                        uint32_t tails, bool set)
+{
+    unsigned units_log2 =
+        g->tier[tier].span_log2 - SHMI_WORD_BOTTOM_ROW - SHM_MIN_ALLOC_POW2;
+    uint64_t u = x >> SHM_MIN_ALLOC_POW2;
+    if (units_log2 == 0) {
+        uint64_t bits = (uint64_t)tails << (u & 63);
+        if (set)
+            shmi_atomic_fetch_or_seq_cst(g->cont + (u >> 6), bits);
+        else
+            shmi_atomic_fetch_and_seq_cst(g->cont + (u >> 6), ~bits);
+        return;
+    }
+    for (uint32_t t = tails; t; t &= t - 1) {
+        uint64_t v = u + ((uint64_t)__builtin_ctz(t) << units_log2);
+        uint64_t bit = UINT64_C(1) << (v & 63);
+        if (set)
+            shmi_atomic_fetch_or_seq_cst(g->cont + (v >> 6), bit);
+        else
+            shmi_atomic_fetch_and_seq_cst(g->cont + (v >> 6), ~bit);
+    }
 }
 
 /* ---- hints ------------------------------------------------------------- */
@@ -476,9 +584,9 @@ ancestors_in(const struct shmi_geometry *g, unsigned tier, unsigned node)
  * (the next value to search). */
 static __attribute__((cold, noinline)) uint64_t
 keep_inconsistent(struct shmi_geometry *g, const struct claim *c,
-                  uint64_t value, uint64_t above, bool past_capacity)
+                  uint64_t value, uint64_t mask, uint64_t above,
+                  bool past_capacity)
 {
-    uint64_t mask = shmi_word_subtree(c->node);
     uint64_t now = value | mask;
     if (above || past_capacity) {
         /* Inside a live chunk of this word (W1 broken: the damage cleared
@@ -496,22 +604,25 @@ keep_inconsistent(struct shmi_geometry *g, const struct claim *c,
     uint64_t give_back = mask & ~delegated;
     refuse_damage(g, c->tier, c->word,
                   "a free node whose child word is in use");
-    if (give_back == 0)
+    /* A trimmed claim took only its pieces: the delegated nodes of the
+     * rest of the node are set too (else the node still looks free and
+     * the search comes back to it). */
+    if (give_back == 0 && (delegated & ~now) == 0)
         return now;
     shmi_atomic_word *word = word_at(g, c->tier, c->word);
     /* seq_cst: a free of what this claim took (see shmi_tree_free). */
-    while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
+    while (!shmi_atomic_cas_seq_cst(word, &now, (now | delegated) & ~give_back))
         ;
-    publish_free(g, c->tier, c->word, now, now & ~give_back);
-    return now & ~give_back;
+    publish_free(g, c->tier, c->word, now, (now | delegated) & ~give_back);
+    return (now | delegated) & ~give_back;
 }
 
 /* A batch (shmi_tree_alloc_batch): up to want - 1 more free nodes on
  * `row` of `value` beside those in *mask, into extra[], their subtrees
  * added to *mask. */
 static inline __attribute__((always_inline)) unsigned
-pick_more(uint64_t value, unsigned row, unsigned want, uint64_t *mask,
-          unsigned *extra)
+pick_more(uint64_t value, unsigned row, unsigned want, unsigned slots,
+          uint64_t *mask, unsigned *extra, uint32_t *tails)
 {
     unsigned k = 0;
     while (k + 1 < want) {
@@ -519,7 +630,11 @@ pick_more(uint64_t value, unsigned row, unsigned want, uint64_t *mask,
         if (node == 0)
             break;
         extra[k++] = node;
-        *mask |= shmi_word_subtree(node);
+        uint32_t t;
+        *mask |= pieces_of(node, slots, &t);
+        /* The tails of every node, as slots of the word. */
+        *tails |= t << ((node << (SHMI_WORD_BOTTOM_ROW - row)) -
+                        SHMI_WORD_FIRST_SLOT);
     }
     return k;
 }
@@ -531,18 +646,20 @@ pick_more(uint64_t value, unsigned row, unsigned want, uint64_t *mask,
 static __attribute__((cold, noinline)) uint64_t
 drop_extras(struct shmi_geometry *g, unsigned tier, uint64_t index,
             uint64_t value, uint64_t claimed, const unsigned *extra,
-            unsigned count)
+            unsigned count, unsigned slots)
 {
     uint64_t give_back = 0;
     for (unsigned i = 0; i < count; i++) {
-        struct claim c = {tier, index, extra[i]};
+        struct claim c = {tier, index, extra[i], 0};
         bool past = offset_of(g, &c) + node_size(g, &c) > g->capacity;
         if ((value &
              (ancestors_in(g, tier, extra[i]) | shmi_word_subtree(extra[i]))) ||
             past)
             refuse_damage(g, tier, index, "a free node inside a chunk");
-        else
-            give_back |= shmi_word_subtree(extra[i]);
+        else {
+            uint32_t tails;
+            give_back |= pieces_of(extra[i], slots, &tails);
+        }
     }
     uint64_t now = value | claimed;
     if (give_back == 0)
@@ -557,10 +674,13 @@ drop_extras(struct shmi_geometry *g, unsigned tier, uint64_t index,
 
 /* A claim of several nodes of one row and word (shmi_tree_alloc_batch):
  * the first is the claim's own; the others, up to want - 1, are listed in
- * the caller's list[base..] before the claiming CAS, and *count is set to
- * base + their number right after it, so that a process killed between
- * the two leaves them listed where a survivor finds them. */
+ * the caller's list[base..] (their offsets | code) before the claiming
+ * CAS, and *count is set to base + their number right after it and their
+ * continuation bits, so that a process killed in between leaves them
+ * allocated, unlisted: a leak of one refill, never a chunk listed that a
+ * survivor would free in part. */
 struct batch {
+    uint64_t code;
     unsigned want;
     unsigned extras;
     unsigned extra[SHMI_WORD_SLOTS];
@@ -569,12 +689,15 @@ struct batch {
     uint64_t base;
 };
 
-/* One word: claims a free node on `row` or reports that it has none. With
- * a batch b (the last tier only, whose nodes have no child words), the
- * same CAS claims its extra nodes. */
+/* One word: claims a free node on `row` or reports that it has none; of
+ * the node, the pieces of its first `slots` bottom-row slots (all of it
+ * when slots covers it). With a batch b (the last tier only, whose nodes
+ * have no child words), the same CAS claims its extra nodes, trimmed the
+ * same way. The continuation bits are set after the CAS. */
 static inline __attribute__((always_inline)) bool
 try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
-                  unsigned row, struct claim *out, struct batch *b)
+                  unsigned row, unsigned slots, struct claim *out,
+                  struct batch *b)
 {
     shmi_atomic_word *word = word_at(g, tier, index);
     /* relaxed: the CAS below re-validates the value it acts on. */
@@ -586,17 +709,20 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
         if (node == 0)
             return false;
         SHMI_TEST_YIELD();
-        uint64_t mask = shmi_word_subtree(node);
+        uint32_t tails;
+        uint64_t mask = pieces_of(node, slots, &tails);
         uint64_t first_mask = mask;
+        uint32_t extra_tails = 0;
         unsigned more = 0;
         if (b) {
-            more = pick_more(value, row, b->want, &mask, b->extra);
+            more = pick_more(value, row, b->want, slots, &mask, b->extra,
+                             &extra_tails);
             for (unsigned i = 0; i < more; i++) {
-                struct claim e = {tier, index, b->extra[i]};
+                struct claim e = {tier, index, b->extra[i], 0};
                 /* relaxed: past *count, read by nobody until the count
                  * store below releases them. */
                 shmi_atomic_store_relaxed(b->list + b->base + i,
-                                          offset_of(g, &e));
+                                          offset_of(g, &e) | b->code);
             }
         }
         /* acquire: pairs with the seq_cst CAS of the free (or the retire)
@@ -606,9 +732,6 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * follow release sequences through acquire-only RMWs. */
         if (!shmi_atomic_cas_acq_rel(word, &value, value | mask))
             continue;
-        if (more > 0)
-            /* release: the list entries above come first. */
-            shmi_atomic_store_release(b->count, b->base + more);
         check_transition(g, tier, value, value | mask);
         out->tier = tier;
         out->word = index;
@@ -620,7 +743,8 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * word reaches past the capacity;
          * above the last tier, every child word below must be 0. */
         const struct shmi_tier *t = &g->tier[tier];
-        uint64_t above = value & (ancestors_in(g, tier, node) | first_mask);
+        uint64_t above =
+            value & (ancestors_in(g, tier, node) | shmi_word_subtree(node));
         bool past = index + 1 == t->count &&
                     offset_of(g, out) + node_size(g, out) > g->capacity;
         bool consistent = __builtin_expect(!above && !past, 1) &&
@@ -637,41 +761,64 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                        shmi_word_subtree(b->extra[i]);
             if (more > 0 &&
                 ((value & bad) || index + 1 == t->count || !consistent)) {
-                shmi_atomic_store_release(b->count, b->base);
                 drop_extras(g, tier, index, value | first_mask,
-                            mask & ~first_mask, b->extra, more);
+                            mask & ~first_mask, b->extra, more, slots);
                 more = 0;
+                extra_tails = 0;
             }
             b->extras = more;
         }
-        if (consistent)
+        if (consistent) {
+            out->tails = tails;
+            if (SHM_TRIM && (tails | extra_tails) != 0) {
+                /* The last tier: every node's tails as slots of the word
+                 * (one continuation word); above it, only the node. */
+                if (extra_tails != 0) {
+                    uint32_t all =
+                        extra_tails |
+                        tails << ((node << (SHMI_WORD_BOTTOM_ROW - row)) -
+                                  SHMI_WORD_FIRST_SLOT);
+                    cont_update(g, tier, index << t->span_log2, all, true);
+                } else {
+                    cont_update(g, tier, offset_of(g, out), tails, true);
+                }
+            }
+            if (b && more > 0)
+                /* release: the list entries above, and the continuation
+                 * bits, come first: a survivor frees a listed chunk whole
+                 * (thread_cache.c, C). */
+                shmi_atomic_store_release(b->count, b->base + more);
             return true;
-        value = keep_inconsistent(g, out, value, above, past);
+        }
+        value = keep_inconsistent(g, out, value, first_mask, above, past);
     }
 }
 
 static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
-                          struct claim *out, struct batch *b);
+                          unsigned slots, struct claim *out, struct batch *b);
 
-/* Step 2: a new word of `tier` under a freshly claimed parent node. */
+/* Step 2: a new word of `tier` under a freshly claimed parent node; its
+ * first chunk is the pieces of `slots` slots of a node on `row`. */
 static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
-                          struct claim *out)
+                          unsigned slots, struct claim *out)
 {
     struct claim parent;
-    if (!claim_in_tier(g, tier - 1, SHMI_WORD_BOTTOM_ROW, &parent, NULL))
+    if (!claim_in_tier(g, tier - 1, SHMI_WORD_BOTTOM_ROW, 1, &parent, NULL))
         return false;
     uint64_t index =
         parent.word * SHMI_WORD_SLOTS + (parent.node - SHMI_WORD_FIRST_SLOT);
     if (index >= g->tier[tier].count)
         return false; /* damaged file: a free node past the capacity */
     unsigned node = 1u << row;
+    uint32_t tails;
+    uint64_t mask = pieces_of(node, slots, &tails);
     uint64_t expected = 0;
     shmi_pending_begin(g, SHMI_PENDING_ACTIVATE, tier, index); /* pending.c */
     SHMI_TEST_YIELD(); /* between the two steps of an activation */
     /* acquire: pairs with the retire (acq_rel) that zeroed this word and
      * the parent release after it; release as in try_claim_in_word. */
     bool activated = shmi_atomic_cas_acq_rel(word_at(g, tier, index), &expected,
-                                             ACTIVE | shmi_word_subtree(node));
+                                             ACTIVE | mask);
     shmi_pending_end(g, tier);
     if (!activated) {
         /* The claim of u saw this word 0 (T5), so only a stray write since
@@ -679,20 +826,21 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
         refuse_damage(g, tier, index, "a word written under its claimer");
         return false;
     }
-    SHMI_ASSERT_INTERNAL(
-        shmi_word_is_closed(ACTIVE | shmi_word_subtree(node), 2));
-    publish_free(g, tier, index, ~UINT64_C(0) & ~UINT64_C(1),
-                 ACTIVE | shmi_word_subtree(node));
+    SHMI_ASSERT_INTERNAL(shmi_word_is_closed(ACTIVE | mask, 2));
+    publish_free(g, tier, index, ~UINT64_C(0) & ~UINT64_C(1), ACTIVE | mask);
     out->tier = tier;
     out->word = index;
     out->node = node;
+    out->tails = tails;
+    if (SHM_TRIM && tails != 0)
+        cont_update(g, tier, offset_of(g, out), tails, true);
     return true;
 }
 
 /* Steps 1 and 2 of a claim in `tier` (b: as for try_claim_in_word; an
  * activation claims one node). */
 static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
-                          struct claim *out, struct batch *b)
+                          unsigned slots, struct claim *out, struct batch *b)
 {
     const struct shmi_index *hints = &g->hints[tier][row];
     uint64_t *cursor = &cursors_for(g)->word[tier][row];
@@ -700,7 +848,7 @@ static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
     if (b)
         b->extras = 0;
     while (shmi_index_find(hints, start, &index)) {
-        if (try_claim_in_word(g, tier, index, row, out, b)) {
+        if (try_claim_in_word(g, tier, index, row, slots, out, b)) {
             *cursor = index;
             return true;
         }
@@ -710,7 +858,7 @@ static bool claim_in_tier(struct shmi_geometry *g, unsigned tier, unsigned row,
             start = index + 1;
         }
     }
-    if (tier == 0 || !activate_word(g, tier, row, out))
+    if (tier == 0 || !activate_word(g, tier, row, slots, out))
         return false;
     *cursor = out->word;
     return true;
@@ -799,29 +947,54 @@ static bool retire_empty_below(struct shmi_geometry *g, unsigned tier)
     return retired;
 }
 
-uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
+/* Bottom-row slots of class class_index's node that `length` bytes
+ * take (at least one). */
+static unsigned slots_for(const struct shmi_geometry *g, unsigned class_index,
+                          uint64_t length)
+{
+    unsigned tier = g->layout.class_tier[class_index];
+    unsigned slot_log2 = g->tier[tier].span_log2 - SHMI_WORD_BOTTOM_ROW;
+    SHMI_ASSERT_INTERNAL(slot_log2 == shmi_tree_granule_log2(class_index));
+    if (length >= (uint64_t)SHMI_WORD_SLOTS << slot_log2)
+        return SHMI_WORD_SLOTS;
+    uint64_t slots = (length + (UINT64_C(1) << slot_log2) - 1) >> slot_log2;
+    return slots == 0 ? 1 : (unsigned)slots;
+}
+
+uint64_t shmi_tree_alloc_trimmed(struct shmi_geometry *g, unsigned class_index,
+                                 uint64_t length)
 {
     SHMI_ASSERT(class_index < SHMI_CLASSES);
     unsigned tier = g->layout.class_tier[class_index];
     unsigned row = g->layout.class_row[class_index];
+    unsigned slots =
+        SHM_TRIM ? slots_for(g, class_index, length) : SHMI_WORD_SLOTS;
     struct claim c;
     /* Fast path: the word this thread last used for this size. */
-    if (try_claim_in_word(g, tier, cursors_for(g)->word[tier][row], row, &c,
-                          NULL) ||
-        claim_in_tier(g, tier, row, &c, NULL) ||
-        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c, NULL)))
+    if (try_claim_in_word(g, tier, cursors_for(g)->word[tier][row], row, slots,
+                          &c, NULL) ||
+        claim_in_tier(g, tier, row, slots, &c, NULL) ||
+        (retire_empty_below(g, tier) &&
+         claim_in_tier(g, tier, row, slots, &c, NULL)))
         return offset_of(g, &c);
     return SHMI_NO_CHUNK;
 }
 
+uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index)
+{
+    return shmi_tree_alloc_trimmed(g, class_index, UINT64_C(1) << 40);
+}
+
 uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
-                               unsigned more, shmi_atomic_word *list,
-                               shmi_atomic_word *count, uint64_t base)
+                               uint64_t length, unsigned more,
+                               shmi_atomic_word *list, shmi_atomic_word *count,
+                               uint64_t base, uint64_t code)
 {
     SHMI_ASSERT(class_index < SHMI_CLASSES && more < SHMI_WORD_SLOTS);
     unsigned tier = g->layout.class_tier[class_index];
     unsigned row = g->layout.class_row[class_index];
-    struct batch batch = {.want = more + 1,
+    struct batch batch = {.code = code,
+                          .want = more + 1,
                           .extras = 0,
                           .list = list,
                           .count = count,
@@ -830,9 +1003,12 @@ uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
     struct batch *b = tier + 1 == g->tiers && more > 0 ? &batch : NULL;
     struct claim c;
     uint64_t cursor = cursors_for(g)->word[tier][row];
-    if (try_claim_in_word(g, tier, cursor, row, &c, b) ||
-        claim_in_tier(g, tier, row, &c, b) ||
-        (retire_empty_below(g, tier) && claim_in_tier(g, tier, row, &c, b)))
+    unsigned slots =
+        SHM_TRIM ? slots_for(g, class_index, length) : SHMI_WORD_SLOTS;
+    if (try_claim_in_word(g, tier, cursor, row, slots, &c, b) ||
+        claim_in_tier(g, tier, row, slots, &c, b) ||
+        (retire_empty_below(g, tier) &&
+         claim_in_tier(g, tier, row, slots, &c, b)))
         return offset_of(g, &c);
     return SHMI_NO_CHUNK;
 }
@@ -913,6 +1089,40 @@ find_owner(struct shmi_geometry *g, uint64_t x, struct claim *out,
     return OWNER_FOUND;
 }
 
+/* The pieces of the allocation whose first piece find_owner found at x
+ * (tree.h's shmi_tree_pieces), with T5 for the tail pieces of a tier
+ * above the last: their child words must be 0, as the first piece's. */
+static enum owner owner_pieces(struct shmi_geometry *g, uint64_t x,
+                               const struct claim *c, uint64_t value,
+                               struct shmi_tree_chunk *chunk)
+{
+    chunk->tier = c->tier;
+    chunk->node = c->node;
+    chunk->word = c->word;
+    chunk->value = value;
+    switch (shmi_tree_pieces(g, x, chunk)) {
+    case SHMI_PIECES_NONE:
+        return OWNER_NONE;
+    case SHMI_PIECES_DAMAGED:
+        return OWNER_DAMAGED;
+    default:
+        break;
+    }
+    if (chunk->tails != 0 && c->tier + 1 < g->tiers) {
+        unsigned first = (unsigned)(x >> (g->tier[c->tier].span_log2 -
+                                          SHMI_WORD_BOTTOM_ROW)) &
+                         (SHMI_WORD_SLOTS - 1);
+        for (uint32_t t = chunk->tails; t; t &= t - 1) {
+            unsigned node =
+                shmi_word_owner(value, first + (unsigned)__builtin_ctz(t),
+                                g->tier[c->tier].eligible);
+            if (any_delegated_below(g, c->tier, c->word, node))
+                return OWNER_DAMAGED;
+        }
+    }
+    return OWNER_FOUND;
+}
+
 /* find_owner for a call that acts on the chunk: a disagreement is counted
  * and reported. Returns whether a chunk covering x was found. */
 static inline __attribute__((always_inline)) bool
@@ -938,19 +1148,20 @@ bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
      * iff x is aligned to the node's size. */
     if (!owner_to_act_on(g, x, &c, &value) || (x & (node_size(g, &c) - 1)) != 0)
         return false;
-    chunk->tier = c.tier;
-    chunk->node = c.node;
-    chunk->word = c.word;
-    chunk->value = value;
-    return true;
+    enum owner found = owner_pieces(g, x, &c, value, chunk);
+    if (found == OWNER_DAMAGED)
+        refuse_damage(g, c.tier, c.word, "continuation bits the word denies");
+    return found == OWNER_FOUND;
 }
 
 int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
                          const struct shmi_tree_chunk *chunk)
 {
     shmi_atomic_word *word = word_at(g, chunk->tier, chunk->word);
-    uint64_t mask = shmi_word_subtree(chunk->node);
+    uint64_t mask = chunk->mask;
     uint64_t value = chunk->value;
+    if (SHM_TRIM && chunk->tails != 0)
+        cont_update(g, chunk->tier, x, chunk->tails, false);
     SHMI_TEST_YIELD();
     /* seq_cst: release pairs with the acquire CAS of the next claimer of
      * these nodes; seq_cst orders it before publish_free's hint loads
@@ -993,17 +1204,21 @@ unsigned shmi_tree_free_batch(struct shmi_geometry *g, unsigned class_index,
             i++;
             continue;
         }
-        uint64_t mask = shmi_word_subtree(first.node);
+        uint64_t mask = first.mask;
         unsigned j = i + 1;
         for (; j < count; j++) {
             struct shmi_tree_chunk next;
             if (!shmi_tree_find(g, xs[j], &next) || next.tier != first.tier ||
                 next.word != first.word ||
                 shmi_tree_chunk_class(g, &next) != class_index ||
-                (mask & shmi_word_subtree(next.node)))
+                (mask & next.mask))
                 break;
-            mask |= shmi_word_subtree(next.node);
+            mask |= next.mask;
+            if (SHM_TRIM && next.tails != 0)
+                cont_update(g, next.tier, xs[j], next.tails, false);
         }
+        if (SHM_TRIM && first.tails != 0)
+            cont_update(g, first.tier, xs[i], first.tails, false);
         shmi_atomic_word *word = word_at(g, first.tier, first.word);
         uint64_t value = first.value;
         SHMI_TEST_YIELD();
@@ -1036,10 +1251,12 @@ uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x)
 {
     struct claim c;
     uint64_t value;
+    struct shmi_tree_chunk chunk;
     /* A query: a disagreement reads as no chunk and is not counted. */
-    if (find_owner(g, x, &c, &value) != OWNER_FOUND || offset_of(g, &c) != x)
+    if (find_owner(g, x, &c, &value) != OWNER_FOUND || offset_of(g, &c) != x ||
+        owner_pieces(g, x, &c, value, &chunk) != OWNER_FOUND)
         return 0;
-    return node_size(g, &c);
+    return chunk.length;
 }
 
 /* ---- resizing in place ------------------------------------------------ */
@@ -1142,8 +1359,20 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
 {
     struct claim c;
     uint64_t value;
+    struct shmi_tree_chunk chunk;
     if (!owner_to_act_on(g, x, &c, &value) || offset_of(g, &c) != x)
         return EINVAL;
+    switch (owner_pieces(g, x, &c, value, &chunk)) {
+    case OWNER_FOUND:
+        break;
+    case OWNER_DAMAGED:
+        refuse_damage(g, c.tier, c.word, "continuation bits the word denies");
+        return EINVAL;
+    default:
+        return EINVAL; /* the start of a tail piece */
+    }
+    if (chunk.tails != 0)
+        return ENOMEM; /* trimmed: the caller moves it or keeps it */
     unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
     unsigned span = g->tier[c.tier].span_log2;
     unsigned row = shmi_word_row_of(c.node);
@@ -1199,7 +1428,7 @@ static void format_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
 static void pin_node(struct shmi_geometry *g, unsigned tier, uint64_t index,
                      unsigned node, uint64_t *value)
 {
-    struct claim c = {tier, index, node};
+    struct claim c = {tier, index, node, 0};
     uint64_t start = offset_of(g, &c), size = node_size(g, &c);
     if (start >= g->capacity) {
         *value |= shmi_word_subtree(node);

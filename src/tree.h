@@ -36,28 +36,132 @@ void shmi_tree_format(struct shmi_geometry *g);
  * region's start, or SHMI_NO_CHUNK when none is free. */
 uint64_t shmi_tree_alloc(struct shmi_geometry *g, unsigned class_index);
 
-/* A chunk of class class_index, as shmi_tree_alloc, and up to `more`
- * (< 32) others of the class from the same word and CAS when it lies in
- * the last tier: their offsets are stored in list[base..] before the
- * claiming CAS and *count is set to base + their number (release) right
- * after it, so that a process killed in between leaves them listed
- * (thread_cache.c). *count is not written when there are none. */
+/* log2 of the granularity G of class class_index's trimmed lengths: the
+ * bottom-row node size of the words that hold the class's nodes (2^MIN
+ * in the last tier, the last tier's word span in the tier above, ...),
+ * as layout.c places the classes: the lowest five in the last tier, the
+ * next five in the tier above it, and so on up to tier 0. */
+static inline unsigned shmi_tree_granule_log2(unsigned class_index)
+{
+    unsigned levels = SHMI_CLASSES;
+    unsigned above = levels <= SHMI_WORD_ROWS ? 0 : (levels - 6 + 4) / 5;
+    unsigned depth = class_index / 5 < above ? class_index / 5 : above;
+    return SHM_MIN_ALLOC_POW2 + 5 * depth;
+}
+
+/* Bytes an allocation of `size` bytes of class class_index takes when
+ * trimmed (SHM_TRIM): size rounded up to the class's granularity, at
+ * least one granule; 2^(MIN + class_index) without SHM_TRIM. */
+static inline uint64_t shmi_tree_trimmed_length(unsigned class_index,
+                                                uint64_t size)
+{
+    uint64_t node = UINT64_C(1) << (SHM_MIN_ALLOC_POW2 + class_index);
+    if (!SHM_TRIM)
+        return node;
+    uint64_t g = UINT64_C(1) << shmi_tree_granule_log2(class_index);
+    uint64_t length = size == 0 ? g : (size + g - 1) & ~(g - 1);
+    return length < node ? length : node;
+}
+
+/* A chunk of class class_index trimmed to `length` bytes (a multiple of
+ * the class's granule, at most the class's size; see tree.c's pieces):
+ * its offset, or SHMI_NO_CHUNK when no node of the class is free. */
+uint64_t shmi_tree_alloc_trimmed(struct shmi_geometry *g, unsigned class_index,
+                                 uint64_t length);
+
+/* A chunk of class class_index trimmed to `length`, as
+ * shmi_tree_alloc_trimmed, and up to `more` (< 32) others alike from the
+ * same word and CAS when it lies in the last tier: their offsets | code
+ * are stored in list[base..] before the claiming CAS and *count is set to
+ * base + their number (release) after it and their continuation bits, so
+ * that a process killed in between leaves them unlisted (thread_cache.c).
+ * *count is not written when there are none. */
 uint64_t shmi_tree_alloc_batch(struct shmi_geometry *g, unsigned class_index,
-                               unsigned more, shmi_atomic_word *list,
-                               shmi_atomic_word *count, uint64_t base);
+                               uint64_t length, unsigned more,
+                               shmi_atomic_word *list, shmi_atomic_word *count,
+                               uint64_t base, uint64_t code);
 
 /* Frees the chunk starting at data offset x (< capacity, a multiple of
  * 2^MIN); 0, or EINVAL when no live allocation starts there. */
 int shmi_tree_free(struct shmi_geometry *g, uint64_t x);
 
 /* The live allocation starting at x, found as shmi_tree_free finds it:
- * where its node lies and the word's value as read. */
+ * where its first piece's node lies, the word's value as read, and its
+ * pieces (tree.c): the union of their subtree masks, the bottom-row slots
+ * (counted from x's) where its tail pieces start, and its length. */
 struct shmi_tree_chunk {
     unsigned tier;
     unsigned node;
     uint64_t word;
     uint64_t value;
+    uint64_t mask;
+    uint32_t tails;
+    uint64_t length;
 };
+
+/* The continuation bit of the 2^MIN unit at data offset y (SHM_TRIM). */
+static inline uint64_t shmi_tree_cont_word(const struct shmi_geometry *g,
+                                           uint64_t y)
+{
+    /* relaxed: see tree.c, "Trimming": the bits a free reads are its own
+     * allocation's, set by its claimer before the chunk reached it. */
+    return shmi_atomic_load_relaxed(g->cont + (y >> (SHM_MIN_ALLOC_POW2 + 6)));
+}
+
+enum shmi_pieces { SHMI_PIECES_OK, SHMI_PIECES_NONE, SHMI_PIECES_DAMAGED };
+
+/*
+ * Completes *chunk, whose first piece's node, word and value are filled
+ * in, with the tail pieces that follow it (tree.c, "Trimming"): NONE when
+ * x is the start of a tail piece (not an allocation), DAMAGED when the
+ * continuation bits name a piece the word does not hold. A tail piece
+ * lies inside the first piece's parent node, in the same word, and is
+ * smaller than the piece before it; only those are read as ours.
+ */
+static inline __attribute__((always_inline)) enum shmi_pieces
+shmi_tree_pieces(const struct shmi_geometry *g, uint64_t x,
+                 struct shmi_tree_chunk *chunk)
+{
+    const struct shmi_tier *t = &g->tier[chunk->tier];
+    unsigned row = shmi_word_row_of(chunk->node);
+    chunk->mask = shmi_word_subtree(chunk->node);
+    chunk->tails = 0;
+    chunk->length = UINT64_C(1) << (t->span_log2 - row);
+    if (!SHM_TRIM)
+        return SHMI_PIECES_OK;
+    uint64_t u = x >> SHM_MIN_ALLOC_POW2;
+    uint64_t bits = shmi_tree_cont_word(g, x);
+    if (__builtin_expect(bits >> (u & 63) & 1, 0))
+        return SHMI_PIECES_NONE;
+    if (row == t->first_row)
+        return SHMI_PIECES_OK; /* its parent is not in the word */
+    unsigned slot_log2 = t->span_log2 - SHMI_WORD_BOTTOM_ROW;
+    unsigned slot0 = (unsigned)(x >> slot_log2) & (SHMI_WORD_SLOTS - 1);
+    unsigned piece = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    unsigned end = 2 * piece, at = piece;
+    while (at < end) {
+        uint64_t y = x + ((uint64_t)at << slot_log2);
+        uint64_t v = y >> SHM_MIN_ALLOC_POW2;
+        if ((v >> 6) != (u >> 6))
+            bits = shmi_tree_cont_word(g, y);
+        if (!(bits >> (v & 63) & 1))
+            break;
+        unsigned s = slot0 + at;
+        unsigned node = shmi_word_owner(chunk->value, s, t->eligible);
+        unsigned size =
+            node ? 1u << (SHMI_WORD_BOTTOM_ROW - shmi_word_row_of(node)) : 0;
+        if (node == 0 || size >= piece || (s & (size - 1)) != 0 ||
+            at + size > end ||
+            (chunk->value & shmi_word_subtree(node)) != shmi_word_subtree(node))
+            return SHMI_PIECES_DAMAGED;
+        chunk->mask |= shmi_word_subtree(node);
+        chunk->tails |= UINT32_C(1) << at;
+        at += size;
+        piece = size;
+    }
+    chunk->length = (uint64_t)at << slot_log2;
+    return SHMI_PIECES_OK;
+}
 
 /* shmi_tree_find for every case (tree.c): the walk of find_owner. */
 bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
@@ -89,7 +193,9 @@ shmi_tree_find_fast_above(struct shmi_geometry *g, uint64_t x,
     chunk->node = node;
     chunk->word = index;
     chunk->value = w;
-    return true;
+    /* Tail pieces above the last tier have child words to check: the
+     * slow path does it. */
+    return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK && chunk->tails == 0;
 }
 
 /*
@@ -127,7 +233,24 @@ shmi_tree_find_fast(struct shmi_geometry *g, uint64_t x,
     chunk->node = node;
     chunk->word = index;
     chunk->value = w;
-    return true;
+    if (!SHM_TRIM)
+        return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK;
+    /* The last tier's granule is 2^MIN and a node's parent spans at most
+     * 16 units, aligned: x's bit and the bit after the first piece lie in
+     * one continuation word. The common case, no tail, costs one load. */
+    unsigned row = shmi_word_row_of(node);
+    unsigned units = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    uint64_t bits =
+        shmi_tree_cont_word(g, x) >> ((x >> SHM_MIN_ALLOC_POW2) & 63);
+    if (__builtin_expect((bits & 1) != 0, 0))
+        return false; /* the start of a tail piece */
+    if (row == tier->first_row || !(bits >> units & 1)) {
+        chunk->mask = mask;
+        chunk->tails = 0;
+        chunk->length = (uint64_t)1 << size_log2;
+        return true;
+    }
+    return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK;
 }
 
 /* Whether a live allocation starts at data offset x (as for
@@ -138,13 +261,14 @@ static inline bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,
     return shmi_tree_find_fast(g, x, chunk) || shmi_tree_find_slow(g, x, chunk);
 }
 
-/* Its size class. */
+/* Its size class: its first piece's, or the next when it is trimmed
+ * (the first piece of a trimmed allocation is half its node). */
 static inline unsigned
 shmi_tree_chunk_class(const struct shmi_geometry *g,
                       const struct shmi_tree_chunk *chunk)
 {
     return g->tier[chunk->tier].span_log2 - shmi_word_row_of(chunk->node) -
-           SHM_MIN_ALLOC_POW2;
+           SHM_MIN_ALLOC_POW2 + (chunk->tails != 0);
 }
 
 /* Frees the chunk shmi_tree_find found at x: 0, or EINVAL when it is no
@@ -158,12 +282,14 @@ int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
 unsigned shmi_tree_free_batch(struct shmi_geometry *g, unsigned class_index,
                               const uint64_t *xs, unsigned count);
 
-/* Size of the live allocation starting at x, 0 when there is none. */
+/* Size of the live allocation starting at x (its trimmed length), 0 when
+ * there is none. */
 uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);
 
 /* Resizes the live allocation starting at x to class `class_index` without
  * moving it: 0, ENOMEM when that cannot be done in place (buddy in use,
- * or the size lives in another tier), EINVAL when x is not one. */
+ * the size lives in another tier, or the allocation is trimmed), EINVAL
+ * when x is not one. */
 int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 
 /* Recovery of a dead thread's pending operation on word `index` of

@@ -10,6 +10,7 @@
 #include "tree_inspect.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 
 #include "hint_index.h"
 #include "word.h"
@@ -179,7 +180,16 @@ static void chunks_of_word(struct shmi_geometry *g, unsigned tier,
                 shmi_atomic_load_relaxed(word_at(g, tier + 1, child)) != 0)
                 continue;
         }
-        cw->visit(start, UINT64_C(1) << size_log2, cw->ctx);
+        uint64_t size = UINT64_C(1) << size_log2;
+        if (SHM_TRIM) {
+            /* A trimmed allocation is visited once, at its first piece,
+             * with its length; its tail pieces are not allocations. */
+            struct shmi_tree_chunk chunk = {tier, node, index, w, 0, 0, 0};
+            if (shmi_tree_pieces(g, start, &chunk) != SHMI_PIECES_OK)
+                continue;
+            size = chunk.length;
+        }
+        cw->visit(start, size, cw->ctx);
     }
 }
 
@@ -313,6 +323,47 @@ static bool word_is_consistent(struct shmi_geometry *g, unsigned tier,
     return true;
 }
 
+/* Marks in explained[] the continuation bits the allocation at x of
+ * `length` bytes stands for: the first unit of every piece but the first,
+ * the pieces being the binary decomposition of length from x. */
+static void explain_chunk(uint64_t x, uint64_t length, void *ctx)
+{
+    uint64_t *explained = ctx;
+    uint64_t at = 0;
+    for (unsigned b = 64; b-- > 0;) {
+        if (!(length >> b & 1))
+            continue;
+        if (at != 0) {
+            uint64_t u = (x + at) >> SHM_MIN_ALLOC_POW2;
+            explained[u / 64] |= UINT64_C(1) << (u % 64);
+        }
+        at += UINT64_C(1) << b;
+    }
+}
+
+/* Continuation bits (tree.c, K1) that are not the start of a tail piece
+ * of an allocation whose earlier pieces are allocated: each counts as a
+ * broken word. The allocations are the walk's (shmi_tree_foreach_chunk),
+ * which reads a tail piece's start as no allocation; a bit it does not
+ * explain is one that no allocation's pieces account for. */
+static uint64_t stray_cont_bits(struct shmi_geometry *g)
+{
+    uint64_t words = g->layout.cont_words;
+    if (!SHM_TRIM || words == 0)
+        return 0;
+    uint64_t *explained = calloc((size_t)words, sizeof *explained);
+    if (!explained)
+        return 0; /* no memory for the check: nothing claimed */
+    shmi_tree_foreach_chunk(g, explain_chunk, explained);
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < words; i++)
+        /* relaxed: a snapshot, meaningful at rest. */
+        bad += (uint64_t)__builtin_popcountll(
+            shmi_atomic_load_relaxed(g->cont + i) & ~explained[i]);
+    free(explained);
+    return bad;
+}
+
 uint64_t shmi_tree_check(struct shmi_geometry *g)
 {
     uint64_t bad = 0;
@@ -321,5 +372,5 @@ uint64_t shmi_tree_check(struct shmi_geometry *g)
             if (!word_is_consistent(g, t, i,
                                     shmi_atomic_load_relaxed(word_at(g, t, i))))
                 bad++;
-    return bad;
+    return bad + stray_cont_bits(g);
 }

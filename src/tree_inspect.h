@@ -43,7 +43,9 @@ uint64_t shmi_tree_free_bytes(struct shmi_geometry *g);
 void shmi_tree_block_free_bytes(struct shmi_geometry *g, uint64_t first,
                                 uint64_t count, uint32_t *free_bytes);
 
-/* Number of bitmap words that break an invariant (exact when quiescent). */
+/* Number of bitmap words that break an invariant, plus the continuation
+ * bits (SHM_TRIM) that no allocation's tail pieces account for (exact
+ * when quiescent). */
 uint64_t shmi_tree_check(struct shmi_geometry *g);
 
 #endif /* SHM_TREE_INSPECT_H */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "shm_alloc.h"
+#include "common/usable_model.h"
 
 /* ---------------------------------------------------------------------
  * Scratch files
@@ -94,13 +95,6 @@ static inline void shuffle_offsets(shm_offt *v, size_t n, uint64_t *rng)
  * ------------------------------------------------------------------- */
 
 /* Smallest power of two >= max(n, 2^MIN), for n <= 2^MAX. */
-static inline size_t expected_usable(size_t n)
-{
-    size_t p = get_shm_min_allocatable_size();
-    while (p < n)
-        p <<= 1;
-    return p;
-}
 
 static inline unsigned log2_size(size_t pow2)
 {

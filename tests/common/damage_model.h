@@ -18,16 +18,29 @@
 #include "word.h"
 
 struct damage_chunk {
-    uint64_t x, size; /* data offset and bytes */
+    uint64_t x, size; /* data offset and bytes (usable: trimmed, SHM_TRIM) */
     unsigned tier, node;
     uint64_t word;
 };
 
-/* Fills c's tier, word and node from its offset and size. */
+/* The node a chunk of `size` bytes lies in: the next power of two (a
+ * trimmed chunk's pieces lie in its class's node, tree.c). */
+static inline uint64_t damage_node_size(uint64_t size)
+{
+    uint64_t p = UINT64_C(1) << SHM_MIN_ALLOC_POW2;
+    while (p < size)
+        p <<= 1;
+    return p;
+}
+
+/* Fills c's tier, word and node (its class's node: the owner bits of a
+ * trimmed chunk's pieces and of its free tail, counted whole) from its
+ * offset and size. */
 static inline void damage_chunk_locate(const struct shmi_geometry *g,
                                        struct damage_chunk *c)
 {
-    unsigned cls = (unsigned)__builtin_ctzll(c->size) - SHM_MIN_ALLOC_POW2;
+    unsigned cls = (unsigned)__builtin_ctzll(damage_node_size(c->size)) -
+                   SHM_MIN_ALLOC_POW2;
     unsigned t = g->layout.class_tier[cls], row = g->layout.class_row[cls];
     unsigned span = g->tier[t].span_log2;
     c->tier = t;

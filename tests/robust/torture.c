@@ -66,6 +66,8 @@
 
 #include "shm_alloc.h"
 
+#include "common/usable_model.h"
+
 enum { OP_NONE = 0, OP_MALLOC = 1, OP_FREE = 2 };
 enum { EMPTY = 0, FILLING = 1, LIVE = 2, FREEING = 3 };
 #define MAX_WORKERS 64
@@ -159,6 +161,26 @@ static unsigned log2_of(size_t pow2)
     return k;
 }
 
+/* A ledger entry's second word: the stamp (40 bits) and the chunk's
+ * usable size in units of the smallest chunk (24 bits; a trimmed chunk's
+ * is not a power of two). */
+static uint64_t entry_b(uint64_t stamp, size_t usable)
+{
+    return stamp << 24 | (uint64_t)(usable / cfg.min_chunk);
+}
+
+static size_t entry_size(uint64_t b)
+{
+    return (size_t)(b & 0xffffff) * cfg.min_chunk;
+}
+
+static uint64_t entry_stamp(uint64_t b)
+{
+    return b >> 24;
+}
+
+/* The most a request can take: its class's node (a bound on what a
+ * trimmed chunk holds). */
 static size_t class_size(size_t request)
 {
     size_t s = cfg.min_chunk;
@@ -221,14 +243,14 @@ static _Noreturn void worker(int slot, uint64_t seed)
                 continue;
             }
             size_t usable = shm_arena_usable_size(a, off);
-            if (usable != class_size(size))
+            if (!usable_fits(size, usable))
                 worker_fail(slot, "usable size of a new chunk", off, usable);
             if (zeroed) /* the requested bytes; the rest is unspecified */
                 for (size_t k = 0; k < size; k++)
                     if (base[off + k] != 0)
                         worker_fail(slot, "calloc chunk not zero", off, k);
-            uint64_t stamp = rand_next(&rng) >> 8;
-            atomic_store_explicit(&e->b, stamp << 8 | log2_of(usable),
+            uint64_t stamp = rand_next(&rng) >> 24;
+            atomic_store_explicit(&e->b, entry_b(stamp, usable),
                                   memory_order_relaxed);
             atomic_store_explicit(&e->a, off | FILLING, memory_order_release);
             fill(base + off, usable, stamp);
@@ -237,8 +259,8 @@ static _Noreturn void worker(int slot, uint64_t seed)
         } else {
             shm_offt off = ea & ~3ull;
             uint64_t eb = atomic_load_explicit(&e->b, memory_order_relaxed);
-            size_t usable = (size_t)1 << (eb & 0xff);
-            size_t bad = verify(base + off, usable, eb >> 8);
+            size_t usable = entry_size(eb);
+            size_t bad = verify(base + off, usable, entry_stamp(eb));
             if (bad != SIZE_MAX)
                 worker_fail(slot, "pattern overwritten", off, bad);
             if (shm_arena_usable_size(a, off) != usable)
@@ -324,9 +346,9 @@ static void recover(uint8_t *base, int slot)
         uint64_t ea = atomic_load_explicit(&e->a, memory_order_acquire);
         uint64_t eb = atomic_load_explicit(&e->b, memory_order_relaxed);
         shm_offt off = ea & ~3ull;
-        size_t usable = (size_t)1 << (eb & 0xff);
+        size_t usable = entry_size(eb);
         if ((ea & 3) == FILLING) {
-            fill(base + off, usable, eb >> 8);
+            fill(base + off, usable, entry_stamp(eb));
             atomic_store_explicit(&e->a, off | LIVE, memory_order_relaxed);
         } else if ((ea & 3) == FREEING) {
             stats.inflight_bytes += usable;
@@ -542,7 +564,7 @@ static bool epoch(double end_time, long kills_left, uint64_t *rng)
             if ((ea & 3) == EMPTY)
                 continue;
             shm_offt off = ea & ~3ull;
-            size_t size = (size_t)1 << (eb & 0xff);
+            size_t size = entry_size(eb);
             if ((ea & 3) != LIVE) {
                 fprintf(stderr, "torture: slot %d entry %d in state %u\n", s, i,
                         (unsigned)(ea & 3));
@@ -556,7 +578,7 @@ static bool epoch(double end_time, long kills_left, uint64_t *rng)
                         off, size);
                 failed = true;
             }
-            size_t bad = verify(base + off, size, eb >> 8);
+            size_t bad = verify(base + off, size, entry_stamp(eb));
             if (bad != SIZE_MAX) {
                 fprintf(stderr,
                         "torture: chunk %#" PRIx64 " (%zu bytes) overwritten "

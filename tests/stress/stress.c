@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "shm_alloc.h"
+#include "common/usable_model.h"
 
 #ifndef STRESS_PROCESSES
 #define STRESS_PROCESSES 8
@@ -91,7 +92,6 @@ static struct control *ctl;
 static uint64_t seed;
 static uint64_t calls_per_thread;
 static size_t budget_per_thread; /* bytes one thread holds at most */
-static unsigned min_class, max_class;
 
 /* The ring lives in the arena, in chunks of the largest size: their
  * offsets are fixed before the fork, so every process knows them. */
@@ -121,12 +121,15 @@ static uint64_t rnd(uint64_t *state, uint64_t bound)
     return splitmix(state) % bound;
 }
 
-/* tag: process (8 bits) | thread (8) | class (8) | serial (40) */
-static uint64_t make_tag(unsigned proc, unsigned thread, unsigned cls,
+/* tag: process (8 bits) | thread (8) | usable size in units of 2^MIN
+ * (24; not a power of two when trimmed) | serial (24) */
+static unsigned min_class, max_class;
+
+static uint64_t make_tag(unsigned proc, unsigned thread, size_t size,
                          uint64_t serial)
 {
-    return (uint64_t)proc << 56 | (uint64_t)thread << 48 | (uint64_t)cls << 40 |
-           (serial & ((1ULL << 40) - 1));
+    return (uint64_t)proc << 56 | (uint64_t)thread << 48 |
+           (uint64_t)(size >> min_class) << 24 | (serial & ((1ULL << 24) - 1));
 }
 
 static unsigned tag_proc(uint64_t tag)
@@ -139,9 +142,9 @@ static unsigned tag_thread(uint64_t tag)
     return (unsigned)(tag >> 48) & 0xff;
 }
 
-static unsigned tag_class(uint64_t tag)
+static size_t tag_size(uint64_t tag)
 {
-    return (unsigned)(tag >> 40) & 0xff;
+    return (size_t)((tag >> 24) & 0xffffff) << min_class;
 }
 
 static uint64_t pattern(uint64_t tag, size_t word)
@@ -205,17 +208,16 @@ static bool check_chunk(struct worker *w, shm_offt off, size_t size,
     const uint64_t *words = SHM_OFFT_TO_ADDR(off);
     if (tag == 0) {
         tag = words[0];
-        unsigned cls = tag_class(tag);
+        size = tag_size(tag);
         if (tag_proc(tag) >= STRESS_PROCESSES ||
-            tag_thread(tag) >= STRESS_THREADS || cls < min_class ||
-            cls > max_class) {
+            tag_thread(tag) >= STRESS_THREADS || size == 0 ||
+            size > (size_t)1 << max_class) {
             fail_worker(w,
                         "chunk %" PRIu_shm_offt
                         " from the ring has a foreign stamp %#" PRIx64,
                         off, tag);
             return false;
         }
-        size = (size_t)1 << cls;
     }
     size_t usable = shm_usable_size(off);
     if (usable != size) {
@@ -265,14 +267,6 @@ static size_t pick_size(struct worker *w)
     return half + 1 + (size_t)rnd(&w->rng, half);
 }
 
-static size_t expected_usable(size_t n)
-{
-    size_t p = get_shm_min_allocatable_size();
-    while (p < n)
-        p <<= 1;
-    return p;
-}
-
 /* One call to shm_malloc or shm_calloc. Returns the new chunk, stamped,
  * or SHM_NULL (ENOMEM, or a failure already reported). */
 static shm_offt allocate(struct worker *w, struct held *out)
@@ -298,10 +292,10 @@ static shm_offt allocate(struct worker *w, struct held *out)
     }
     w->allocated++;
     size_t size = shm_usable_size(off);
-    if (size != expected_usable(request) || off % size != 0) {
+    if (!usable_fits(request, size) || off % model_node_size(request) != 0) {
         fail_worker(w,
                     "%zu bytes at %" PRIu_shm_offt
-                    ": usable %zu, expected %zu, aligned to it",
+                    ": usable %zu, expected %zu, aligned to its class",
                     request, off, size, expected_usable(request));
         return SHM_NULL;
     }
@@ -319,8 +313,7 @@ static shm_offt allocate(struct worker *w, struct held *out)
     }
     out->off = off;
     out->size = size;
-    out->tag = make_tag(w->proc, w->thread, (unsigned)__builtin_ctzll(size),
-                        ++w->serial);
+    out->tag = make_tag(w->proc, w->thread, size, ++w->serial);
     stamp(off, size, out->tag);
     return off;
 }
