@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "memcheck.h"
 #include "os.h"
 #include "pending.h"
 #include "process_table.h"
@@ -105,6 +106,9 @@ static void handle_free(shm_arena *arena)
 {
     if (!arena)
         return;
+    if (arena->geo.base)
+        /* Nothing of the mapping stays marked once it is gone. */
+        shmi_memcheck_release(arena->geo.base, arena->map_size);
     shmi_os_unmap(arena->geo.base, arena->map_size);
     shmi_os_close(arena->fd);
     free(arena->remove_path);

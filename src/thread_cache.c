@@ -125,6 +125,11 @@ static struct slot *slot_at(const struct shmi_geometry *g, uint64_t i)
     return (struct slot *)(g->tcache + i * SHMI_TCACHE_SLOT_SIZE);
 }
 
+static uint8_t *chunk_bytes(const struct shmi_geometry *g, uint64_t x)
+{
+    return g->base + g->data_offset + x;
+}
+
 static uint64_t chunk_size(unsigned class_index)
 {
     return UINT64_C(1) << (SHM_MIN_ALLOC_POW2 + class_index);
@@ -179,9 +184,11 @@ static uint64_t free_range(struct shmi_geometry *g, struct shmi_tcache_bin *bin,
         unsigned j = i + 1;
         while (j < n && xs[j] >> span == xs[i] >> span)
             j++;
-        for (unsigned k = i; k < j; k++)
+        for (unsigned k = i; k < j; k++) {
             /* release: after the flush record and the count (C). */
             shmi_atomic_store_release(&bin->entry[pos[k]], NONE);
+            shmi_memcheck_release(chunk_bytes(g, xs[k]), lengths[k]);
+        }
         unsigned freed = shmi_tree_free_batch(g, c, xs + i, j - i);
         if (i == 0)
             SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_FLUSH_WORD);
@@ -358,6 +365,8 @@ static uint64_t take_fitting(struct shmi_geometry *g,
                               self->tag + ((uint64_t)c << 6) + best +
                                   (top_code << SHMI_TCACHE_TAG_CODE_SHIFT));
     shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, x), 0);
+    shmi_memcheck_show(chunk_bytes(g, x) + SHMI_MEMCHECK_KEPT,
+                       shmi_tcache_code_length(c, code) - SHMI_MEMCHECK_KEPT);
     return x;
 }
 
@@ -399,6 +408,13 @@ uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index,
                         "allocated",
                         chunk_size(class_index));
             n--;
+            uint64_t e = shmi_atomic_load_relaxed(&bin->entry[n]);
+            uint64_t dropped = e & ~(chunk_size(class_index) - 1);
+            if (dropped < g->capacity) /* out of the cache: unmarked */
+                shmi_memcheck_release(
+                    chunk_bytes(g, dropped),
+                    shmi_tcache_code_length(class_index,
+                                            e & (chunk_size(class_index) - 1)));
         }
         shmi_atomic_store_release(&bin->count, n > CHUNKS ? 0 : n);
     }
@@ -413,12 +429,16 @@ uint64_t shmi_tcache_pop_slow(struct shmi_geometry *g, unsigned class_index,
         return x;
     uint64_t now = shmi_atomic_load_relaxed(&bin->count);
     SHMI_TCACHE_TEST_POINT(SHMI_TCACHE_AT_REFILL_COUNTED);
-    for (uint64_t i = n; i < now && i < CHUNKS; i++)
-        shmi_atomic_store_relaxed(
-            shmi_tcache_chunk_word(g, shmi_atomic_load_relaxed(&bin->entry[i]) &
-                                          ~(chunk_size(class_index) - 1)),
-            self->tag + (class_index << 6) + i +
-                (want << SHMI_TCACHE_TAG_CODE_SHIFT));
+    for (uint64_t i = n; i < now && i < CHUNKS; i++) {
+        uint64_t cached = shmi_atomic_load_relaxed(&bin->entry[i]) &
+                          ~(chunk_size(class_index) - 1);
+        shmi_atomic_store_relaxed(shmi_tcache_chunk_word(g, cached),
+                                  self->tag + (class_index << 6) + i +
+                                      (want << SHMI_TCACHE_TAG_CODE_SHIFT));
+        shmi_memcheck_hide(chunk_bytes(g, cached) + SHMI_MEMCHECK_KEPT,
+                           shmi_tcache_code_length(class_index, want) -
+                               SHMI_MEMCHECK_KEPT);
+    }
     return x;
 }
 
@@ -572,4 +592,6 @@ void shmi_tcache_clear_all(struct shmi_geometry *g)
             shmi_atomic_store_relaxed(&s->bin[c].count, 0);
     }
     shmi_tcache_self.serial = 0;
+    /* The trees are new: nothing of this process's caches is marked. */
+    shmi_memcheck_release(g->base + g->data_offset, g->capacity);
 }

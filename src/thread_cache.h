@@ -16,6 +16,7 @@
 #include "atomics.h"
 #include "config.h"
 #include "geometry.h"
+#include "memcheck.h"
 #include "tree.h"
 
 /* The high half of the tag a cached chunk carries in its first 8 bytes;
@@ -107,6 +108,9 @@ shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index,
     shmi_atomic_store_release(&bin->count, n - 1);
     /* The tag goes, so that the chunk's next free does not look cached. */
     shmi_atomic_store_relaxed(first, 0);
+    shmi_memcheck_show((uint8_t *)first + SHMI_MEMCHECK_KEPT,
+                       shmi_tcache_code_length(class_index, code) -
+                           SHMI_MEMCHECK_KEPT);
     return x;
 }
 
@@ -142,6 +146,10 @@ shmi_tcache_try_push(struct shmi_geometry *g, unsigned class_index, uint64_t x,
                                   (code << SHMI_TCACHE_TAG_CODE_SHIFT));
     shmi_atomic_store_relaxed(&bin->entry[n], x | code);
     shmi_atomic_store_release(&bin->count, n + 1);
+    /* Untouchable by the program until a pop (memcheck.h). */
+    shmi_memcheck_hide(
+        (uint8_t *)shmi_tcache_chunk_word(g, x) + SHMI_MEMCHECK_KEPT,
+        shmi_tcache_code_length(class_index, code) - SHMI_MEMCHECK_KEPT);
     return true;
 }
 
