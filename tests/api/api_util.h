@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "shm_alloc.h"
+#include "common/arena_bytes.h"
 #include "common/usable_model.h"
 
 /* ---------------------------------------------------------------------
@@ -252,7 +253,7 @@ static inline void snapshot_take(struct snapshot *s, const struct target *t)
     s->size = t_mapping_size(t);
     s->bytes = malloc(s->size);
     assert_non_null(s->bytes);
-    memcpy(s->bytes, t_base(t), s->size);
+    arena_bytes_copy(s->bytes, t_base(t), s->size);
 }
 
 /* Fails, naming the first changed offset, when the mapping differs. */
@@ -262,10 +263,8 @@ static inline void snapshot_assert_same(const struct snapshot *s,
 {
     const uint8_t *now = t_base(t);
     assert_int_equal(t_mapping_size(t), s->size);
-    if (memcmp(now, s->bytes, s->size) != 0) {
-        size_t i = 0;
-        while (now[i] == s->bytes[i])
-            i++;
+    size_t i = arena_bytes_differ(now, s->bytes, s->size);
+    if (i != s->size) {
         fail_msg("%s changed the arena: byte at offset %zu was 0x%02x, is "
                  "0x%02x",
                  what, i, s->bytes[i], now[i]);
