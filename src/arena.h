@@ -87,6 +87,18 @@ static inline size_t shmi_arena_chunk_size(size_t size)
     return (size_t)shmi_tree_trimmed_length(c, size);
 }
 
+/* Data offset of `off` when it can start a chunk; SHMI_NO_CHUNK (tree.h)
+ * when it lies outside the data region or is misaligned. */
+static inline uint64_t shmi_arena_data_position(const shm_arena *arena,
+                                                shm_offt off)
+{
+    uint64_t x = off - arena->geo.data_offset; /* wraps below the region */
+    if (x >= arena->geo.capacity ||
+        (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)))
+        return UINT64_MAX;
+    return x;
+}
+
 /* A nonzero token naming this handle's entry in the arena's process
  * table (its owner key for records in the file); 0 when it has none: a
  * read-only handle, a full table, a forked child's copy of its parent's

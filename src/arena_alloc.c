@@ -58,6 +58,9 @@ static bool too_large(const char *call, size_t size)
     return true;
 }
 
+_Static_assert(SHMI_NO_CHUNK == UINT64_MAX,
+               "shmi_arena_data_position's refusal is the tree's no-chunk");
+
 /* Reports an offset that is not the start of a live allocation. */
 static void not_live(const char *call, shm_offt off)
 {
@@ -66,24 +69,13 @@ static void not_live(const char *call, shm_offt off)
     errno = EINVAL;
 }
 
-/* Data offset of `off` when it can start a chunk; SHMI_NO_CHUNK when it
- * lies outside the data region or is misaligned. */
-static inline uint64_t data_position(const shm_arena *arena, shm_offt off)
-{
-    uint64_t x = off - arena->geo.data_offset; /* wraps below the region */
-    if (x >= arena->geo.capacity ||
-        (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)))
-        return SHMI_NO_CHUNK;
-    return x;
-}
-
 /* Data offset and size of the live allocation starting at off; reports
  * and sets EINVAL (returning false) when there is none (a chunk in a
  * thread cache is free, whatever the bitmaps say). */
 static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
                        uint64_t *x, uint64_t *size)
 {
-    *x = data_position(arena, off);
+    *x = shmi_arena_data_position(arena, off);
     *size = *x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(&arena->geo, *x);
     if (*size != 0 && shmi_tcache_is_cached_chunk(&arena->geo, *x, *size))
         *size = 0;
@@ -183,7 +175,7 @@ static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
 {
     if (off == SHM_NULL || !writable(arena))
         return;
-    uint64_t x = data_position(arena, off);
+    uint64_t x = shmi_arena_data_position(arena, off);
     struct shmi_tree_chunk chunk;
     if (x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk)) {
         not_live("shm_free", off);

@@ -93,23 +93,12 @@ static void give_back_cached_chunks(shm_arena *arena)
     shmi_tcache_drain_all(&arena->geo);
 }
 
-/* Data offset of off when it may start a chunk, SHMI_NO_CHUNK otherwise
- * (outside the data region, or misaligned). */
-static uint64_t data_position(const shm_arena *arena, shm_offt off)
-{
-    uint64_t x = off - arena->geo.data_offset; /* wraps below the region */
-    if (x >= arena->geo.capacity ||
-        (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)))
-        return SHMI_NO_CHUNK;
-    return x;
-}
-
 /* Data offset and size of the live allocation starting at off; false with
  * EINVAL in errno, reported as `call`'s, when there is none. */
 static bool live_chunk(shm_collector *col, shm_offt off, const char *call,
                        uint64_t *x, uint64_t *size)
 {
-    *x = col ? data_position(col->arena, off) : SHMI_NO_CHUNK;
+    *x = col ? shmi_arena_data_position(col->arena, off) : SHMI_NO_CHUNK;
     *size = *x == SHMI_NO_CHUNK ? 0 : shmi_tree_usable(&col->arena->geo, *x);
     /* A chunk in a thread cache is free. */
     if (*size != 0 && !shmi_tcache_is_cached_chunk(&col->arena->geo, *x, *size))
