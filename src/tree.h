@@ -131,7 +131,7 @@ shmi_tree_pieces(const struct shmi_geometry *g, uint64_t x,
         return SHMI_PIECES_OK;
     uint64_t u = x >> SHM_MIN_ALLOC_POW2;
     uint64_t bits = shmi_tree_cont_word(g, x);
-    if (__builtin_expect(bits >> (u & 63) & 1, 0))
+    if (__builtin_expect((bits >> (u & 63) & 1) != 0, 0))
         return SHMI_PIECES_NONE;
     if (row == t->first_row)
         return SHMI_PIECES_OK; /* its parent is not in the word */

@@ -348,9 +348,9 @@ static void explain_chunk(uint64_t x, uint64_t length, void *ctx)
  * explain is one that no allocation's pieces account for. */
 static uint64_t stray_cont_bits(struct shmi_geometry *g)
 {
-    uint64_t words = g->layout.cont_words;
-    if (!SHM_TRIM || words == 0)
+    if (!SHM_TRIM || g->layout.cont_words == 0)
         return 0;
+    uint64_t words = g->layout.cont_words;
     uint64_t *explained = calloc((size_t)words, sizeof *explained);
     if (!explained)
         return 0; /* no memory for the check: nothing claimed */

@@ -179,6 +179,8 @@ static void set_root_bit_is_refused_by_the_next_claim(void **state)
     assert_int_equal(shm_arena_malloc(a, 1), SHM_NULL);
     shm_offt x = blocks[2];
     shm_arena_free(a, x);
+    /* Out of the thread cache, back to its word. */
+    assert_int_equal(shm_arena_flush_thread_cache(a), 0);
     uint64_t index = (x - a->geo.data_offset) >> a->geo.tier[0].span_log2;
     shmi_atomic_word *word = shmi_tree_word(&a->geo, 0, index);
     assert_int_equal(shmi_atomic_load_relaxed(word), 0);

@@ -48,6 +48,9 @@ static void realloc_grows_and_shrinks_in_place(void **state)
     assert_non_null(a);
     size_t avail = shm_arena_available(a);
     shm_offt off = shm_arena_malloc(a, MIN_CHUNK);
+    /* The chunks a thread-cache refill took with it go back: the buddies
+     * are free in the bitmaps. */
+    assert_int_equal(shm_arena_flush_thread_cache(a), 0);
     fill(a, off, MIN_CHUNK, 1);
     /* a fresh arena has the buddies free: growing stays put */
     size_t grow_to = MIN_CHUNK * 2 <= MAX_CHUNK ? MIN_CHUNK * 2 : MIN_CHUNK;
@@ -78,7 +81,9 @@ static void realloc_moves_when_the_buddy_is_taken(void **state)
     assert_non_null(a);
     size_t avail = shm_arena_available(a);
     shm_offt first = shm_arena_malloc(a, MIN_CHUNK);
+    assert_int_equal(shm_arena_flush_thread_cache(a), 0); /* as above */
     shm_offt buddy = shm_arena_malloc(a, MIN_CHUNK);
+    assert_int_equal(shm_arena_flush_thread_cache(a), 0);
     assert_int_equal(buddy, first + MIN_CHUNK); /* leftmost-first policy */
     fill(a, first, MIN_CHUNK, 9);
     shm_offt moved = shm_arena_realloc(a, first, MAX_CHUNK);

@@ -29,6 +29,11 @@
 #define CAPACITY ((size_t)1 << 20)
 #define MIN_CHUNK ((size_t)1 << SHM_MIN_ALLOC_POW2)
 #define CHUNKS SHM_THREAD_CACHE_CHUNKS
+/* A request of n bytes, or the largest chunk when that is smaller. */
+#define FIT(n)                                                                 \
+    ((size_t)(n) < ((size_t)1 << SHM_MAX_ALLOC_POW2)                           \
+         ? (size_t)(n)                                                         \
+         : ((size_t)1 << SHM_MAX_ALLOC_POW2))
 
 static int setup(void **state)
 {
@@ -77,7 +82,7 @@ static void double_free_into_own_cache_is_refused(void **state)
     struct fixture *f = *state;
     if (!cached_build())
         skip();
-    shm_offt x = shm_arena_malloc(f->arena, 40);
+    shm_offt x = shm_arena_malloc(f->arena, FIT(40));
     assert_true(x != SHM_NULL);
     shm_arena_free(f->arena, x);
     size_t available = shm_arena_available(f->arena);
@@ -96,8 +101,8 @@ static void double_free_into_own_cache_is_refused(void **state)
     assert_int_equal(shm_arena_realloc(f->arena, x, 10), SHM_NULL);
     assert_int_equal(errno, EINVAL);
     /* Handed out once, not twice. */
-    shm_offt a = shm_arena_malloc(f->arena, 40);
-    shm_offt b = shm_arena_malloc(f->arena, 40);
+    shm_offt a = shm_arena_malloc(f->arena, FIT(40));
+    shm_offt b = shm_arena_malloc(f->arena, FIT(40));
     assert_int_equal(a, x);
     assert_true(b != x && b != SHM_NULL);
     shm_arena_free(f->arena, a);
@@ -116,7 +121,7 @@ struct holder {
 static void *hold_a_cached_chunk(void *arg)
 {
     struct holder *h = arg;
-    h->chunk = shm_arena_malloc(h->arena, 100);
+    h->chunk = shm_arena_malloc(h->arena, FIT(100));
     shm_arena_free(h->arena, h->chunk);
     pthread_mutex_lock(&h->lock);
     h->step = 1;
@@ -125,7 +130,7 @@ static void *hold_a_cached_chunk(void *arg)
         pthread_cond_wait(&h->cond, &h->lock);
     pthread_mutex_unlock(&h->lock);
     /* Still cached here, once: the next malloc of the size gets it. */
-    shm_offt again = shm_arena_malloc(h->arena, 100);
+    shm_offt again = shm_arena_malloc(h->arena, FIT(100));
     return (void *)(uintptr_t)(again == h->chunk);
 }
 
@@ -150,7 +155,7 @@ static void double_free_into_another_threads_cache_is_refused(void **state)
     assert_int_equal(errno, EINVAL);
     assert_int_equal(shm_arena_available(f->arena), available);
     /* Nor does this thread get it. */
-    shm_offt mine = shm_arena_malloc(f->arena, 100);
+    shm_offt mine = shm_arena_malloc(f->arena, FIT(100));
     assert_true(mine != h.chunk);
     pthread_mutex_lock(&h.lock);
     h.step = 2;
@@ -231,7 +236,7 @@ static void chunk_written_after_free_is_not_handed_out(void **state)
     struct fixture *f = *state;
     if (!cached_build())
         skip();
-    shm_offt x = shm_arena_malloc(f->arena, 64);
+    shm_offt x = shm_arena_malloc(f->arena, FIT(64));
     assert_true(x != SHM_NULL);
     shm_arena_free(f->arena, x);
     /* A use after free in the first 8 bytes, the tag's (the rest of a
@@ -239,13 +244,13 @@ static void chunk_written_after_free_is_not_handed_out(void **state)
     memset((unsigned char *)shm_arena_base(f->arena) + x, 0xab, 8);
     reports = 0;
     shm_set_error_handler(count_report, NULL);
-    shm_offt y = shm_arena_malloc(f->arena, 64);
+    shm_offt y = shm_arena_malloc(f->arena, FIT(64));
     shm_set_error_handler(NULL, NULL);
     assert_true(y != SHM_NULL && y != x);
     assert_int_equal(reports, 1);
     /* x is left allocated (the collector's to find), and can be freed by
      * whoever owns it. */
-    assert_int_equal(shm_arena_usable_size(f->arena, x), 64);
+    assert_int_equal(shm_arena_usable_size(f->arena, x), FIT(64));
     shm_arena_free(f->arena, x);
     shm_arena_free(f->arena, y);
     assert_int_equal(shm_arena_flush_thread_cache(f->arena), 0);
@@ -437,7 +442,7 @@ static void forked_child_does_not_use_the_parents_cache(void **state)
     struct fixture *f = *state;
     if (!cached_build())
         skip();
-    shm_offt x = shm_arena_malloc(f->arena, 200);
+    shm_offt x = shm_arena_malloc(f->arena, FIT(200));
     assert_true(x != SHM_NULL);
     shm_arena_free(f->arena, x); /* in this thread's cache */
     fflush(NULL);
@@ -445,7 +450,7 @@ static void forked_child_does_not_use_the_parents_cache(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         /* The inherited handle: no record, no cache. */
-        shm_offt y = shm_arena_malloc(f->arena, 200);
+        shm_offt y = shm_arena_malloc(f->arena, FIT(200));
         errno = 0;
         shm_arena_free(f->arena, x); /* the parent's cached chunk */
         int refused = errno == EINVAL;
@@ -455,7 +460,7 @@ static void forked_child_does_not_use_the_parents_cache(void **state)
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_int_equal(shm_arena_malloc(f->arena, 200), x);
+    assert_int_equal(shm_arena_malloc(f->arena, FIT(200)), x);
     shm_arena_free(f->arena, x);
     assert_int_equal(shm_arena_check(f->arena), 0);
 }
