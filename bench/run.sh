@@ -61,7 +61,7 @@ shm_install_packages "${SHM_BENCH_PACKAGES[@]}"
 # ---- build ------------------------------------------------------------------
 say "building (preset bench, Release)"
 configure_cmd=(cmake --preset bench)
-build_cmd=(cmake --build --preset bench -j2 --target shm_bench open_bench)
+build_cmd=(cmake --build --preset bench -j2 --target shm_bench open_bench collect_bench)
 "${configure_cmd[@]}" >/dev/null
 "${build_cmd[@]}" >/dev/null
 
