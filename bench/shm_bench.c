@@ -357,23 +357,32 @@ BENCH_INLINE uint64_t churn_loop(const struct heap_ops *ops, struct heap *h,
     return failures;
 }
 
-/* Allocates the first c->live requests; returns the failures. */
-BENCH_INLINE uint64_t churn_fill(const struct heap_ops *ops, struct heap *h,
-                                 const struct sequence *s,
-                                 struct churn_state *c)
+/* Allocates the first `count` requests of s, touched, into refs[];
+ * returns the failures. */
+BENCH_INLINE uint64_t fill_refs(const struct heap_ops *ops, struct heap *h,
+                                const struct sequence *s, uint64_t *refs,
+                                size_t count)
 {
     uint64_t failures = 0;
-    for (size_t i = 0; i < c->live; i++) {
+    for (size_t i = 0; i < count; i++) {
         size_t size = s->sizes[i % SIZE_TABLE];
         uint64_t ref = ops->alloc(h, size);
         if (ref != 0)
             touch(ops->addr(h, ref), size, (unsigned char)i);
         else
             failures++;
-        c->refs[i] = ref;
+        refs[i] = ref;
     }
-    c->next = c->live;
     return failures;
+}
+
+/* Allocates the first c->live requests; returns the failures. */
+BENCH_INLINE uint64_t churn_fill(const struct heap_ops *ops, struct heap *h,
+                                 const struct sequence *s,
+                                 struct churn_state *c)
+{
+    c->next = c->live;
+    return fill_refs(ops, h, s, c->refs, c->live);
 }
 
 /* The shared part of the multi-process runs. */
@@ -628,18 +637,8 @@ BENCH_INLINE uint64_t larson_fill(const struct heap_ops *ops, struct heap *h,
                                   const struct sequence *s,
                                   struct larson_state *st)
 {
-    uint64_t failures = 0;
-    for (size_t i = 0; i < st->slots; i++) {
-        size_t size = s->sizes[i % SIZE_TABLE];
-        uint64_t ref = ops->alloc(h, size);
-        if (ref != 0)
-            touch(ops->addr(h, ref), size, (unsigned char)i);
-        else
-            failures++;
-        st->refs[i] = ref;
-    }
     st->next = st->slots;
-    return failures;
+    return fill_refs(ops, h, s, st->refs, st->slots);
 }
 
 /* ---- workers (forked processes, or threads) ---------------------------- */
