@@ -48,7 +48,8 @@ struct shm_cache_options {
     size_t capacity;       /* bytes for a new file's arena; 0: default */
     unsigned mode;         /* new file's permission bits; 0: 0600 */
     unsigned flags;        /* SHM_ARENA_* flags for the file */
-    size_t expected_items; /* sizes the index; 0: derived from capacity */
+    size_t expected_items; /* sizes the index at first (it grows with the
+                              items); 0: derived from capacity */
 };
 
 #define SHM_CACHE_KEY_MAX 250
@@ -167,6 +168,8 @@ struct shm_cache_stats {
     size_t memory;         /* every arena byte the cache holds: entries,
                               index, its metadata, retired memory not yet
                               reclaimed */
+    uint64_t buckets;      /* buckets of the index in use: one per item,
+                              the index grows with the items */
 };
 
 /* Fills *stats; 0 or EINVAL. A snapshot; writes nothing. */

@@ -74,6 +74,14 @@ static shm_offt chunk_new(shm_arena *arena, size_t size)
     return shmi_arena_calloc(arena, 1, size);
 }
 
+/* Entries of the directory of an index that can grow to 2^max_log2
+ * buckets in segments of 2^segment_log2. */
+static uint64_t directory_entries(unsigned max_log2, unsigned segment_log2)
+{
+    return max_log2 > segment_log2 ? UINT64_C(1) << (max_log2 - segment_log2)
+                                   : 1;
+}
+
 /* Frees what a creator that lost the race built. */
 static void unbuild(shm_arena *arena, uint64_t header_off)
 {
@@ -81,9 +89,10 @@ static void unbuild(shm_arena *arena, uint64_t header_off)
     if (h->directory) {
         const uint64_t *dir =
             (const uint64_t *)(arena->geo.base + h->directory);
-        for (uint64_t s = 0;
-             s < UINT64_C(1) << (h->bucket_log2 - h->segment_log2); s++)
-            shmi_arena_free(arena, dir[s]);
+        uint64_t entries = directory_entries(h->max_log2, h->segment_log2);
+        for (uint64_t s = 0; s < entries; s++)
+            if (dir[s])
+                shmi_arena_free(arena, dir[s]);
         shmi_arena_free(arena, h->directory);
     }
     for (unsigned k = 0; k < h->slot_chunks; k++)
@@ -91,20 +100,29 @@ static void unbuild(shm_arena *arena, uint64_t header_off)
     shmi_arena_free(arena, header_off);
 }
 
+/* The smallest chunk an item takes: the most items, and so the most
+ * buckets, an arena can hold is its capacity over this. */
+#define SMALLEST_ITEM 64
+
 static uint64_t build(shm_arena *arena, size_t expected_items)
 {
-    unsigned max_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
+    unsigned max_chunk_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
     size_t chunk = unit_size();
-    unsigned unit_log2 = log2_of(chunk);
+    unsigned segment_log2 = log2_of(chunk) - 3;
+    /* The index can grow to a bucket per smallest item, as far as a
+     * directory of one chunk goes. */
+    unsigned max_log2 = 6;
+    while (max_log2 < segment_log2 + max_chunk_log2 - 3 &&
+           (UINT64_C(1) << max_log2) < arena->geo.capacity / SMALLEST_ITEM)
+        max_log2++;
     if (expected_items == 0)
         expected_items = arena->geo.capacity / 256;
     unsigned bucket_log2 = 6;
-    while (bucket_log2 < unit_log2 - 3 + max_log2 - 3 &&
+    while (bucket_log2 < max_log2 &&
            (UINT64_C(1) << bucket_log2) < expected_items)
         bucket_log2++;
-    unsigned segment_log2 =
-        bucket_log2 < unit_log2 - 3 ? bucket_log2 : unit_log2 - 3;
-    unsigned segments = 1u << (bucket_log2 - segment_log2);
+    uint64_t entries = directory_entries(max_log2, segment_log2);
+    uint64_t segments = directory_entries(bucket_log2, segment_log2);
     unsigned per_chunk = (unsigned)(chunk / sizeof(struct shmi_cache_slot));
     unsigned slot_chunks = (SHMI_CACHE_SLOT_LIMIT + per_chunk - 1) / per_chunk;
     if (slot_chunks > SHMI_CACHE_SLOT_CHUNKS)
@@ -116,10 +134,12 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
     uint8_t *base = arena->geo.base;
     struct shmi_cache_header *h = (void *)(base + header_off);
     h->bucket_log2 = bucket_log2;
+    h->max_log2 = max_log2;
     h->segment_log2 = segment_log2;
     h->slots_per_chunk = per_chunk;
-    bool ok = (h->directory = chunk_new(arena, segments * sizeof(uint64_t)));
-    for (unsigned s = 0; ok && s < segments; s++) {
+    shmi_atomic_store_relaxed(&h->index_log2, bucket_log2);
+    bool ok = (h->directory = chunk_new(arena, entries * sizeof(uint64_t)));
+    for (uint64_t s = 0; ok && s < segments; s++) {
         uint64_t seg = chunk_new(arena, sizeof(uint64_t) << segment_log2);
         ((uint64_t *)(base + h->directory))[s] = seg;
         ok = seg != 0;
@@ -136,7 +156,7 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
     /* Every chunk above counts as the cache's memory. */
     uint64_t memory = shmi_arena_usable_size(arena, header_off) +
                       shmi_arena_usable_size(arena, h->directory);
-    for (unsigned s = 0; s < segments; s++)
+    for (uint64_t s = 0; s < segments; s++)
         memory += shmi_arena_usable_size(
             arena, ((uint64_t *)(base + h->directory))[s]);
     for (unsigned k = 0; k < h->slot_chunks; k++)
@@ -155,7 +175,7 @@ static int bind(shm_cache *c, uint64_t header_off)
     uint64_t data = end - arena->geo.capacity;
     size_t chunk = unit_size();
     unsigned unit_log2 = log2_of(chunk);
-    unsigned max_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
+    unsigned max_chunk_log2 = log2_of(SHMI_CACHE_MAX_CHUNK);
     if (header_off < data ||
         header_off > end - sizeof(struct shmi_cache_header))
         return EINVAL;
@@ -167,26 +187,22 @@ static int bind(shm_cache *c, uint64_t header_off)
     const struct shmi_cache_header *h = c->header;
     unsigned per_chunk = (unsigned)(chunk / sizeof(struct shmi_cache_slot));
     if (h->magic != SHMI_CACHE_MAGIC || h->version != SHMI_CACHE_VERSION ||
-        h->segment_log2 > unit_log2 - 3 || h->bucket_log2 < h->segment_log2 ||
-        h->bucket_log2 - h->segment_log2 > max_log2 - 3 ||
+        h->segment_log2 > unit_log2 - 3 || h->bucket_log2 > h->max_log2 ||
+        h->max_log2 > h->segment_log2 + max_chunk_log2 - 3 ||
         h->slots_per_chunk != per_chunk || h->slot_chunks == 0 ||
         h->slot_chunks > SHMI_CACHE_SLOT_CHUNKS)
         return EINVAL;
-    uint64_t segments = UINT64_C(1) << (h->bucket_log2 - h->segment_log2);
-    if (h->directory < data || h->directory > end - segments * 8)
+    uint64_t entries = directory_entries(h->max_log2, h->segment_log2);
+    if (h->directory < data || h->directory > end - entries * 8 ||
+        h->directory % 8 != 0)
         return EINVAL;
-    c->segment = calloc(segments, sizeof *c->segment);
+    c->segment = calloc(entries, sizeof *c->segment);
     c->slot_chunk = calloc(h->slot_chunks, sizeof(struct shmi_cache_slot *));
     c->held = calloc((size_t)h->slot_chunks * per_chunk, sizeof *c->held);
     if (!c->segment || !c->slot_chunk || !c->held)
         return ENOMEM;
-    const uint64_t *dir = (const uint64_t *)(c->base + h->directory);
-    uint64_t seg_bytes = UINT64_C(8) << h->segment_log2;
-    for (uint64_t s = 0; s < segments; s++) {
-        if (dir[s] < data || dir[s] > end - seg_bytes)
-            return EINVAL;
-        c->segment[s] = (shmi_atomic_word *)(c->base + dir[s]);
-    }
+    c->directory = (shmi_atomic_word *)(c->base + h->directory);
+    c->segments = entries;
     for (unsigned k = 0; k < h->slot_chunks; k++) {
         if (h->slot_chunk[k] < data || h->slot_chunk[k] > end - chunk)
             return EINVAL;
@@ -195,7 +211,8 @@ static int bind(shm_cache *c, uint64_t header_off)
     }
     c->segment_log2 = h->segment_log2;
     c->segment_mask = (UINT64_C(1) << h->segment_log2) - 1;
-    c->bucket_mask = (UINT64_C(1) << h->bucket_log2) - 1;
+    c->initial_log2 = h->bucket_log2;
+    c->max_log2 = h->max_log2;
     c->slots_per_chunk = per_chunk;
     c->slot_count = h->slot_chunks * per_chunk;
     if (c->slot_count > SHMI_CACHE_SLOT_LIMIT)
@@ -338,13 +355,19 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
         /* relaxed: only spreads the work; any bucket will do. */
         uint64_t bucket = atomic_fetch_add_explicit(&c->header->clock_hand, 1,
                                                     memory_order_relaxed) &
-                          c->bucket_mask;
+                          ((UINT64_C(1) << shmi_cache_levels(c)) - 1);
+        /* A bucket not split off yet is split now: its entries are its
+         * parent's to keep but only its own to evict. */
+        if (shmi_cache_install(c, slot, bucket) != 0)
+            continue;
         const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
         uint64_t head = shmi_cache_protect_block(slot, word);
         const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
         uint64_t victim = UINT64_MAX;
         bool expired = false;
         for (uint64_t i = 0; b && i < b->count; i++) {
+            if (!shmi_cache_entry_own(bucket, b->level, b->entry[i].hash))
+                continue; /* another bucket's: never read, never removed */
             if (!shmi_cache_protect_item(slot, word, head, b->entry[i].item))
                 break; /* the bucket changed: its turn comes again */
             struct shmi_cache_item *item =
@@ -459,18 +482,31 @@ static int keyed_begin(shm_cache *c, const void *key, size_t key_len,
     if (!k->slot)
         return errno;
     k->hash = shmi_cache_hash(key, key_len);
-    k->bucket = k->hash & c->bucket_mask;
     return 0;
 }
 
-/* Reads the key's bucket, protecting its block and the key's item. */
-static void keyed_read(const shm_cache *c, struct keyed *k, const void *key,
-                       size_t key_len)
+/* Reads the key's bucket (made first if it is not: cache_split.c),
+ * protecting its block and the key's item: 0, ENOMEM, EBUSY, EIO. */
+static int keyed_read(shm_cache *c, struct keyed *k, const void *key,
+                      size_t key_len)
 {
-    uint64_t found = shmi_cache_lookup(c, k->slot, k->bucket, k->hash, key,
-                                       key_len, &k->head, &k->pos);
-    k->old = found ? shmi_cache_item_at(c, found) : NULL;
-    k->live = k->old && !shmi_cache_expired(k->old, shmi_os_monotonic_ms());
+    k->old = NULL;
+    k->live = false;
+    for (;;) {
+        unsigned levels = shmi_cache_levels(c);
+        k->bucket = k->hash & ((UINT64_C(1) << levels) - 1);
+        int err = shmi_cache_install(c, k->slot, k->bucket);
+        if (err)
+            return err;
+        uint64_t found = shmi_cache_lookup(
+            c, k->slot, shmi_cache_bucket(c, k->bucket), UINT64_MAX, levels,
+            k->hash, key, key_len, &k->head, &k->pos);
+        if (found == SHMI_CACHE_RESTART)
+            continue; /* the index grew: the key's bucket may be another */
+        k->old = found ? shmi_cache_item_at(c, found) : NULL;
+        k->live = k->old && !shmi_cache_expired(k->old, shmi_os_monotonic_ms());
+        return 0;
+    }
 }
 
 /* Ends an attempt that returned err: whether to make another (the bucket
@@ -505,9 +541,11 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         return fail(err);
     bool replaced_expired = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
-        keyed_read(c, &k, key, key_len);
+        err = keyed_read(c, &k, key, key_len);
         replaced_expired = k.old && !k.live;
-        if (kind == STORE_ADD && k.live)
+        if (err)
+            ; /* the bucket could not be made: see keyed_again */
+        else if (kind == STORE_ADD && k.live)
             err = EEXIST;
         else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !k.live)
             err = ENOENT;
@@ -583,9 +621,7 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
     if (!slot && !c->read_only)
         return fail(errno);
     uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t head, pos;
-    uint64_t found = shmi_cache_lookup(c, slot, hash & c->bucket_mask, hash,
-                                       key, key_len, &head, &pos);
+    uint64_t found = shmi_cache_find(c, slot, hash, key, key_len);
     struct shmi_cache_item *item =
         found ? (struct shmi_cache_item *)shmi_cache_item_at(c, found) : NULL;
     int err = 0;
@@ -627,10 +663,10 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         return fail(err);
     bool was_live = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
-        keyed_read(c, &k, key, key_len);
+        err = keyed_read(c, &k, key, key_len);
         was_live = k.live;
-        err = k.old ? shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, 0)
-                    : 0;
+        if (!err && k.old)
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, 0);
         if (!keyed_again(c, &k, err))
             break;
     }
@@ -660,10 +696,12 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
         return fail(err);
     struct shmi_cache_item *mine = shmi_cache_at(c, item);
     for (unsigned tries = 0; tries < UPDATE_TRIES * 4; tries++) {
-        keyed_read(c, &k, key, key_len);
+        err = keyed_read(c, &k, key, key_len);
         value = initial;
         mine->expires_ms = expiry_of(ttl_seconds);
-        if (k.live && k.old->value_len != sizeof value) {
+        if (err) {
+            ; /* the bucket could not be made: see keyed_again */
+        } else if (k.live && k.old->value_len != sizeof value) {
             err = EINVAL;
         } else {
             if (k.live) {
@@ -702,12 +740,15 @@ int shm_cache_foreach(shm_cache *c,
     if (!slot && !c->read_only)
         return fail(errno);
     uint64_t now = shmi_os_monotonic_ms();
-    for (uint64_t bucket = 0; bucket <= c->bucket_mask; bucket++) {
+    uint64_t buckets = UINT64_C(1) << shmi_cache_levels(c);
+    for (uint64_t bucket = 0; bucket < buckets; bucket++) {
         /* Items visited in this bucket, so that a bucket that changes
          * during the visit is read again without visiting one twice. */
         uint64_t seen[SHMI_CACHE_MAX_ENTRIES];
         unsigned seen_count = 0;
         const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
+        if (!word)
+            continue; /* not made: its keys are its parent's */
         int ret = 0;
         bool again = true;
         while (again && !ret) {
@@ -727,6 +768,11 @@ int shm_cache_foreach(shm_cache *c,
                     again = true;
                     break;
                 }
+                /* After the hazard: an entry of a bucket split off since
+                 * may have a retired item (cache_split.c, Readers). */
+                if (!shmi_cache_entry_current(c, bucket, b->level,
+                                              b->entry[i].hash))
+                    continue;
                 const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
                 if (seen_count < SHMI_CACHE_MAX_ENTRIES)
                     seen[seen_count++] = off;
@@ -758,6 +804,7 @@ int shm_cache_stats(shm_cache *c, struct shm_cache_stats *stats)
     stats->expirations = shmi_atomic_load_relaxed(&h->expirations);
     stats->bytes = (size_t)shmi_atomic_load_relaxed(&h->bytes);
     stats->memory = (size_t)shmi_atomic_load_relaxed(&h->memory);
+    stats->buckets = UINT64_C(1) << shmi_cache_levels(c);
     for (unsigned i = 0; i < c->slot_count; i++) {
         const struct shmi_cache_slot *s = shmi_cache_slot_at(c, i);
         stats->hits += shmi_atomic_load_relaxed(&s->hits);

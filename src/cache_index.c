@@ -3,7 +3,8 @@
  * The cache's index: buckets, blocks and items, and the one-CAS update.
  *
  *   bucket word:  0 (never written), or the offset of its current block
- *   block:        origin | count | (hash, item) x count   never changed
+ *   block:        origin | count | level | (hash, item) x count
+ *                 never changed
  *   item:         version | expiry | used | lengths | key value
  *                 never changed but for `used`, the eviction hint
  *   slot record:  state = number << 2 | IDLE, PENDING or INSTALLED, and
@@ -99,11 +100,18 @@ const struct shmi_cache_block *shmi_cache_block_at(const shm_cache *c,
     if (off == 0 || !chunk_fits(c, off, sizeof(struct shmi_cache_block)))
         return NULL;
     const struct shmi_cache_block *b = shmi_cache_at(c, off);
-    if (b->count > c->max_entries ||
+    if (b->count > c->max_entries || b->level > c->max_log2 ||
+        b->level < c->initial_log2 ||
         !chunk_fits(c, off,
                     sizeof *b + b->count * sizeof(struct shmi_cache_entry)))
         return NULL; /* damaged */
     return b;
+}
+
+unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head)
+{
+    const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+    return b ? b->level : c->initial_log2;
 }
 
 const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
@@ -118,23 +126,42 @@ const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
     return item;
 }
 
+/* Whether a bucket below that had not been split when the lookup began
+ * still is not (cache_split.c: entries taken from its parent are current
+ * only while it is not). seq_cst: after the hazard stores. */
+static bool still_unsplit(const shm_cache *c, uint64_t unsplit)
+{
+    if (unsplit == UINT64_MAX)
+        return true;
+    const shmi_atomic_word *word = shmi_cache_bucket(c, unsplit);
+    return !word || shmi_atomic_load_seq_cst(word) == 0;
+}
+
 uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
-                           uint64_t bucket, uint64_t hash, const void *key,
+                           const shmi_atomic_word *word, uint64_t unsplit,
+                           unsigned levels, uint64_t hash, const void *key,
                            size_t key_len, uint64_t *head, uint64_t *pos)
 {
-    const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
+    *pos = UINT64_MAX;
+    *head = 0;
+    if (!word)
+        return 0; /* its segment is not made: empty */
 again:
     /* acquire (in protect, seq_cst): pairs with the CAS that published
      * the block (X1). */
     *head = slot ? shmi_cache_protect_block(slot, word)
                  : shmi_atomic_load_acquire(word);
     const struct shmi_cache_block *b = shmi_cache_block_at(c, *head);
+    if (b && b->level > levels)
+        return SHMI_CACHE_RESTART; /* the index grew since levels was read */
     for (uint64_t i = 0; b && i < b->count; i++) {
         if (b->entry[i].hash != hash)
             continue;
         uint64_t off = b->entry[i].item;
         if (slot && !shmi_cache_protect_item(slot, word, *head, off))
             goto again; /* the bucket changed: its block may be gone */
+        if (!still_unsplit(c, unsplit))
+            return SHMI_CACHE_RESTART; /* the key's bucket was split off */
         const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
         if (item && item->key_len == key_len &&
             memcmp(item->bytes, key, key_len) == 0) {
@@ -142,8 +169,8 @@ again:
             return off;
         }
     }
-    *pos = UINT64_MAX;
-    return 0;
+    /* A miss counts only if the key's entries were still here. */
+    return still_unsplit(c, unsplit) ? 0 : SHMI_CACHE_RESTART;
 }
 
 /* Bytes of key and value of the item at off (0 when off holds none). */
@@ -158,7 +185,9 @@ static void count_item(shm_cache *c, uint64_t bytes, int sign)
 {
     /* relaxed: statistics. */
     if (sign > 0) {
-        atomic_fetch_add_explicit(&c->header->items, 1, memory_order_relaxed);
+        uint64_t items = atomic_fetch_add_explicit(&c->header->items, 1,
+                                                   memory_order_relaxed);
+        shmi_cache_grow(c, items + 1);
         atomic_fetch_add_explicit(&c->header->bytes, bytes,
                                   memory_order_relaxed);
     } else {
@@ -213,46 +242,14 @@ static void record_clear(struct shmi_cache_slot *slot, uint64_t number,
     shmi_atomic_store_seq_cst(&slot->pending_state, number << 2 | STATE_IDLE);
 }
 
-int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
-                      uint64_t bucket, uint64_t old_block, uint64_t pos,
-                      uint64_t new_item)
+/* Steps 2 to 5 of an update: new_block is made (its origin names this
+ * writer's update `number`); it replaces old_block in the bucket, and
+ * `removed` (0: none) leaves the bucket with it. */
+static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
+                   uint64_t old_block, uint64_t removed, uint64_t new_block,
+                   uint64_t number)
 {
-    /* Only the protected block is read here, and the item at pos, never
-     * the other items of the bucket: they may be retired at any time. */
     const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
-    uint64_t n = old ? old->count : 0;
-    if (!shmi_cache_ring_has_room(c, slot, 3))
-        return EBUSY; /* the caller reclaims and tries again */
-    uint64_t removed = pos < n ? old->entry[pos].item : 0;
-    uint64_t count = (pos < n ? n - 1 : n) + (new_item ? 1 : 0);
-    if (count > c->max_entries)
-        return ENOMEM;
-    size_t size = sizeof(struct shmi_cache_block) +
-                  count * sizeof(struct shmi_cache_entry);
-    uint64_t new_block = shmi_cache_chunk_new(c, size);
-    if (new_block == SHM_NULL)
-        return ENOMEM;
-    uint64_t number =
-        ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
-        UINT32_MAX;
-    /* relaxed: the record is read only by a recoverer; its state, stored
-     * last with seq_cst, says the rest is there. */
-    shmi_atomic_store_relaxed(&slot->pending_block, new_block);
-    struct shmi_cache_block *b = shmi_cache_at(c, new_block);
-    b->origin =
-        (uint64_t)(slot_index(c, slot) + 1) << 32 | (number & UINT32_MAX);
-    b->count = count;
-    uint64_t k = 0;
-    uint64_t item_bytes_added = 0;
-    if (new_item) {
-        const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
-        b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
-        b->entry[k++].item = new_item;
-        item_bytes_added = item_bytes(c, new_item);
-    }
-    for (uint64_t i = 0; i < n; i++)
-        if (i != pos)
-            b->entry[k++] = old->entry[i];
     uint64_t item_bytes_removed = removed ? item_bytes(c, removed) : 0;
     shmi_atomic_store_relaxed(&slot->pending_bucket, bucket + 1);
     shmi_atomic_store_relaxed(&slot->pending_old, old_block);
@@ -281,10 +278,122 @@ int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
         shmi_cache_retire(c, slot, removed);
         count_item(c, item_bytes_removed, -1);
     }
+    return 0;
+}
+
+/* Step 1's allocation: a block for `count` entries at `level`, recorded
+ * in the slot, its origin the writer's next update number (*number). */
+static struct shmi_cache_block *block_new(shm_cache *c,
+                                          struct shmi_cache_slot *slot,
+                                          uint64_t count, unsigned level,
+                                          uint64_t *off, uint64_t *number)
+{
+    size_t size = sizeof(struct shmi_cache_block) +
+                  count * sizeof(struct shmi_cache_entry);
+    *off = shmi_cache_chunk_new(c, size);
+    if (*off == SHM_NULL)
+        return NULL;
+    *number = ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
+              UINT32_MAX;
+    /* relaxed: the record is read only by a recoverer; its state, stored
+     * last with seq_cst, says the rest is there. */
+    shmi_atomic_store_relaxed(&slot->pending_block, *off);
+    struct shmi_cache_block *b = shmi_cache_at(c, *off);
+    b->origin =
+        (uint64_t)(slot_index(c, slot) + 1) << 32 | (*number & UINT32_MAX);
+    b->count = (uint32_t)count;
+    b->level = level;
+    return b;
+}
+
+/* An update of `bucket`, whose protected block is old_block: the entry at
+ * pos replaced by new_item or removed, the level raised by `raise`. The
+ * entries of buckets below that were split off are left out (their
+ * items belong to those buckets now: they are not retired here). */
+static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
+                  uint64_t old_block, uint64_t pos, uint64_t new_item,
+                  unsigned raise)
+{
+    /* Only the protected block is read here, and the item at pos, never
+     * the other items of the bucket: they may be retired at any time. */
+    const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
+    uint64_t n = old ? old->count : 0;
+    unsigned level = shmi_cache_level_of(c, old_block);
+    if (!shmi_cache_ring_has_room(c, slot, 3))
+        return EBUSY; /* the caller reclaims and tries again */
+    uint64_t removed = pos < n ? old->entry[pos].item : 0;
+    uint64_t kept[SHMI_CACHE_MAX_ENTRIES];
+    uint64_t count = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (i != pos &&
+            shmi_cache_entry_current(c, bucket, level, old->entry[i].hash))
+            kept[count++] = i;
+    if (count + (new_item ? 1 : 0) > c->max_entries)
+        return ENOMEM;
+    uint64_t new_block, number;
+    struct shmi_cache_block *b = block_new(c, slot, count + (new_item ? 1 : 0),
+                                           level + raise, &new_block, &number);
+    if (!b)
+        return ENOMEM;
+    uint64_t k = 0;
+    uint64_t item_bytes_added = 0;
+    if (new_item) {
+        const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
+        b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
+        b->entry[k++].item = new_item;
+        item_bytes_added = item_bytes(c, new_item);
+    }
+    for (uint64_t i = 0; i < count; i++)
+        b->entry[k++] = old->entry[kept[i]];
+    int err = publish(c, slot, bucket, old_block, removed, new_block, number);
+    if (err)
+        return err;
     if (new_item)
         count_item(c, item_bytes_added, +1);
     record_clear(slot, number, false);
     return 0;
+}
+
+int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
+                      uint64_t bucket, uint64_t old_block, uint64_t pos,
+                      uint64_t new_item)
+{
+    return change(c, slot, bucket, old_block, pos, new_item, 0);
+}
+
+int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
+                     uint64_t bucket, uint64_t old_block)
+{
+    return change(c, slot, bucket, old_block, UINT64_MAX, 0, 1);
+}
+
+int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
+                     uint64_t parent_block)
+{
+    const struct shmi_cache_block *parent =
+        shmi_cache_block_at(c, parent_block);
+    unsigned level = 64 - (unsigned)__builtin_clzll(child); /* top bit + 1 */
+    uint64_t n = parent ? parent->count : 0;
+    if (!shmi_cache_ring_has_room(c, slot, 3))
+        return EBUSY;
+    uint64_t count = 0;
+    for (uint64_t i = 0; i < n; i++)
+        count += shmi_cache_entry_own(child, level, parent->entry[i].hash);
+    uint64_t new_block, number;
+    struct shmi_cache_block *b =
+        block_new(c, slot, count, level, &new_block, &number);
+    if (!b)
+        return ENOMEM;
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (shmi_cache_entry_own(child, level, parent->entry[i].hash))
+            b->entry[k++] = parent->entry[i];
+    /* The items stay referenced by the parent's block too, until its next
+     * update leaves them out; from now on they are the child's (X2). */
+    int err = publish(c, slot, child, 0, 0, new_block, number);
+    if (!err)
+        record_clear(slot, number, false);
+    return err;
 }
 
 void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
@@ -300,10 +409,12 @@ void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
     uint64_t item = shmi_atomic_load_relaxed(&dead->pending_item);
     uint64_t number = state >> 2;
     bool installed = (state & STATE_MASK) == STATE_INSTALLED;
-    if ((state & STATE_MASK) == STATE_PENDING && bucket != 0 &&
-        bucket - 1 <= c->bucket_mask) {
-        uint64_t head =
-            shmi_atomic_load_seq_cst(shmi_cache_bucket(c, bucket - 1));
+    const shmi_atomic_word *word =
+        bucket != 0 && bucket - 1 < UINT64_C(1) << c->max_log2
+            ? shmi_cache_bucket(c, bucket - 1)
+            : NULL;
+    if ((state & STATE_MASK) == STATE_PENDING && word) {
+        uint64_t head = shmi_atomic_load_seq_cst(word);
         installed =
             head == made || (shmi_atomic_load_seq_cst(&dead->pending_state) &
                              STATE_MASK) == STATE_INSTALLED;

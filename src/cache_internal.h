@@ -6,6 +6,8 @@
  *                   and the recovery of a dead owner's slot
  *   cache_index.c   buckets, blocks and items: lookup and the one-CAS
  *                   update of a bucket
+ *   cache_split.c   the growing index: which bucket holds a key, segments
+ *                   made on demand, buckets split from their parents
  *   cache.c         the public API: open, get, set, delete, incr, cas,
  *                   eviction, expiry, statistics
  */
@@ -34,11 +36,15 @@ struct shm_cache {
     struct shmi_cache_header *header;
     uint64_t header_offset;
     uint64_t serial; /* unique in this process */
-    /* Buckets: segment[i >> segment_log2][i & segment_mask]. */
-    shmi_atomic_word **segment;
+    /* Buckets: segment[i >> segment_log2][i & segment_mask]; a segment is
+     * looked up in the file's directory on first use (cache_split.c). */
+    _Atomic(shmi_atomic_word *) *segment;
+    shmi_atomic_word *directory;
+    uint64_t segments; /* entries of directory and of segment */
     unsigned segment_log2;
     uint64_t segment_mask;
-    uint64_t bucket_mask;
+    unsigned initial_log2; /* buckets made at creation */
+    unsigned max_log2;     /* buckets the index can grow to */
     /* Thread slots. */
     struct shmi_cache_slot **slot_chunk;
     unsigned slots_per_chunk;
@@ -56,10 +62,23 @@ static inline void *shmi_cache_at(const shm_cache *c, uint64_t off)
     return c->base + off;
 }
 
+/* The segment s from the directory, NULL while it has none (or a damaged
+ * one); remembered in the handle once found. */
+shmi_atomic_word *shmi_cache_segment_load(const shm_cache *c, uint64_t s);
+
+/* The word of bucket `index` (< 2^max_log2), NULL while its segment is
+ * not made: such a bucket reads as 0. */
 static inline shmi_atomic_word *shmi_cache_bucket(const shm_cache *c,
                                                   uint64_t index)
 {
-    return c->segment[index >> c->segment_log2] + (index & c->segment_mask);
+    uint64_t s = index >> c->segment_log2;
+    /* acquire: the segment's words were zeroed before the directory named
+     * it (shmi_cache_segment_load). */
+    shmi_atomic_word *seg =
+        atomic_load_explicit(&c->segment[s], memory_order_acquire);
+    if (__builtin_expect(seg == NULL, 0))
+        seg = shmi_cache_segment_load(c, s);
+    return seg ? seg + (index & c->segment_mask) : NULL;
 }
 
 static inline struct shmi_cache_slot *shmi_cache_slot_at(const shm_cache *c,
@@ -106,11 +125,17 @@ bool shmi_cache_protect_item(struct shmi_cache_slot *slot,
                              uint64_t item);
 void shmi_cache_unprotect(struct shmi_cache_slot *slot);
 
-/* The item of key in bucket, 0 when none: protects the bucket's block
- * (whose offset goes to *head, the item's position in it to *pos) and the
- * item. With slot NULL (a read-only cache) nothing is protected. */
+/* The item of key in the bucket whose word is `word` (NULL: a bucket not
+ * made, empty), 0 when none: protects the bucket's block (whose offset
+ * goes to *head, the item's position in it to *pos) and the item. With
+ * slot NULL (a read-only cache) nothing is protected. `unsplit`, when not
+ * UINT64_MAX, is a bucket below this one whose word must still read 0
+ * once the item is protected (cache_split.c): if it does not, or the
+ * block is of a level above `levels`, SHMI_CACHE_RESTART. */
+#define SHMI_CACHE_RESTART UINT64_C(1)
 uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
-                           uint64_t bucket, uint64_t hash, const void *key,
+                           const shmi_atomic_word *word, uint64_t unsplit,
+                           unsigned levels, uint64_t hash, const void *key,
                            size_t key_len, uint64_t *head, uint64_t *pos);
 
 /* Hands a chunk that is no longer reachable to reclamation: it is freed
@@ -137,6 +162,10 @@ unsigned shmi_cache_recover_slots(shm_cache *c, struct shmi_cache_slot *mine);
 /* A chunk of `size` bytes from the arena, counted in the cache's memory
  * (freed by reclamation, which takes it out again); SHM_NULL with errno. */
 shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size);
+
+/* Gives back at once a chunk nobody else ever saw, and takes it out of
+ * the cache's memory. */
+void shmi_cache_chunk_free(shm_cache *c, uint64_t off);
 
 /* ---- cache_index.c ---- */
 
@@ -171,6 +200,55 @@ static inline bool shmi_cache_expired(const struct shmi_cache_item *item,
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
                       uint64_t new_item);
+
+/* The same update with the entries unchanged and the block's level raised
+ * by one: the first step of splitting bucket + 2^level (cache_split.c). */
+int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
+                     uint64_t bucket, uint64_t old_block);
+
+/* The second step: bucket `child` (word 0) gets a block of the entries of
+ * its parent's protected block `parent_block` that hash to it, with one
+ * CAS from 0. 0, EAGAIN (the child was made by another), ENOMEM, EBUSY. */
+int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
+                     uint64_t parent_block);
+
+/* The level of the block at head of `bucket` (head 0: the level a bucket
+ * made at creation starts with). */
+unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head);
+
+/* ---- cache_split.c ---- */
+
+/* The buckets in use, log2 (read from the file, checked). */
+unsigned shmi_cache_levels(const shm_cache *c);
+
+/* Whether an entry of hash `hash` in a block of `bucket` at `level` is
+ * current: its own, or one of a bucket below not yet split off. */
+bool shmi_cache_entry_current(const shm_cache *c, uint64_t bucket,
+                              unsigned level, uint64_t hash);
+
+/* Whether it is the bucket's own (hash & (2^level - 1) == bucket). */
+static inline bool shmi_cache_entry_own(uint64_t bucket, unsigned level,
+                                        uint64_t hash)
+{
+    return (hash & ((UINT64_C(1) << level) - 1)) == bucket;
+}
+
+/* Makes bucket `index` (its segment, its parents, its own block), so
+ * that a writer may update it: 0, ENOMEM, EBUSY (reclaim and call
+ * again), EIO (a damaged index). */
+int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
+                       uint64_t index);
+
+/* A reader's lookup of key: the bucket that holds it under the current
+ * levels, through the parents of buckets not yet split. */
+uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
+                         uint64_t hash, const void *key, size_t key_len);
+
+/* Grows the index by one level when `items` exceeds its buckets. */
+void shmi_cache_grow(shm_cache *c, uint64_t items);
+
+/* Gives back a segment a dead writer made and the directory never got. */
+void shmi_cache_resolve_segment(shm_cache *c, struct shmi_cache_slot *dead);
 
 /* Finishes or undoes the update recorded in a dead owner's slot. */
 void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,

@@ -6,11 +6,11 @@
  * writes is a shmi_atomic_word; offsets, never pointers.
  *
  *   root "shm_cache:NAME" ──► header ──► directory ──► segment ... segment
- *                               │                      [bucket words]
+ *                               │          (grows)     [bucket words]
  *                               └──► slot chunks [thread slots]
  *
  *   bucket word ──► block (immutable once published)
- *                     origin | count | (hash, item) * count
+ *                     origin | count | level | (hash, item) * count
  *                                             └──► item (immutable)
  *                     version | expiry | used | lengths | key value
  *
@@ -26,7 +26,7 @@
 #include "atomics.h"
 
 #define SHMI_CACHE_MAGIC UINT64_C(0x4548434143485348) /* "SHMCACHE" */
-#define SHMI_CACHE_VERSION 1u
+#define SHMI_CACHE_VERSION 2u
 #define SHMI_CACHE_SLOT_CHUNKS 16
 #define SHMI_CACHE_SLOT_LIMIT 256 /* thread slots a cache has at most */
 #define SHMI_CACHE_LINE 64
@@ -34,15 +34,18 @@
 struct shmi_cache_header {
     uint64_t magic;
     uint32_t version;
-    uint32_t bucket_log2;  /* buckets in all */
+    uint32_t bucket_log2;  /* buckets made at creation (cache_split.c) */
     uint32_t segment_log2; /* buckets per segment */
     uint32_t slot_chunks;  /* used entries of slot_chunk */
     uint32_t slots_per_chunk;
-    uint32_t reserved;
-    uint64_t directory; /* chunk of segment offsets */
+    uint32_t max_log2;  /* buckets the directory can address */
+    uint64_t directory; /* chunk of segment offsets, 0: not made yet */
     uint64_t slot_chunk[SHMI_CACHE_SLOT_CHUNKS];
+    /* The buckets in use, log2: grows by one, never shrinks; read on
+     * every lookup, written only when the index grows. */
+    shmi_atomic_word index_log2;
     /* Written by writers, on lines of their own. */
-    uint8_t line_pad[3 * SHMI_CACHE_LINE - 168];
+    uint8_t line_pad[3 * SHMI_CACHE_LINE - 176];
     shmi_atomic_word clock_hand;
     shmi_atomic_word next_version;
     shmi_atomic_word items;
@@ -75,7 +78,10 @@ struct shmi_cache_slot {
     shmi_atomic_word pending_removed;
     shmi_atomic_word pending_block;
     shmi_atomic_word pending_item;
-    shmi_atomic_word reserved[2];
+    /* A segment made for the directory (cache_split.c) and its index + 1,
+     * until the directory names it or it was given back. */
+    shmi_atomic_word pending_segment;
+    shmi_atomic_word pending_segment_index;
 };
 
 _Static_assert(sizeof(struct shmi_cache_slot) == (size_t)2 * SHMI_CACHE_LINE,
@@ -99,7 +105,8 @@ struct shmi_cache_entry {
 struct shmi_cache_block {
     uint64_t origin; /* (slot + 1) << 32 | the number of the update that
                         made it (cache_index.c) */
-    uint64_t count;
+    uint32_t count;
+    uint32_t level; /* hash bits the bucket's keys share (cache_split.c) */
     struct shmi_cache_entry entry[];
 };
 

@@ -269,9 +269,7 @@ shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
     return off;
 }
 
-/* Gives a chunk back to the arena and takes it out of the cache's
- * memory. */
-static void chunk_free(shm_cache *c, uint64_t off)
+void shmi_cache_chunk_free(shm_cache *c, uint64_t off)
 {
     /* relaxed: a statistic. */
     atomic_fetch_sub_explicit(&c->header->memory,
@@ -371,7 +369,7 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot)
          * only after the owner died. */
         shmi_atomic_store_relaxed(&r->offset, 0);
         if (plausible_chunk(c, off))
-            chunk_free(c, off);
+            shmi_cache_chunk_free(c, off);
     }
     /* Past the entries done. A hazarded entry at the head is moved to the
      * tail when the ring is short of room, so that one stalled reader
@@ -417,6 +415,7 @@ static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
     if (!shmi_atomic_cas_acq_rel(&dead->owner, &owner, next))
         return false;
     shmi_cache_resolve_pending(c, mine ? mine : dead, dead);
+    shmi_cache_resolve_segment(c, dead);
     shmi_atomic_store_relaxed(&dead->hazard[0], 0);
     shmi_atomic_store_relaxed(&dead->hazard[1], 0);
     if (mine) {

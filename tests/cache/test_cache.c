@@ -37,6 +37,15 @@ static bool cache_fits(void)
     return get_shm_max_allocatable_size() >= 512;
 }
 
+/* The path of a scratch file, left as it is. */
+static char *scratch_keep(const char *name)
+{
+    static char path[512];
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : ".", name);
+    return path;
+}
+
 static shm_cache *open_cache(const char *name, size_t capacity)
 {
     struct shm_cache_options opts = {.capacity = capacity};
@@ -286,6 +295,90 @@ static void test_eviction(void **state)
     assert_int_equal(shm_cache_close(c), 0);
 }
 
+static int count_items(const void *key, size_t key_len, const void *value,
+                       size_t value_len, void *ctx)
+{
+    (void)key;
+    (void)key_len;
+    (void)value;
+    (void)value_len;
+    ++*(size_t *)ctx;
+    return 0;
+}
+
+/* An index sized for one item takes 40000: it grows (a block holds at
+ * most 64 entries, so a fixed index of 64 buckets would refuse most of
+ * them), every entry stays readable through the growth, from this handle
+ * and from a new one, once each in foreach, and the memory the index took
+ * is accounted for. */
+static void test_index_grows(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    struct shm_cache_options opts = {.capacity = 16 << 20, .expected_items = 1};
+    shm_cache *c = shm_cache_open(scratch("grow.shm"), &opts);
+    assert_non_null(c);
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    uint64_t first_buckets = st.buckets;
+    assert_true(first_buckets <= 64);
+    enum { N = 40000 };
+    char key[32], value[32], got[32];
+    size_t len;
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "grow-%d", i);
+        int vl = snprintf(value, sizeof value, "v%d", i * 3);
+        assert_int_equal(
+            shm_cache_set(c, key, (size_t)kl, value, (size_t)vl, 0), 0);
+        /* An earlier key, read back while the index grows. */
+        int j = i / 2;
+        kl = snprintf(key, sizeof key, "grow-%d", j);
+        vl = snprintf(value, sizeof value, "v%d", j * 3);
+        assert_int_equal(
+            shm_cache_get(c, key, (size_t)kl, got, sizeof got, &len), 0);
+        assert_int_equal(len, (size_t)vl);
+        assert_memory_equal(got, value, len);
+    }
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, N);
+    assert_true(st.buckets >= N / 2);
+    assert_true(st.buckets > first_buckets);
+    size_t visited = 0;
+    assert_int_equal(shm_cache_foreach(c, count_items, &visited), 0);
+    assert_int_equal(visited, N);
+    /* Deleting every other key leaves the rest. */
+    for (int i = 0; i < N; i += 2) {
+        int kl = snprintf(key, sizeof key, "grow-%d", i);
+        assert_int_equal(shm_cache_delete(c, key, (size_t)kl), 0);
+    }
+    assert_int_equal(shm_cache_recover(c, NULL), 0);
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, N / 2);
+    assert_int_equal(st.memory, arena_in_use(c));
+    assert_int_equal(shm_arena_check(shm_cache_arena(c)), 0);
+    assert_int_equal(shm_cache_close(c), 0);
+
+    /* A later handle sees the grown index and every entry. */
+    c = shm_cache_open(scratch_keep("grow.shm"), NULL);
+    assert_non_null(c);
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "grow-%d", i);
+        int vl = snprintf(value, sizeof value, "v%d", i * 3);
+        int err = shm_cache_get(c, key, (size_t)kl, got, sizeof got, &len);
+        if (i % 2 == 0) {
+            assert_int_equal(err, ENOENT);
+        } else {
+            assert_int_equal(err, 0);
+            assert_memory_equal(got, value, (size_t)vl);
+        }
+    }
+    visited = 0;
+    assert_int_equal(shm_cache_foreach(c, count_items, &visited), 0);
+    assert_int_equal(visited, N / 2);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
 static void test_attach_by_name(void **state)
 {
     (void)state;
@@ -360,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_foreach_and_persistence),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_index_grows),
         cmocka_unit_test(test_attach_by_name),
         cmocka_unit_test(test_read_only),
     };

@@ -221,7 +221,8 @@ static void test_writers_and_readers(void **state)
     if (get_shm_max_allocatable_size() < 1024)
         skip(); /* values up to 900 bytes */
     scratch("share.shm");
-    struct shm_cache_options opts = {.capacity = 8 << 20};
+    /* A small index at first: it grows while the children use it. */
+    struct shm_cache_options opts = {.capacity = 8 << 20, .expected_items = 1};
     shm_cache *c = shm_cache_open(path, &opts);
     assert_non_null(c);
     uint64_t seed = (uint64_t)time(NULL) | 1;
@@ -262,7 +263,7 @@ static void test_killed_writers_and_readers(void **state)
     if (get_shm_max_allocatable_size() < 1024)
         skip();
     scratch("kill.shm");
-    struct shm_cache_options opts = {.capacity = 4 << 20};
+    struct shm_cache_options opts = {.capacity = 4 << 20, .expected_items = 1};
     shm_cache *c = shm_cache_open(path, &opts);
     assert_non_null(c);
     uint64_t seed = (uint64_t)time(NULL) * 2654435761u | 1;

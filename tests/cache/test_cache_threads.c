@@ -25,7 +25,7 @@
 #include "shm_alloc.h"
 #include "shm_cache.h"
 
-#define KEYS 64
+#define KEYS 512
 #define WRITERS 2
 #define READERS 2
 #define OPS 4000
@@ -114,7 +114,8 @@ static void test_threads_share_a_cache(void **state)
     const char *dir = getenv("SHM_TEST_DIR");
     snprintf(path, sizeof path, "%s/threads.shm", dir && *dir ? dir : ".");
     unlink(path);
-    struct shm_cache_options opts = {.capacity = 4 << 20};
+    /* A small index at first: the threads grow it as they go. */
+    struct shm_cache_options opts = {.capacity = 4 << 20, .expected_items = 1};
     cache = shm_cache_open(path, &opts);
     assert_non_null(cache);
     pthread_t t[WRITERS + READERS];
