@@ -137,10 +137,11 @@ static bool still_unsplit(const shm_cache *c, uint64_t unsplit)
     return !word || shmi_atomic_load_seq_cst(word) == 0;
 }
 
-uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
-                           const shmi_atomic_word *word, uint64_t unsplit,
-                           unsigned levels, uint64_t hash, const void *key,
-                           size_t key_len, uint64_t *head, uint64_t *pos)
+static inline __attribute__((always_inline)) uint64_t
+lookup(const shm_cache *c, struct shmi_cache_slot *slot,
+       const shmi_atomic_word *word, uint64_t unsplit, unsigned levels,
+       uint64_t hash, const void *key, size_t key_len, uint64_t *head,
+       uint64_t *pos)
 {
     *pos = UINT64_MAX;
     *head = 0;
@@ -171,6 +172,37 @@ again:
     }
     /* A miss counts only if the key's entries were still here. */
     return still_unsplit(c, unsplit) ? 0 : SHMI_CACHE_RESTART;
+}
+
+uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
+                           const shmi_atomic_word *word, uint64_t unsplit,
+                           unsigned levels, uint64_t hash, const void *key,
+                           size_t key_len, uint64_t *head, uint64_t *pos)
+{
+    return lookup(c, slot, word, unsplit, levels, hash, key, key_len, head,
+                  pos);
+}
+
+/* The readers' walk of cache_split.c (Readers), beside the lookup it
+ * ends with so that a get makes one call. */
+uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
+                         uint64_t hash, const void *key, size_t key_len)
+{
+    for (;;) {
+        unsigned levels = shmi_cache_levels(c);
+        uint64_t index = hash & ((UINT64_C(1) << levels) - 1);
+        uint64_t unsplit = UINT64_MAX;
+        while (index >= shmi_cache_first_buckets(c) &&
+               !shmi_cache_split_off(c, index)) {
+            unsplit = index;
+            index ^= UINT64_C(1) << (63 - __builtin_clzll(index));
+        }
+        uint64_t head, pos;
+        uint64_t found = lookup(c, slot, shmi_cache_bucket(c, index), unsplit,
+                                levels, hash, key, key_len, &head, &pos);
+        if (found != SHMI_CACHE_RESTART)
+            return found;
+    }
 }
 
 /* Bytes of key and value of the item at off (0 when off holds none). */

@@ -218,8 +218,30 @@ unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head);
 
 /* ---- cache_split.c ---- */
 
+/* The buckets made at creation: below it, a bucket word 0 is empty. */
+static inline uint64_t shmi_cache_first_buckets(const shm_cache *c)
+{
+    return UINT64_C(1) << c->initial_log2;
+}
+
+/* Whether bucket `index` has a block of its own (cache_split.c). */
+static inline bool shmi_cache_split_off(const shm_cache *c, uint64_t index)
+{
+    const shmi_atomic_word *word = shmi_cache_bucket(c, index);
+    /* seq_cst: see cache_split.c, Readers. */
+    return word && shmi_atomic_load_seq_cst(word) != 0;
+}
+
 /* The buckets in use, log2 (read from the file, checked). */
-unsigned shmi_cache_levels(const shm_cache *c);
+static inline unsigned shmi_cache_levels(const shm_cache *c)
+{
+    /* relaxed: an old value is safe (blocks of a higher level send the
+     * caller back here, cache_split.c). */
+    uint64_t l = shmi_atomic_load_relaxed(&c->header->index_log2);
+    if (__builtin_expect(l > c->max_log2, 0))
+        return c->max_log2; /* damaged: as far as the directory goes */
+    return l < c->initial_log2 ? c->initial_log2 : (unsigned)l;
+}
 
 /* Whether an entry of hash `hash` in a block of `bucket` at `level` is
  * current: its own, or one of a bucket below not yet split off. */
@@ -240,7 +262,7 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
                        uint64_t index);
 
 /* A reader's lookup of key: the bucket that holds it under the current
- * levels, through the parents of buckets not yet split. */
+ * levels, through the parents of buckets not yet split (cache_index.c). */
 uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
                          uint64_t hash, const void *key, size_t key_len);
 

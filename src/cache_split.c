@@ -37,14 +37,14 @@
  * is recorded like any update, so a writer killed between them leaves a
  * state the next writer completes.
  *
- * Readers (shmi_cache_find) walk from h mod 2^L to the first bucket that
- * is split off and look there; when they went down through a child c, the
- * entry they found (or its absence) counts only if c's word still reads 0
- * after the item's hazard is set: a stale entry's item may already be
- * retired by c's writers, but only after c's word stopped being 0, and
- * the hazard was set before that was checked (cache_reclaim.c's H1).
- * A block whose level exceeds the reader's L means L was old: read it
- * again. Readers write nothing here, as before.
+ * Readers (shmi_cache_find, in cache_index.c beside the lookup) walk from h mod
+ * 2^L to the first bucket that is split off and look there; when they went down
+ * through a child c, the entry they found (or its absence) counts only if c's
+ * word still reads 0 after the item's hazard is set: a stale entry's item may
+ * already be retired by c's writers, but only after c's word stopped being 0,
+ * and the hazard was set before that was checked (cache_reclaim.c's H1). A
+ * block whose level exceeds the reader's L means L was old: read it again.
+ * Readers write nothing here, as before.
  *
  * Segments: a writer that needs bucket j whose segment is not made
  * allocates and zeroes one, records it in its slot (pending_segment),
@@ -63,11 +63,6 @@
 #include <errno.h>
 #include <string.h>
 
-static uint64_t first_buckets(const shm_cache *c)
-{
-    return UINT64_C(1) << c->initial_log2;
-}
-
 shmi_atomic_word *shmi_cache_segment_load(const shm_cache *c, uint64_t s)
 {
     if (s >= c->segments)
@@ -85,37 +80,20 @@ shmi_atomic_word *shmi_cache_segment_load(const shm_cache *c, uint64_t s)
     return seg;
 }
 
-unsigned shmi_cache_levels(const shm_cache *c)
-{
-    /* relaxed: an old value is safe (blocks of a higher level send the
-     * caller back here). */
-    uint64_t l = shmi_atomic_load_relaxed(&c->header->index_log2);
-    if (l > c->max_log2)
-        return c->max_log2; /* damaged: as far as the directory goes */
-    return l < c->initial_log2 ? c->initial_log2 : (unsigned)l;
-}
-
-static bool bucket_split_off(const shm_cache *c, uint64_t index)
-{
-    const shmi_atomic_word *word = shmi_cache_bucket(c, index);
-    /* seq_cst: see Readers. */
-    return word && shmi_atomic_load_seq_cst(word) != 0;
-}
-
 bool shmi_cache_entry_current(const shm_cache *c, uint64_t bucket,
                               unsigned level, uint64_t hash)
 {
     if (shmi_cache_entry_own(bucket, level, hash))
         return true;
     uint64_t below = (hash & ((UINT64_C(1) << level) - 1)) ^ bucket;
-    unsigned base = bucket < first_buckets(c)
+    unsigned base = bucket < shmi_cache_first_buckets(c)
                         ? c->initial_log2
                         : 64 - (unsigned)__builtin_clzll(bucket);
     if (below & ((UINT64_C(1) << base) - 1))
         return false; /* damaged: it never belonged to this bucket */
     /* The child of `bucket` on the way to the entry's bucket. */
     uint64_t child = bucket | (below & -below);
-    return !bucket_split_off(c, child);
+    return !shmi_cache_split_off(c, child);
 }
 
 /* Makes segment s of the directory: 0, ENOMEM, EIO. */
@@ -157,7 +135,7 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
             return err;
         word = shmi_cache_bucket(c, index);
     }
-    if (index < first_buckets(c))
+    if (index < shmi_cache_first_buckets(c))
         return 0;
     unsigned top = 63 - (unsigned)__builtin_clzll(index);
     uint64_t parent = index ^ (UINT64_C(1) << top);
@@ -189,26 +167,6 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
         }
         if (err && err != EAGAIN)
             return err;
-    }
-}
-
-uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
-                         uint64_t hash, const void *key, size_t key_len)
-{
-    for (;;) {
-        unsigned levels = shmi_cache_levels(c);
-        uint64_t index = hash & ((UINT64_C(1) << levels) - 1);
-        uint64_t unsplit = UINT64_MAX;
-        while (index >= first_buckets(c) && !bucket_split_off(c, index)) {
-            unsplit = index;
-            index ^= UINT64_C(1) << (63 - __builtin_clzll(index));
-        }
-        uint64_t head, pos;
-        uint64_t found =
-            shmi_cache_lookup(c, slot, shmi_cache_bucket(c, index), unsplit,
-                              levels, hash, key, key_len, &head, &pos);
-        if (found != SHMI_CACHE_RESTART)
-            return found;
     }
 }
 
