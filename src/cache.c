@@ -504,7 +504,7 @@ static int keyed_read(shm_cache *c, struct keyed *k, const void *key,
         if (found == SHMI_CACHE_RESTART)
             continue; /* the index grew: the key's bucket may be another */
         k->old = found ? shmi_cache_item_at(c, found) : NULL;
-        k->live = k->old && !shmi_cache_expired(k->old, shmi_os_monotonic_ms());
+        k->live = k->old && !shmi_cache_expired_now(k->old);
         return 0;
     }
 }
@@ -625,7 +625,7 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
     struct shmi_cache_item *item =
         found ? (struct shmi_cache_item *)shmi_cache_item_at(c, found) : NULL;
     int err = 0;
-    if (!item || shmi_cache_expired(item, shmi_os_monotonic_ms())) {
+    if (!item || shmi_cache_expired_now(item)) {
         err = ENOENT;
     } else {
         if (value_len)

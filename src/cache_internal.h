@@ -23,6 +23,7 @@
 
 #include "arena.h"
 #include "cache_layout.h"
+#include "os.h"
 
 struct shm_cache {
     shm_arena *arena;
@@ -185,6 +186,13 @@ static inline bool shmi_cache_expired(const struct shmi_cache_item *item,
                                       uint64_t now_ms)
 {
     return item->expires_ms != 0 && item->expires_ms <= now_ms;
+}
+
+/* Whether an item has expired now; the clock is read only for an item
+ * that has an expiry. */
+static inline bool shmi_cache_expired_now(const struct shmi_cache_item *item)
+{
+    return item->expires_ms != 0 && item->expires_ms <= shmi_os_monotonic_ms();
 }
 
 /*

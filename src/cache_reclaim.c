@@ -70,8 +70,12 @@ struct held_slot {
     unsigned index;
 };
 
-static _Thread_local struct held_slot thread_slots[TLS_CACHES];
-static _Thread_local unsigned retires_since_reclaim;
+/* initial-exec: a load from the thread pointer on every call, as the
+ * allocator's own thread state (thread_cache.c). */
+static _Thread_local struct held_slot thread_slots[TLS_CACHES]
+    __attribute__((tls_model("initial-exec")));
+static _Thread_local unsigned retires_since_reclaim
+    __attribute__((tls_model("initial-exec")));
 
 /* Open caches, so that a thread leaving finds the handles of the slots it
  * holds (handles may be closed first). */
