@@ -290,6 +290,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                               number << 2 | STATE_PENDING);
     if (old)
         mark_installed(c, old);
+    SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_RECORDED);
     uint64_t expected = old_block;
     /* seq_cst: release publishes the new block and item to readers
      * (their acquire load of the bucket word, X1), acquire orders this
@@ -301,6 +302,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
         record_clear(slot, number, true);
         return EAGAIN;
     }
+    SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_PUBLISHED);
     uint64_t pending = number << 2 | STATE_PENDING;
     shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
                             number << 2 | STATE_INSTALLED);

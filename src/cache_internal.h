@@ -280,6 +280,24 @@ void shmi_cache_grow(shm_cache *c, uint64_t items);
 /* Gives back a segment a dead writer made and the directory never got. */
 void shmi_cache_resolve_segment(shm_cache *c, struct shmi_cache_slot *dead);
 
+/* SHM_TEST_HOOKS builds: called at the steps of an update and of the
+ * index's growth where a kill must leave a state the recovery and the
+ * next writer finish (a test stops the process there). */
+#define SHMI_CACHE_AT_SEGMENT_RECORDED 1u /* segment made, not in directory */
+#define SHMI_CACHE_AT_RAISED 2u           /* parent raised, child not split */
+#define SHMI_CACHE_AT_RECORDED 3u         /* update recorded, before its CAS */
+#define SHMI_CACHE_AT_PUBLISHED 4u        /* CAS done, not marked installed */
+#if SHM_TEST_HOOKS
+extern void (*shmi_cache_test_hook)(unsigned point);
+#define SHMI_CACHE_TEST_POINT(point)                                           \
+    do {                                                                       \
+        if (shmi_cache_test_hook)                                              \
+            shmi_cache_test_hook(point);                                       \
+    } while (0)
+#else
+#define SHMI_CACHE_TEST_POINT(point) ((void)0)
+#endif
+
 /* Finishes or undoes the update recorded in a dead owner's slot. */
 void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
                                 struct shmi_cache_slot *dead);

@@ -63,6 +63,10 @@
 #include <errno.h>
 #include <string.h>
 
+#if SHM_TEST_HOOKS
+void (*shmi_cache_test_hook)(unsigned point);
+#endif
+
 shmi_atomic_word *shmi_cache_segment_load(const shm_cache *c, uint64_t s)
 {
     if (s >= c->segments)
@@ -110,6 +114,7 @@ static int segment_make(shm_cache *c, struct shmi_cache_slot *slot, uint64_t s)
         shmi_atomic_store_relaxed(&slot->pending_segment_index, s + 1);
         shmi_atomic_store_relaxed(&slot->pending_segment, off);
         memset(c->base + off, 0, bytes);
+        SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_SEGMENT_RECORDED);
         uint64_t expected = 0;
         /* seq_cst: publishes the zeroed words (release); see Readers. */
         bool won = shmi_atomic_cas_seq_cst(&c->directory[s], &expected, off);
@@ -161,6 +166,8 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
         } else if (level == top) {
             err = shmi_cache_raise(c, slot, parent, head);
             shmi_cache_unprotect(slot);
+            if (!err)
+                SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_RAISED);
         } else {
             err = shmi_cache_split(c, slot, index, head);
             shmi_cache_unprotect(slot);
