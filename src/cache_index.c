@@ -2,7 +2,8 @@
 /*
  * The cache's index: buckets, blocks and items, and the one-CAS update.
  *
- *   bucket word:  0 (never written), or the offset of its current block
+ *   bucket word:  0 (never written), the offset of its current block, or
+ *                 an empty marker naming the update that emptied it
  *   block:        origin | count | level | (hash, item) x count
  *                 never changed
  *   item:         version | expiry | used | lengths | key value
@@ -13,7 +14,8 @@
  * Update of a bucket by writer W (set, add, replace, cas, incr, delete,
  * eviction), with the bucket's current block B protected (a hazard):
  *   1. make B': B without the entry at pos (item R), plus the new item I
- *      if any; B'.origin names W's slot and the update's number n;
+ *      if any; B'.origin names W's slot and the update's number n (a B'
+ *      with no entry is an empty marker, which names them itself);
  *   2. record (bucket, B, R, B', I), then state = (n, PENDING);
  *   3. mark B's own update installed (below), then CAS the bucket word
  *      B -> B' (the linearization point of the operation);
@@ -108,8 +110,58 @@ const struct shmi_cache_block *shmi_cache_block_at(const shm_cache *c,
     return b;
 }
 
+/* Empty markers: a bucket left empty by an update holds no block but a
+ * word of its own that no other update makes (bit 0 set; chunks are
+ * aligned, so no block's offset has it):
+ *
+ *    63     48 47      39 38             7 6       1 0
+ *   +---------+----------+----------------+---------+---+
+ *   |    0    | slot + 1 |  update number | level   | 1 |
+ *   +---------+----------+----------------+---------+---+
+ *
+ * It names its update as a block's origin does, so the protocol above
+ * (marking installed, recovery's head == made) holds for it unchanged;
+ * there is nothing to retire when it is replaced. */
+#define MARKER_LEVEL_SHIFT 1
+#define MARKER_NUMBER_SHIFT 7
+#define MARKER_SLOT_SHIFT 39
+
+static uint64_t marker_make(uint64_t origin, unsigned level)
+{
+    return (origin >> 32) << MARKER_SLOT_SHIFT |
+           (origin & UINT32_MAX) << MARKER_NUMBER_SHIFT |
+           (uint64_t)level << MARKER_LEVEL_SHIFT | 1;
+}
+
+bool shmi_cache_is_marker(uint64_t head)
+{
+    return head & 1;
+}
+
+/* The origin a marker or a block names (0: none, or damaged). */
+static uint64_t origin_of(const shm_cache *c, uint64_t head)
+{
+    if (shmi_cache_is_marker(head))
+        return (head >> MARKER_SLOT_SHIFT) << 32 |
+               ((head >> MARKER_NUMBER_SHIFT) & UINT32_MAX);
+    const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+    return b ? b->origin : 0;
+}
+
+bool shmi_cache_head_valid(const shm_cache *c, uint64_t head)
+{
+    if (shmi_cache_is_marker(head)) {
+        unsigned level = (unsigned)(head >> MARKER_LEVEL_SHIFT) & 63;
+        return level >= c->initial_log2 && level <= c->max_log2 &&
+               (head >> MARKER_SLOT_SHIFT) <= c->slot_count;
+    }
+    return head == 0 || shmi_cache_block_at(c, head) != NULL;
+}
+
 unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head)
 {
+    if (shmi_cache_is_marker(head) && shmi_cache_head_valid(c, head))
+        return (unsigned)(head >> MARKER_LEVEL_SHIFT) & 63;
     const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
     return b ? b->level : c->initial_log2;
 }
@@ -153,7 +205,8 @@ again:
     *head = slot ? shmi_cache_protect_block(slot, word)
                  : shmi_atomic_load_acquire(word);
     const struct shmi_cache_block *b = shmi_cache_block_at(c, *head);
-    if (b && b->level > levels)
+    if ((b && b->level > levels) ||
+        (!b && *head != 0 && shmi_cache_level_of(c, *head) > levels))
         return SHMI_CACHE_RESTART; /* the index grew since levels was read */
     for (uint64_t i = 0; b && i < b->count; i++) {
         if (b->entry[i].hash != hash)
@@ -244,10 +297,11 @@ static unsigned slot_index(const shm_cache *c, const struct shmi_cache_slot *s)
     return UINT32_MAX;
 }
 
-/* Step 3: the update that made block b is marked installed. */
-static void mark_installed(shm_cache *c, const struct shmi_cache_block *b)
+/* Step 3: the update that made head (a block or a marker) is marked
+ * installed. */
+static void mark_installed(shm_cache *c, uint64_t head)
 {
-    uint64_t origin = b->origin;
+    uint64_t origin = origin_of(c, head);
     uint64_t index = origin >> 32;
     if (index == 0 || index > c->slot_count)
         return; /* made by creation, or damaged */
@@ -281,15 +335,14 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                    uint64_t old_block, uint64_t removed, uint64_t new_block,
                    uint64_t number)
 {
-    const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
     uint64_t item_bytes_removed = removed ? item_bytes(c, removed) : 0;
     shmi_atomic_store_relaxed(&slot->pending_bucket, bucket + 1);
     shmi_atomic_store_relaxed(&slot->pending_old, old_block);
     shmi_atomic_store_relaxed(&slot->pending_removed, removed);
     shmi_atomic_store_seq_cst(&slot->pending_state,
                               number << 2 | STATE_PENDING);
-    if (old)
-        mark_installed(c, old);
+    if (old_block)
+        mark_installed(c, old_block);
     SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_RECORDED);
     uint64_t expected = old_block;
     /* seq_cst: release publishes the new block and item to readers
@@ -298,7 +351,8 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
      * after mark_installed for a recoverer (see Crashes). */
     if (!shmi_atomic_cas_seq_cst(shmi_cache_bucket(c, bucket), &expected,
                                  new_block)) {
-        shmi_cache_retire(c, slot, new_block);
+        if (!shmi_cache_is_marker(new_block))
+            shmi_cache_retire(c, slot, new_block);
         record_clear(slot, number, true);
         return EAGAIN;
     }
@@ -306,7 +360,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     uint64_t pending = number << 2 | STATE_PENDING;
     shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
                             number << 2 | STATE_INSTALLED);
-    if (old_block)
+    if (old_block && !shmi_cache_is_marker(old_block))
         shmi_cache_retire(c, slot, old_block);
     if (removed) {
         shmi_cache_retire(c, slot, removed);
@@ -315,29 +369,34 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     return 0;
 }
 
-/* Step 1's allocation: a block for `count` entries at `level`, recorded
- * in the slot, its origin the writer's next update number (*number). */
-static struct shmi_cache_block *block_new(shm_cache *c,
-                                          struct shmi_cache_slot *slot,
-                                          uint64_t count, unsigned level,
-                                          uint64_t *off, uint64_t *number)
+/* Step 1's allocation: the new head for `count` entries at `level`, a
+ * block (*block) or, for none, an empty marker (*block NULL); recorded in
+ * the slot, its origin the writer's next update number (*number). */
+static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
+                    unsigned level, uint64_t *head, uint64_t *number,
+                    struct shmi_cache_block **block)
 {
-    size_t size = sizeof(struct shmi_cache_block) +
-                  count * sizeof(struct shmi_cache_entry);
-    *off = shmi_cache_chunk_new(c, size);
-    if (*off == SHM_NULL)
-        return NULL;
     *number = ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
               UINT32_MAX;
+    uint64_t origin = (uint64_t)(slot_index(c, slot) + 1) << 32 | *number;
+    *block = NULL;
+    if (count == 0) {
+        *head = marker_make(origin, level);
+    } else {
+        size_t size = sizeof(struct shmi_cache_block) +
+                      count * sizeof(struct shmi_cache_entry);
+        *head = shmi_cache_chunk_new(c, size);
+        if (*head == SHM_NULL)
+            return ENOMEM;
+        *block = shmi_cache_at(c, *head);
+        (*block)->origin = origin;
+        (*block)->count = (uint32_t)count;
+        (*block)->level = level;
+    }
     /* relaxed: the record is read only by a recoverer; its state, stored
      * last with seq_cst, says the rest is there. */
-    shmi_atomic_store_relaxed(&slot->pending_block, *off);
-    struct shmi_cache_block *b = shmi_cache_at(c, *off);
-    b->origin =
-        (uint64_t)(slot_index(c, slot) + 1) << 32 | (*number & UINT32_MAX);
-    b->count = (uint32_t)count;
-    b->level = level;
-    return b;
+    shmi_atomic_store_relaxed(&slot->pending_block, *head);
+    return 0;
 }
 
 /* An update of `bucket`, whose protected block is old_block: the entry at
@@ -365,19 +424,19 @@ static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     if (count + (new_item ? 1 : 0) > c->max_entries)
         return ENOMEM;
     uint64_t new_block, number;
-    struct shmi_cache_block *b = block_new(c, slot, count + (new_item ? 1 : 0),
-                                           level + raise, &new_block, &number);
-    if (!b)
+    struct shmi_cache_block *b;
+    if (head_new(c, slot, count + (new_item ? 1 : 0), level + raise, &new_block,
+                 &number, &b))
         return ENOMEM;
     uint64_t k = 0;
     uint64_t item_bytes_added = 0;
-    if (new_item) {
+    if (b && new_item) {
         const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
         b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
         b->entry[k++].item = new_item;
         item_bytes_added = item_bytes(c, new_item);
     }
-    for (uint64_t i = 0; i < count; i++)
+    for (uint64_t i = 0; b && i < count; i++)
         b->entry[k++] = old->entry[kept[i]];
     int err = publish(c, slot, bucket, old_block, removed, new_block, number);
     if (err)
@@ -414,12 +473,11 @@ int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
     for (uint64_t i = 0; i < n; i++)
         count += shmi_cache_entry_own(child, level, parent->entry[i].hash);
     uint64_t new_block, number;
-    struct shmi_cache_block *b =
-        block_new(c, slot, count, level, &new_block, &number);
-    if (!b)
+    struct shmi_cache_block *b;
+    if (head_new(c, slot, count, level, &new_block, &number, &b))
         return ENOMEM;
     uint64_t k = 0;
-    for (uint64_t i = 0; i < n; i++)
+    for (uint64_t i = 0; b && i < n; i++)
         if (shmi_cache_entry_own(child, level, parent->entry[i].hash))
             b->entry[k++] = parent->entry[i];
     /* The items stay referenced by the parent's block too, until its next

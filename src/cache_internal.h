@@ -220,6 +220,11 @@ int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
 int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
                      uint64_t parent_block);
 
+/* Whether a bucket word is an empty marker (cache_index.c), and whether a
+ * word read from the file is 0, a marker or a block that checks out. */
+bool shmi_cache_is_marker(uint64_t head);
+bool shmi_cache_head_valid(const shm_cache *c, uint64_t head);
+
 /* The level of the block at head of `bucket` (head 0: the level a bucket
  * made at creation starts with). */
 unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head);

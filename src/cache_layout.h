@@ -14,8 +14,9 @@
  *                                             └──► item (immutable)
  *                     version | expiry | used | lengths | key value
  *
- * A bucket word holds 0 or the offset of its current block; every change
- * to a bucket publishes a new block with one CAS (cache_index.c).
+ * A bucket word holds 0 (empty, or not split off yet: cache_split.c), the
+ * offset of its current block, or an empty marker (odd, cache_index.c);
+ * every change to a bucket publishes a new block or marker with one CAS.
  */
 #ifndef SHM_CACHE_LAYOUT_H
 #define SHM_CACHE_LAYOUT_H

@@ -155,7 +155,7 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
             return err;
         const shmi_atomic_word *parent_word = shmi_cache_bucket(c, parent);
         uint64_t head = shmi_cache_protect_block(slot, parent_word);
-        if (head != 0 && !shmi_cache_block_at(c, head)) {
+        if (!shmi_cache_head_valid(c, head)) {
             shmi_cache_unprotect(slot);
             return EIO; /* damaged */
         }
