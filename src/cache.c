@@ -362,17 +362,19 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
             continue;
         const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
         uint64_t head = shmi_cache_protect_block(slot, word);
-        const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+        struct shmi_cache_view b;
+        if (!shmi_cache_view_of(c, head, true, &b))
+            b.count = 0;
         uint64_t victim = UINT64_MAX;
         bool expired = false;
-        for (uint64_t i = 0; b && i < b->count; i++) {
-            if (!shmi_cache_entry_own(bucket, b->level, b->entry[i].hash))
+        for (uint64_t i = 0; i < b.count; i++) {
+            if (!shmi_cache_entry_own(bucket, b.level, b.entry[i].hash))
                 continue; /* another bucket's: never read, never removed */
-            if (!shmi_cache_protect_item(slot, word, head, b->entry[i].item))
+            if (!shmi_cache_protect_item(slot, word, head, b.entry[i].item))
                 break; /* the bucket changed: its turn comes again */
             struct shmi_cache_item *item =
                 (struct shmi_cache_item *)shmi_cache_item_at(c,
-                                                             b->entry[i].item);
+                                                             b.entry[i].item);
             if (!item)
                 continue;
             if (shmi_cache_expired(item, now)) {
@@ -388,7 +390,7 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want)
         }
         /* The victim is protected again: update reads its size. */
         if (victim != UINT64_MAX &&
-            shmi_cache_protect_item(slot, word, head, b->entry[victim].item) &&
+            shmi_cache_protect_item(slot, word, head, b.entry[victim].item) &&
             shmi_cache_update(c, slot, bucket, head, victim, 0) == 0) {
             removed++;
             count(expired ? &c->header->expirations : &c->header->evictions, 1);
@@ -436,6 +438,7 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
                                               memory_order_relaxed) +
                     1;
     item->expires_ms = expires_ms;
+    item->head_origin = 0; /* written if it becomes a direct head */
     shmi_atomic_store_relaxed(&item->used, 0);
     item->key_len = (uint32_t)key_len;
     item->value_len = (uint32_t)value_len;
@@ -756,9 +759,11 @@ int shm_cache_foreach(shm_cache *c,
             /* acquire: pairs with the CAS that published the block (X1). */
             uint64_t head = slot ? shmi_cache_protect_block(slot, word)
                                  : shmi_atomic_load_acquire(word);
-            const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
-            for (uint64_t i = 0; b && i < b->count && !ret && !again; i++) {
-                uint64_t off = b->entry[i].item;
+            struct shmi_cache_view b;
+            if (!shmi_cache_view_of(c, head, true, &b))
+                b.count = 0;
+            for (uint64_t i = 0; i < b.count && !ret && !again; i++) {
+                uint64_t off = b.entry[i].item;
                 bool visited = false;
                 for (unsigned k = 0; k < seen_count; k++)
                     visited |= seen[k] == off;
@@ -770,8 +775,8 @@ int shm_cache_foreach(shm_cache *c,
                 }
                 /* After the hazard: an entry of a bucket split off since
                  * may have a retired item (cache_split.c, Readers). */
-                if (!shmi_cache_entry_current(c, bucket, b->level,
-                                              b->entry[i].hash))
+                if (!shmi_cache_entry_current(c, bucket, b.level,
+                                              b.entry[i].hash))
                     continue;
                 const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
                 if (seen_count < SHMI_CACHE_MAX_ENTRIES)

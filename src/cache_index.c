@@ -133,37 +133,87 @@ static uint64_t marker_make(uint64_t origin, unsigned level)
            (uint64_t)level << MARKER_LEVEL_SHIFT | 1;
 }
 
-bool shmi_cache_is_marker(uint64_t head)
+/* Direct heads: a bucket whose only entry is an item made by the update
+ * that publishes it names the item itself (tag SHMI_CACHE_HEAD_DIRECT),
+ * with the update's origin and the bucket's level written in the item
+ * before the CAS: a get then reads one chunk, not a block and an item.
+ * Only a fresh item becomes a direct head, once, so a direct word is as
+ * unique as a block's offset (an item is freed only when retired and no
+ * hazard names it); an update that leaves one older entry alone makes a
+ * block of one. The item is the bucket's entry and its "block": it is
+ * retired once, as the entry removed, never as a replaced block. */
+#define DIRECT_LEVEL_SHIFT 48
+#define ORIGIN_MASK ((UINT64_C(1) << 41) - 1)
+
+static bool level_fits(const shm_cache *c, uint64_t level)
 {
-    return head & 1;
+    return level >= c->initial_log2 && level <= c->max_log2;
 }
 
-/* The origin a marker or a block names (0: none, or damaged). */
+bool shmi_cache_view_of(const shm_cache *c, uint64_t head, bool with_hash,
+                        struct shmi_cache_view *v)
+{
+    v->count = 0;
+    v->entry = NULL;
+    v->level = c->initial_log2;
+    if (head == 0)
+        return true;
+    if (shmi_cache_is_marker(head)) {
+        uint64_t level = (head >> MARKER_LEVEL_SHIFT) & 63;
+        v->level = (unsigned)level;
+        return level_fits(c, level) &&
+               (head >> MARKER_SLOT_SHIFT) <= c->slot_count;
+    }
+    if (shmi_cache_is_direct(head)) {
+        uint64_t off = shmi_cache_head_chunk(head);
+        const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
+        if (!item)
+            return false;
+        uint64_t level = item->head_origin >> DIRECT_LEVEL_SHIFT;
+        if (!level_fits(c, level))
+            return false;
+        v->level = (unsigned)level;
+        v->one.item = off;
+        v->one.hash =
+            with_hash ? shmi_cache_hash(item->bytes, item->key_len) : 0;
+        v->entry = &v->one;
+        v->count = 1;
+        return true;
+    }
+    const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
+    if (!b)
+        return false;
+    v->count = b->count;
+    v->level = b->level;
+    v->entry = b->entry;
+    return true;
+}
+
+/* The origin a word names (0: none, or damaged). */
 static uint64_t origin_of(const shm_cache *c, uint64_t head)
 {
     if (shmi_cache_is_marker(head))
         return (head >> MARKER_SLOT_SHIFT) << 32 |
                ((head >> MARKER_NUMBER_SHIFT) & UINT32_MAX);
+    if (shmi_cache_is_direct(head)) {
+        const struct shmi_cache_item *item =
+            shmi_cache_item_at(c, shmi_cache_head_chunk(head));
+        return item ? item->head_origin & ORIGIN_MASK : 0;
+    }
     const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
     return b ? b->origin : 0;
 }
 
 bool shmi_cache_head_valid(const shm_cache *c, uint64_t head)
 {
-    if (shmi_cache_is_marker(head)) {
-        unsigned level = (unsigned)(head >> MARKER_LEVEL_SHIFT) & 63;
-        return level >= c->initial_log2 && level <= c->max_log2 &&
-               (head >> MARKER_SLOT_SHIFT) <= c->slot_count;
-    }
-    return head == 0 || shmi_cache_block_at(c, head) != NULL;
+    struct shmi_cache_view v;
+    return shmi_cache_view_of(c, head, false, &v);
 }
 
 unsigned shmi_cache_level_of(const shm_cache *c, uint64_t head)
 {
-    if (shmi_cache_is_marker(head) && shmi_cache_head_valid(c, head))
-        return (unsigned)(head >> MARKER_LEVEL_SHIFT) & 63;
-    const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
-    return b ? b->level : c->initial_log2;
+    struct shmi_cache_view v;
+    return shmi_cache_view_of(c, head, false, &v) ? v.level : c->initial_log2;
 }
 
 const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
@@ -204,6 +254,21 @@ again:
      * the block (X1). */
     *head = slot ? shmi_cache_protect_block(slot, word)
                  : shmi_atomic_load_acquire(word);
+    if (shmi_cache_is_direct(*head)) {
+        /* The item is the head: protected with it. */
+        uint64_t off = shmi_cache_head_chunk(*head);
+        const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
+        if (!item)
+            return 0; /* damaged */
+        if (item->head_origin >> DIRECT_LEVEL_SHIFT > levels)
+            return SHMI_CACHE_RESTART;
+        if (!still_unsplit(c, unsplit))
+            return SHMI_CACHE_RESTART;
+        if (item->key_len != key_len || memcmp(item->bytes, key, key_len))
+            return 0;
+        *pos = 0;
+        return off;
+    }
     const struct shmi_cache_block *b = shmi_cache_block_at(c, *head);
     if ((b && b->level > levels) ||
         (!b && *head != 0 && shmi_cache_level_of(c, *head) > levels))
@@ -331,6 +396,12 @@ static void record_clear(struct shmi_cache_slot *slot, uint64_t number,
 /* Steps 2 to 5 of an update: new_block is made (its origin names this
  * writer's update `number`); it replaces old_block in the bucket, and
  * `removed` (0: none) leaves the bucket with it. */
+/* Whether a bucket word names a block (a chunk to retire with it). */
+static bool is_block(uint64_t head)
+{
+    return head != 0 && (head & SHMI_CACHE_HEAD_TAGS) == 0;
+}
+
 static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                    uint64_t old_block, uint64_t removed, uint64_t new_block,
                    uint64_t number)
@@ -351,7 +422,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
      * after mark_installed for a recoverer (see Crashes). */
     if (!shmi_atomic_cas_seq_cst(shmi_cache_bucket(c, bucket), &expected,
                                  new_block)) {
-        if (!shmi_cache_is_marker(new_block))
+        if (is_block(new_block)) /* a direct item is the caller's still */
             shmi_cache_retire(c, slot, new_block);
         record_clear(slot, number, true);
         return EAGAIN;
@@ -360,7 +431,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     uint64_t pending = number << 2 | STATE_PENDING;
     shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
                             number << 2 | STATE_INSTALLED);
-    if (old_block && !shmi_cache_is_marker(old_block))
+    if (is_block(old_block)) /* a direct item goes as `removed`, if at all */
         shmi_cache_retire(c, slot, old_block);
     if (removed) {
         shmi_cache_retire(c, slot, removed);
@@ -369,12 +440,13 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     return 0;
 }
 
-/* Step 1's allocation: the new head for `count` entries at `level`, a
- * block (*block) or, for none, an empty marker (*block NULL); recorded in
+/* Step 1's allocation: the new head for `count` entries at `level`: an
+ * empty marker for none, the fresh item `direct` itself when it is the
+ * only one, else a block (*block, NULL for the other two); recorded in
  * the slot, its origin the writer's next update number (*number). */
 static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
-                    unsigned level, uint64_t *head, uint64_t *number,
-                    struct shmi_cache_block **block)
+                    unsigned level, uint64_t direct, uint64_t *head,
+                    uint64_t *number, struct shmi_cache_block **block)
 {
     *number = ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
               UINT32_MAX;
@@ -382,6 +454,11 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
     *block = NULL;
     if (count == 0) {
         *head = marker_make(origin, level);
+    } else if (count == 1 && direct) {
+        /* Still the writer's alone: written before the CAS publishes it. */
+        struct shmi_cache_item *item = shmi_cache_at(c, direct);
+        item->head_origin = origin | (uint64_t)level << DIRECT_LEVEL_SHIFT;
+        *head = direct | SHMI_CACHE_HEAD_DIRECT;
     } else {
         size_t size = sizeof(struct shmi_cache_block) +
                       count * sizeof(struct shmi_cache_entry);
@@ -399,46 +476,48 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
     return 0;
 }
 
-/* An update of `bucket`, whose protected block is old_block: the entry at
+/* An update of `bucket`, whose protected word is old_head: the entry at
  * pos replaced by new_item or removed, the level raised by `raise`. The
  * entries of buckets below that were split off are left out (their
  * items belong to those buckets now: they are not retired here). */
 static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
-                  uint64_t old_block, uint64_t pos, uint64_t new_item,
+                  uint64_t old_head, uint64_t pos, uint64_t new_item,
                   unsigned raise)
 {
-    /* Only the protected block is read here, and the item at pos, never
-     * the other items of the bucket: they may be retired at any time. */
-    const struct shmi_cache_block *old = shmi_cache_block_at(c, old_block);
-    uint64_t n = old ? old->count : 0;
-    unsigned level = shmi_cache_level_of(c, old_block);
+    /* Only the protected word is read here, and the item at pos, never
+     * the other items of the bucket: they may be retired at any time (a
+     * direct head's item is the protected chunk itself). */
+    struct shmi_cache_view old;
+    if (!shmi_cache_view_of(c, old_head, true, &old))
+        old.count = 0; /* damaged: replaced, nothing of it kept */
+    uint64_t n = old.count;
+    unsigned level = old.level;
     if (!shmi_cache_ring_has_room(c, slot, 3))
         return EBUSY; /* the caller reclaims and tries again */
-    uint64_t removed = pos < n ? old->entry[pos].item : 0;
+    uint64_t removed = pos < n ? old.entry[pos].item : 0;
     uint64_t kept[SHMI_CACHE_MAX_ENTRIES];
     uint64_t count = 0;
     for (uint64_t i = 0; i < n; i++)
         if (i != pos &&
-            shmi_cache_entry_current(c, bucket, level, old->entry[i].hash))
+            shmi_cache_entry_current(c, bucket, level, old.entry[i].hash))
             kept[count++] = i;
     if (count + (new_item ? 1 : 0) > c->max_entries)
         return ENOMEM;
-    uint64_t new_block, number;
+    uint64_t new_head, number;
     struct shmi_cache_block *b;
-    if (head_new(c, slot, count + (new_item ? 1 : 0), level + raise, &new_block,
-                 &number, &b))
+    if (head_new(c, slot, count + (new_item ? 1 : 0), level + raise, new_item,
+                 &new_head, &number, &b))
         return ENOMEM;
     uint64_t k = 0;
-    uint64_t item_bytes_added = 0;
+    uint64_t item_bytes_added = new_item ? item_bytes(c, new_item) : 0;
     if (b && new_item) {
         const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
         b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
         b->entry[k++].item = new_item;
-        item_bytes_added = item_bytes(c, new_item);
     }
     for (uint64_t i = 0; b && i < count; i++)
-        b->entry[k++] = old->entry[kept[i]];
-    int err = publish(c, slot, bucket, old_block, removed, new_block, number);
+        b->entry[k++] = old.entry[kept[i]];
+    int err = publish(c, slot, bucket, old_head, removed, new_head, number);
     if (err)
         return err;
     if (new_item)
@@ -461,25 +540,27 @@ int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
 }
 
 int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
-                     uint64_t parent_block)
+                     uint64_t parent_head)
 {
-    const struct shmi_cache_block *parent =
-        shmi_cache_block_at(c, parent_block);
+    struct shmi_cache_view parent;
+    if (!shmi_cache_view_of(c, parent_head, true, &parent))
+        return EIO;
     unsigned level = 64 - (unsigned)__builtin_clzll(child); /* top bit + 1 */
-    uint64_t n = parent ? parent->count : 0;
+    uint64_t n = parent.count;
     if (!shmi_cache_ring_has_room(c, slot, 3))
         return EBUSY;
     uint64_t count = 0;
     for (uint64_t i = 0; i < n; i++)
-        count += shmi_cache_entry_own(child, level, parent->entry[i].hash);
+        count += shmi_cache_entry_own(child, level, parent.entry[i].hash);
     uint64_t new_block, number;
     struct shmi_cache_block *b;
-    if (head_new(c, slot, count, level, &new_block, &number, &b))
+    /* No item here is fresh: one entry makes a block of one. */
+    if (head_new(c, slot, count, level, 0, &new_block, &number, &b))
         return ENOMEM;
     uint64_t k = 0;
     for (uint64_t i = 0; b && i < n; i++)
-        if (shmi_cache_entry_own(child, level, parent->entry[i].hash))
-            b->entry[k++] = parent->entry[i];
+        if (shmi_cache_entry_own(child, level, parent.entry[i].hash))
+            b->entry[k++] = parent.entry[i];
     /* The items stay referenced by the parent's block too, until its next
      * update leaves them out; from now on they are the child's (X2). */
     int err = publish(c, slot, child, 0, 0, new_block, number);

@@ -220,9 +220,45 @@ int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
 int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
                      uint64_t parent_block);
 
-/* Whether a bucket word is an empty marker (cache_index.c), and whether a
- * word read from the file is 0, a marker or a block that checks out. */
-bool shmi_cache_is_marker(uint64_t head);
+/* Bucket words (cache_index.c): bit 0 an empty marker, bit 1 an item
+ * that is the bucket's only entry (a "direct" head), neither a block. */
+#define SHMI_CACHE_HEAD_MARKER 1u
+#define SHMI_CACHE_HEAD_DIRECT 2u
+#define SHMI_CACHE_HEAD_TAGS 3u
+
+static inline bool shmi_cache_is_marker(uint64_t head)
+{
+    return (head & SHMI_CACHE_HEAD_MARKER) != 0;
+}
+
+static inline bool shmi_cache_is_direct(uint64_t head)
+{
+    return (head & SHMI_CACHE_HEAD_TAGS) == SHMI_CACHE_HEAD_DIRECT;
+}
+
+/* The chunk a bucket word names: the block, or the direct item. */
+static inline uint64_t shmi_cache_head_chunk(uint64_t head)
+{
+    return shmi_cache_is_direct(head) ? head & ~(uint64_t)SHMI_CACHE_HEAD_TAGS
+                                      : head;
+}
+
+/* A bucket's entries as one sees them through its word, whatever kind
+ * of word it is; `entry` may point at `one`. */
+struct shmi_cache_view {
+    uint64_t count;
+    unsigned level;
+    const struct shmi_cache_entry *entry;
+    struct shmi_cache_entry one;
+};
+
+/* Reads the bucket word `head` (protected) into v; false when it is
+ * damaged. A direct item's hash is computed only `with_hash`. */
+bool shmi_cache_view_of(const shm_cache *c, uint64_t head, bool with_hash,
+                        struct shmi_cache_view *v);
+
+/* Whether a word read from the file is 0, a marker, a block or an item
+ * that checks out. */
 bool shmi_cache_head_valid(const shm_cache *c, uint64_t head);
 
 /* The level of the block at head of `bucket` (head 0: the level a bucket

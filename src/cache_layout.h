@@ -15,8 +15,9 @@
  *                     version | expiry | used | lengths | key value
  *
  * A bucket word holds 0 (empty, or not split off yet: cache_split.c), the
- * offset of its current block, or an empty marker (odd, cache_index.c);
- * every change to a bucket publishes a new block or marker with one CAS.
+ * offset of its current block, an empty marker (cache_index.c), or an
+ * item of its own that is its only entry; every change to a bucket
+ * publishes a new block, marker or item with one CAS.
  */
 #ifndef SHM_CACHE_LAYOUT_H
 #define SHM_CACHE_LAYOUT_H
@@ -112,7 +113,10 @@ struct shmi_cache_block {
 };
 
 struct shmi_cache_item {
-    uint64_t reserved;
+    /* When the item is its bucket's only entry, named by the bucket word
+     * itself (cache_index.c): its update's origin, and its level << 48;
+     * written before it is published, then never again. */
+    uint64_t head_origin;
     uint64_t version;
     uint64_t expires_ms;   /* CLOCK_MONOTONIC milliseconds; 0: never */
     shmi_atomic_word used; /* set by readers, cleared by eviction */

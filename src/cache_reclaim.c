@@ -290,7 +290,9 @@ uint64_t shmi_cache_protect_block(struct shmi_cache_slot *slot,
     for (;;) {
         /* seq_cst load, store and load: the reader's half of H1. */
         uint64_t head = shmi_atomic_load_seq_cst(bucket);
-        atomic_store_explicit(&slot->hazard[0], head, memory_order_seq_cst);
+        /* A word naming an item carries a tag: the hazard is the chunk. */
+        atomic_store_explicit(&slot->hazard[0], shmi_cache_head_chunk(head),
+                              memory_order_seq_cst);
         if (shmi_atomic_load_seq_cst(bucket) == head)
             return head;
     }
