@@ -2,8 +2,9 @@
 /*
  * The cache's index: buckets, blocks and items, and the one-CAS update.
  *
- *   bucket word:  0 (never written), the offset of its current block, or
- *                 an empty marker naming the update that emptied it
+ *   bucket word:  0 (never written), the offset of its current block, an
+ *                 empty marker naming the update that emptied it, or a
+ *                 direct item, the bucket's only entry (see below)
  *   block:        origin | count | level | (hash, item) x count
  *                 never changed
  *   item:         version | expiry | used | lengths | key value

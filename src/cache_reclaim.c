@@ -16,7 +16,9 @@
  *               (offset, 0) pairs; an entry whose offset is 0 is done
  *
  * Protocol:
- *   protect:  h = bucket word; hazard[0] = h (seq_cst); read the bucket
+ *   protect:  h = bucket word; hazard[0] = the chunk h names (its block,
+ *             or its item when h is a direct head, cache_index.c)
+ *             (seq_cst); read the bucket
  *             again: if it still holds h, h stays allocated until the
  *             hazard is cleared (H1). An item of block h is protected the
  *             same way: hazard[1] = item, then the bucket must still hold
