@@ -409,7 +409,7 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
         /* The victim is protected again: update reads its size. */
         if (victim != UINT64_MAX &&
             shmi_cache_protect_item(slot, word, head, b.entry[victim].item) &&
-            shmi_cache_update(c, slot, bucket, head, victim, 0) == 0) {
+            shmi_cache_update(c, slot, bucket, head, victim, 0, 0) == 0) {
             removed++;
             count(expired ? &c->header->expirations : &c->header->evictions, 1);
         }
@@ -575,7 +575,8 @@ static int store(shm_cache *c, const void *key, size_t key_len,
         else if (kind == STORE_CAS && k.old->version != version)
             err = ECANCELED; /* reported as EAGAIN */
         else
-            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item);
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
+                                    k.hash);
         if (keyed_again(c, &k, err))
             continue;
         if (err == ENOMEM && tries + 1 < UPDATE_TRIES &&
@@ -689,7 +690,7 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         err = keyed_read(c, &k, key, key_len);
         was_live = k.live;
         if (!err && k.old)
-            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, 0);
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, 0, 0);
         if (!keyed_again(c, &k, err))
             break;
     }
@@ -734,7 +735,8 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
                 mine->expires_ms = k.old->expires_ms;
             }
             memcpy(mine->bytes + key_len, &value, sizeof value);
-            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item);
+            err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
+                                    k.hash);
         }
         if (!keyed_again(c, &k, err))
             break;

@@ -483,13 +483,14 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
  * items belong to those buckets now: they are not retired here). */
 static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                   uint64_t old_head, uint64_t pos, uint64_t new_item,
-                  unsigned raise)
+                  uint64_t new_hash, unsigned raise)
 {
     /* Only the protected word is read here, and the item at pos, never
      * the other items of the bucket: they may be retired at any time (a
      * direct head's item is the protected chunk itself). */
     struct shmi_cache_view old;
-    if (!shmi_cache_view_of(c, old_head, true, &old))
+    /* A direct head's hash is computed only if its entry is kept. */
+    if (!shmi_cache_view_of(c, old_head, pos != 0, &old))
         old.count = 0; /* damaged: replaced, nothing of it kept */
     uint64_t n = old.count;
     unsigned level = old.level;
@@ -512,8 +513,7 @@ static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     uint64_t k = 0;
     uint64_t item_bytes_added = new_item ? item_bytes(c, new_item) : 0;
     if (b && new_item) {
-        const struct shmi_cache_item *item = shmi_cache_at(c, new_item);
-        b->entry[k].hash = shmi_cache_hash(item->bytes, item->key_len);
+        b->entry[k].hash = new_hash;
         b->entry[k++].item = new_item;
     }
     for (uint64_t i = 0; b && i < count; i++)
@@ -529,15 +529,15 @@ static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
 
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
-                      uint64_t new_item)
+                      uint64_t new_item, uint64_t new_hash)
 {
-    return change(c, slot, bucket, old_block, pos, new_item, 0);
+    return change(c, slot, bucket, old_block, pos, new_item, new_hash, 0);
 }
 
 int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
                      uint64_t bucket, uint64_t old_block)
 {
-    return change(c, slot, bucket, old_block, UINT64_MAX, 0, 1);
+    return change(c, slot, bucket, old_block, UINT64_MAX, 0, 0, 1);
 }
 
 int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,

@@ -197,17 +197,17 @@ static inline bool shmi_cache_expired_now(const struct shmi_cache_item *item)
 
 /*
  * One update of one bucket: replaces the entry at `pos` of the bucket's
- * current block `old_block` (pos == UINT64_MAX: adds one) by new_item, or
- * removes it (new_item 0), in a new block published with one CAS. The
- * caller has protected old_block (and the item at pos). Returns 0, EAGAIN
- * (the bucket changed since old_block was read: read it again), ENOMEM,
+ * current block `old_block` (pos == UINT64_MAX: adds one) by new_item, of
+ * key hash new_hash, or removes it (new_item 0), in a new block published with
+ * one CAS. The caller has protected old_block (and the item at pos). Returns 0,
+ * EAGAIN (the bucket changed since old_block was read: read it again), ENOMEM,
  * EBUSY (this writer's ring of retired chunks is full: call
  * shmi_cache_reclaim and try again). On success the replaced block and
  * the item no longer referenced are retired.
  */
 int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
-                      uint64_t new_item);
+                      uint64_t new_item, uint64_t new_hash);
 
 /* The same update with the entries unchanged and the block's level raised
  * by one: the first step of splitting bucket + 2^level (cache_split.c). */

@@ -267,11 +267,15 @@ bool shmi_cache_ring_has_room(const shm_cache *c,
 shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
 {
     shm_offt off = shmi_arena_malloc(c->arena, size);
-    /* relaxed: a statistic; nothing is read through it. */
-    if (off != SHM_NULL)
-        atomic_fetch_add_explicit(&c->header->memory,
-                                  shmi_arena_usable_size(c->arena, off),
+    /* Without trimming a request's chunk size is known from the request;
+     * with it, a thread cache may hand out a longer one. */
+    if (off != SHM_NULL) {
+        size_t got = SHM_TRIM ? shmi_arena_usable_size(c->arena, off)
+                              : shmi_arena_chunk_size(size);
+        /* relaxed: a statistic; nothing is read through it. */
+        atomic_fetch_add_explicit(&c->header->memory, got,
                                   memory_order_relaxed);
+    }
     return off;
 }
 
