@@ -334,13 +334,19 @@ static int cmd_stats(struct handle *h, bool json)
         complain("stats: %s%s", strerror(err), "");
         return EXIT_REFUSED;
     }
-    static const char *const names[] = {"items",       "hits",    "misses",
-                                        "sets",        "deletes", "evictions",
-                                        "expirations", "bytes",   "memory"};
-    const uint64_t values[] = {
-        s.items,           s.hits,      s.misses,      s.sets,
-        s.deletes,         s.evictions, s.expirations, (uint64_t)s.bytes,
-        (uint64_t)s.memory};
+    static const char *const names[] = {
+        "items",     "hits",        "misses", "sets",   "deletes",
+        "evictions", "expirations", "bytes",  "memory", "buckets"};
+    const uint64_t values[] = {s.items,
+                               s.hits,
+                               s.misses,
+                               s.sets,
+                               s.deletes,
+                               s.evictions,
+                               s.expirations,
+                               (uint64_t)s.bytes,
+                               (uint64_t)s.memory,
+                               s.buckets};
     if (json) {
         printf("{\"file\": ");
         print_json_string(file_name);
