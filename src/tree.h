@@ -290,20 +290,21 @@ shmi_tree_find_class_fast(struct shmi_geometry *g, uint64_t x)
     /* Over a 0 word, the word's whole span: tier 0's bottom-row node. */
     unsigned size_log2 = SPAN - (shmi_word_row_of(node) & ~(unsigned)top);
     unsigned up_slot = (unsigned)(index % SHMI_WORD_SLOTS);
-    uint64_t up = UINT64_C(1) << (SHMI_WORD_FIRST_SLOT + up_slot);
     /* Each test is a word that is 0 when it passes, so that they combine
      * without branches. In the last tier: an ACTIVE word holding the
-     * node whole, under a set parent. */
-    uint64_t in_last = (~w & SHMI_TREE_ACTIVE) | (uint64_t)(hits == 0) |
-                       ((w & mask) ^ mask) | (~above & up);
+     * node whole. */
+    uint64_t in_last =
+        (~w & SHMI_TREE_ACTIVE) | (uint64_t)(hits == 0) | ((w & mask) ^ mask);
     /* In tier 0 over a 0 word: the bottom-row node is the only set node
      * on its path (W3), so there is no child word to check. */
     uint64_t in_top = LAST != 1
                           ? UINT64_MAX
-                          : (above & shmi_word_path_masks[up_slot] &
-                             shmi_word_rows_from(SHMI_LAYOUT_TOP_FIRST_ROW)) ^
-                                up;
+                          : above & shmi_word_path_masks[up_slot] &
+                                shmi_word_rows_from(SHMI_LAYOUT_TOP_FIRST_ROW) &
+                                ~shmi_word_rows_from(SHMI_WORD_BOTTOM_ROW);
+    /* Both: the bottom-row node of tier 0 above x is set. */
     uint64_t fails = (in_last & ~top) | (in_top & top) |
+                     (~above >> (SHMI_WORD_FIRST_SLOT + up_slot) & 1) |
                      (x & ((UINT64_C(1) << size_log2) - 1));
     return fails == 0 ? size_log2 - SHM_MIN_ALLOC_POW2 : SHMI_TREE_NO_CLASS;
 }
