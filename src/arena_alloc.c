@@ -20,13 +20,15 @@
 #include "thread_cache.h"
 #include "tree.h"
 
-/* Index of the size class serving `size` (which is <= 2^MAX). */
+/* Index of the size class serving `size` (which is <= 2^MAX). Without a
+ * branch, which a program's mixed sizes would mispredict: the bit length
+ * of (size - 1) | (2^MIN - 1) is log2 of max(size, 2^MIN) rounded up
+ * (size 0 counts as 1). */
 static inline unsigned class_of(size_t size)
 {
-    if (size <= (size_t)1 << SHM_MIN_ALLOC_POW2)
-        return 0;
-    unsigned log2 = 64u - (unsigned)__builtin_clzll((uint64_t)size - 1);
-    return log2 - SHM_MIN_ALLOC_POW2;
+    uint64_t below = ((uint64_t)size - (size != 0)) |
+                     ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1);
+    return 64u - (unsigned)__builtin_clzll(below) - SHM_MIN_ALLOC_POW2;
 }
 
 /* A chunk for `size` bytes from the tree: trimmed to the request
@@ -209,21 +211,31 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     }
     struct shmi_geometry *g = &arena->geo;
     uint64_t x = off - g->data_offset; /* wraps below the region */
-    struct shmi_tree_chunk chunk;
     if (__builtin_expect(x >= g->capacity ||
                              (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)) !=
-                                 0 ||
-                             !shmi_tree_find_fast(g, x, &chunk),
+                                 0,
                          0)) {
         free_slow(arena, off);
         return;
     }
-    unsigned c = shmi_tree_chunk_class(g, &chunk);
+    unsigned c;
+    uint64_t code = 0;
+    if (!SHM_TRIM) {
+        c = shmi_tree_find_class_fast(g, x); /* NO_CLASS: not cached */
+    } else {
+        struct shmi_tree_chunk chunk;
+        if (__builtin_expect(!shmi_tree_find_fast(g, x, &chunk), 0)) {
+            free_slow(arena, off);
+            return;
+        }
+        c = shmi_tree_chunk_class(g, &chunk);
+        code = shmi_tcache_code(c, chunk.length);
+    }
     /* relaxed: a tag is confirmed in free_slow. */
-    if (c >= SHMI_TCACHE_CLASSES ||
+    if (__builtin_expect(c >= SHMI_TCACHE_CLASSES, 0) ||
         shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
             SHMI_TCACHE_TAG_MAGIC ||
-        !shmi_tcache_try_push(g, c, x, shmi_tcache_code(c, chunk.length)))
+        !shmi_tcache_try_push(g, c, x, code))
         free_slow(arena, off);
 }
 

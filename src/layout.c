@@ -118,15 +118,13 @@ int shmi_layout_compute(uint64_t capacity, uint64_t page_size,
     l.page_size = page_size;
     l.capacity = capacity;
 
-    unsigned levels = SHMI_CLASSES;
-    l.tiers = levels <= SHMI_WORD_ROWS ? 1 : 1 + (levels - 6 + 4) / 5;
-    unsigned top_levels = levels - 5 * (l.tiers - 1);
-    l.top_first_row = SHMI_WORD_ROWS - top_levels;
-    place_classes(&l, top_levels);
+    l.tiers = SHMI_LAYOUT_TIERS;
+    l.top_first_row = SHMI_LAYOUT_TOP_FIRST_ROW;
+    place_classes(&l, SHMI_WORD_ROWS - l.top_first_row);
 
     uint64_t first_word = 0;
     for (unsigned t = 0; t < l.tiers; t++) {
-        l.span_log2[t] = SHM_MAX_ALLOC_POW2 + l.top_first_row - 5 * t;
+        l.span_log2[t] = SHMI_LAYOUT_SPAN_LOG2(t);
         uint64_t span = UINT64_C(1) << l.span_log2[t];
         l.tier_words[t] = (capacity + span - 1) / span;
         l.tier_first_word[t] = first_word;

@@ -17,6 +17,21 @@
 #define SHMI_FORMAT_VERSION 3u
 #define SHMI_MAGIC "SHMALLOC"
 #define SHMI_MAX_TIERS 6
+
+/* The tiers of bitmap words, the first allocatable row of tier 0 and the
+ * bytes a word of tier t spans: fixed by MIN and MAX alone, whatever the
+ * capacity (layout.c), so the fast paths know them at compile time. The
+ * last tier's word always spans 32 chunks of 2^MIN. */
+#define SHMI_LAYOUT_TIERS                                                      \
+    (SHMI_CLASSES <= SHMI_WORD_ROWS ? 1u : 1u + (SHMI_CLASSES - 6u + 4u) / 5u)
+#define SHMI_LAYOUT_TOP_FIRST_ROW                                              \
+    (SHMI_WORD_ROWS - (SHMI_CLASSES - 5u * (SHMI_LAYOUT_TIERS - 1u)))
+#define SHMI_LAYOUT_SPAN_LOG2(t)                                               \
+    (SHM_MAX_ALLOC_POW2 + SHMI_LAYOUT_TOP_FIRST_ROW - 5u * (t))
+_Static_assert(SHMI_LAYOUT_TIERS <= SHMI_MAX_TIERS, "tiers fit the layout");
+_Static_assert(SHMI_LAYOUT_SPAN_LOG2(SHMI_LAYOUT_TIERS - 1) ==
+                   SHM_MIN_ALLOC_POW2 + SHMI_WORD_BOTTOM_ROW,
+               "the last tier's bottom row is 2^MIN");
 #define SHMI_SHARED_HEADER_SIZE 49152u
 /* Bytes of the first page that attachments lock (fcntl open-file-description
  * locks, which never touch the bytes: the page stays read-only). Every

@@ -93,9 +93,14 @@ shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index,
     uint64_t e = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
     uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
     uint64_t x = e & ~(size - 1), code = e & (size - 1);
+    /* Without SHM_TRIM every code is 0: an entry is its chunk's offset. */
+    if (!SHM_TRIM)
+        x = e, code = 0;
     /* The entry and the chunk's tag are the file's: checked before use;
      * the tag names the length too, so a damaged code is refused. */
-    if (__builtin_expect(x >= g->capacity || code < want, 0))
+    if (__builtin_expect(x >= g->capacity || code < want ||
+                             (!SHM_TRIM && (e & (size - 1)) != 0),
+                         0))
         return SHMI_NO_CHUNK;
     shmi_atomic_word *first = shmi_tcache_chunk_word(g, x);
     if (__builtin_expect(shmi_atomic_load_relaxed(first) !=

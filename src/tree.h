@@ -253,6 +253,62 @@ shmi_tree_find_fast(struct shmi_geometry *g, uint64_t x,
     return shmi_tree_pieces(g, x, chunk) == SHMI_PIECES_OK;
 }
 
+/* shmi_tree_find_class_fast's answer when it cannot tell. */
+#define SHMI_TREE_NO_CLASS UINT32_MAX
+
+/*
+ * What a free needs of shmi_tree_find_fast without SHM_TRIM: the size
+ * class of the chunk starting at x, or SHMI_TREE_NO_CLASS when it cannot
+ * tell (then shmi_tree_find decides). The same tests as find_fast and
+ * find_fast_above, and both are made: which of the two cases holds (a
+ * chunk of the last tier, or a bottom-row chunk of tier 0 when there are
+ * two tiers) is the chunk's size, and a program freeing mixed sizes would
+ * mispredict a branch on it, so the answer is selected instead. The two
+ * share a test: the last tier's word `index` is the child of tier 0's
+ * bottom-row node FIRST_SLOT + index % SLOTS, which must be set in both
+ * (the parent of an ACTIVE word, or the chunk itself over a 0 word).
+ */
+static inline __attribute__((always_inline)) unsigned
+shmi_tree_find_class_fast(struct shmi_geometry *g, uint64_t x)
+{
+    enum {
+        LAST = SHMI_LAYOUT_TIERS - 1,
+        SPAN = SHM_MIN_ALLOC_POW2 + SHMI_WORD_BOTTOM_ROW, /* the last tier's */
+    };
+    if (SHM_TRIM || LAST == 0)
+        return SHMI_TREE_NO_CLASS;
+    uint64_t index = x >> SPAN;
+    /* relaxed, both: as in find_owner. */
+    uint64_t w = shmi_atomic_load_relaxed(g->tier[LAST].words + index);
+    uint64_t above = shmi_atomic_load_relaxed(g->tier[LAST - 1].words +
+                                              index / SHMI_WORD_SLOTS);
+    unsigned slot = (unsigned)(x >> SHM_MIN_ALLOC_POW2) & (SHMI_WORD_SLOTS - 1);
+    uint64_t hits = w & shmi_word_path_masks[slot] & shmi_word_rows_from(1);
+    uint64_t top = -(uint64_t)(w == 0); /* all ones: the tier 0 case */
+    unsigned node = (unsigned)__builtin_ctzll(hits | UINT64_C(1) << 63);
+    uint64_t mask = shmi_word_subtree(node);
+    /* Over a 0 word, the word's whole span: tier 0's bottom-row node. */
+    unsigned size_log2 = SPAN - (shmi_word_row_of(node) & ~(unsigned)top);
+    unsigned up_slot = (unsigned)(index % SHMI_WORD_SLOTS);
+    /* Each test is a word that is 0 when it passes, so that they combine
+     * without branches. In the last tier: an ACTIVE word holding the
+     * node whole. */
+    uint64_t in_last =
+        (~w & SHMI_TREE_ACTIVE) | (uint64_t)(hits == 0) | ((w & mask) ^ mask);
+    /* In tier 0 over a 0 word: the bottom-row node is the only set node
+     * on its path (W3), so there is no child word to check. */
+    uint64_t in_top = LAST != 1
+                          ? UINT64_MAX
+                          : above & shmi_word_path_masks[up_slot] &
+                                shmi_word_rows_from(SHMI_LAYOUT_TOP_FIRST_ROW) &
+                                ~shmi_word_rows_from(SHMI_WORD_BOTTOM_ROW);
+    /* Both: the bottom-row node of tier 0 above x is set. */
+    uint64_t fails = (in_last & ~top) | (in_top & top) |
+                     (~above >> (SHMI_WORD_FIRST_SLOT + up_slot) & 1) |
+                     (x & ((UINT64_C(1) << size_log2) - 1));
+    return fails == 0 ? size_log2 - SHM_MIN_ALLOC_POW2 : SHMI_TREE_NO_CLASS;
+}
+
 /* Whether a live allocation starts at data offset x (as for
  * shmi_tree_free); a disagreement of the words is counted (T5). */
 static inline bool shmi_tree_find(struct shmi_geometry *g, uint64_t x,

@@ -110,6 +110,40 @@ static void double_free_into_own_cache_is_refused(void **state)
     assert_int_equal(shm_arena_check(f->arena), 0);
 }
 
+/* Every cached class, in each tier that holds one: a free goes to the
+ * cache, and a second free, a free inside the chunk and a free of its
+ * free buddy are refused and change nothing. */
+static void every_cached_class_is_checked_on_free(void **state)
+{
+    struct fixture *f = *state;
+    if (!cached_build())
+        skip();
+    for (unsigned c = 0; c < SHMI_TCACHE_CLASSES; c++) {
+        size_t size = MIN_CHUNK << c;
+        shm_offt x = shm_arena_malloc(f->arena, size);
+        assert_true(x != SHM_NULL);
+        size_t cached = cached_bytes(f->arena);
+        shm_arena_free(f->arena, x);
+        assert_int_equal(cached_bytes(f->arena), cached + size);
+        size_t available = shm_arena_available(f->arena);
+        cached += size;
+        shm_offt wrong[] = {x, x + MIN_CHUNK, x ^ size};
+        for (size_t i = 0; i < 3; i++) {
+            if (i == 1 && c == 0)
+                continue; /* x + MIN is another chunk of class 0 */
+            errno = 0;
+            shm_arena_free(f->arena, wrong[i]);
+            assert_int_equal(errno, EINVAL);
+            assert_int_equal(shm_arena_available(f->arena), available);
+            assert_int_equal(cached_bytes(f->arena), cached);
+        }
+        /* The cached chunk comes back to the next request of its size. */
+        assert_int_equal(shm_arena_malloc(f->arena, size), x);
+        shm_arena_free(f->arena, x);
+    }
+    assert_int_equal(shm_arena_check(f->arena), 0);
+}
+
 struct holder {
     shm_arena *arena;
     shm_offt chunk;
@@ -513,6 +547,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             double_free_into_another_threads_cache_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(every_cached_class_is_checked_on_free,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(statistics_and_check_see_cached_chunks,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
