@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "pending.h"
 #include "report.h"
 #include "thread_cache.h"
 #include "tree.h"
@@ -273,8 +274,14 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
     shm_offt moved = shmi_arena_malloc_as(arena, size, "shm_realloc");
     if (moved == SHM_NULL)
         return SHM_NULL;
+    /* Named until the old chunk is freed: a survivor of this thread frees
+     * the new one, which the caller never received (pending.c). */
+    shmi_pending_begin_realloc(&arena->geo, moved - arena->geo.data_offset);
     memcpy(arena->geo.base + moved, arena->geo.base + off, (size_t)old_size);
+    SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_REALLOC_COPIED, 0);
     shmi_arena_free(arena, off);
+    SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_REALLOC_FREED, 0);
+    shmi_pending_end_realloc(&arena->geo);
     return moved;
 }
 

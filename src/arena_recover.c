@@ -45,6 +45,30 @@ static bool gone(const struct shmi_process_info *info)
     return info->state == SHMI_ENTRY_DEAD || info->state == SHMI_ENTRY_EXITED;
 }
 
+/* One operation of a dead thread's record (pending.c argues each). */
+static uint64_t resolve(struct shmi_geometry *g,
+                        const struct shmi_pending_op *op)
+{
+    switch (op->op) {
+    case SHMI_PENDING_ACTIVATE:
+    case SHMI_PENDING_RETIRE:
+        return shmi_tree_release_orphan(g, op->tier, op->index);
+    case SHMI_PENDING_TRIM:
+        return shmi_tree_release_trim(g, op->tier, op->index, op->slots,
+                                      op->freeing);
+    case SHMI_PENDING_REALLOC: {
+        /* The new chunk of a realloc, never handed to its caller. */
+        if (op->index >= g->capacity ||
+            op->index % ((uint64_t)1 << SHM_MIN_ALLOC_POW2) != 0)
+            return 0;
+        uint64_t size = shmi_tree_usable(g, op->index);
+        return size != 0 && shmi_tree_free(g, op->index) == 0 ? size : 0;
+    }
+    default:
+        return 0; /* not an operation this library records: damage */
+    }
+}
+
 /* Steps 1 to 3 for `count` slots from `first`; whether an entry was
  * cleared. */
 static bool recover_batch(shm_arena *arena, size_t first, size_t count,
@@ -69,15 +93,14 @@ static bool recover_batch(shm_arena *arena, size_t first, size_t count,
         for (size_t i = 0; i < n; i++) {
             if (kept[i].owner != owner)
                 continue;
-            struct shmi_pending_op ops[SHMI_MAX_TIERS];
+            struct shmi_pending_op ops[SHMI_PENDING_MAX_OPS];
             unsigned count_ops;
             uint64_t cached;
             if (shmi_pending_take(g, r, owner, ops, &count_ops, &cached)) {
                 report->records++;
                 report->bytes += (size_t)cached;
                 for (unsigned o = 0; o < count_ops; o++)
-                    report->bytes += (size_t)shmi_tree_release_orphan(
-                        g, ops[o].tier, ops[o].index);
+                    report->bytes += (size_t)resolve(g, &ops[o]);
             }
             break;
         }

@@ -14,10 +14,15 @@
  *
  *      63 62 61          48 47                                    0
  *     +-----+--------------+---------------------------------------+
- *     | op  |      0       |         index of word W in tier t      |
- *     +-----+--------------+---------------------------------------+
+ *     | op  |      0       |         index of word W in tier t      |  1, 2
+ *     +-----+--+--+--------+---------------------------------------+
+ *     | 3   |0 |F | slots  |   x >> MIN: first unit of the chunk    |  trim
+ *     +-----+--+--+--------+---------------------------------------+
+ *      op 1 ACTIVATE, 2 RETIRE, 3 TRIM (F, bit 54: freeing; slots,
+ *      bits 48..53: the allocation's bottom-row slots in its word)
  *
- *   word 7      reserved, 0
+ *   word 7      a realloc that moves: bit 63 | the new chunk's data
+ *               position x, 0 when none (files before it held 0 here)
  *
  * A thread takes a record on its first multi-step operation on an arena
  * (CAS owner 0 -> its attachment's owner value), keeps it in a
@@ -51,15 +56,54 @@
  * the collector). It never frees a node that was handed out: by P, the
  * state it acts on is one nobody else could have reached.
  *
+ * Trimmed allocations (tree.c, "Trimming"), in a word of tier t, whose
+ * pieces after the first are marked by continuation bits:
+ *
+ *   claim:  1. CAS the pieces in        free:  r. record {TRIM, F, x}
+ *           r. record {TRIM, x}                1. AND the bits away
+ *           2. OR the tails' bits              c. clear the record
+ *           c. clear the record                2. CAS the pieces out
+ *
+ * Invariant Q: while a trim record names x, every piece of the
+ * allocation at x is set in its word and is the recording thread's
+ * alone: a claim's pieces are its CAS's (the thread has not returned x
+ * yet, so nobody can free them), a free's are still those of a live
+ * allocation its owner is freeing (the record is cleared before the CAS
+ * that lets others claim them). Recovery of a claim frees the tail pieces
+ * (their bits cleared first, K1) and keeps the first, the chunk in
+ * flight, as an untrimmed malloc killed after its CAS does (a collection
+ * judges it); recovery of a free frees every piece. The op word of tier
+ * t is free for it: an activation of tier t is cleared before its chunk's
+ * bits are set, and an activation's own claims one level up take whole
+ * nodes (no tails). Recovery checks that the pieces are set, not inside
+ * another chunk and not delegated, and acts with one CAS, or does nothing.
+ *
+ * A realloc that moves (arena_alloc.c):
+ *
+ *   1. x = malloc   r. record {x}   2. copy, free the old chunk   c. clear
+ *
+ * Invariant R: while word 7 names x, x is a live chunk that only the
+ * recording thread knows: malloc handed it to this thread alone, and the
+ * thread gives it to its caller only after c. So recovery frees x (the
+ * caller, dead, never received it) and no one else can hold it. The old
+ * chunk is not recovery's: before 2 it is the dead program's allocation
+ * (for a collection), after 2 it is free (or in the thread cache that the
+ * taker drains). A double free of x by another thread, a program error,
+ * is the only way around R, as around Q.
+ *
  * Why the record comes after step 1 and, for a retire, is cleared before
  * step 2: a record written before a CAS that then failed (another thread
  * retired W first and released u, and a third claimed u as a chunk),
  * or still present after u was released (and claimed again), would show
  * W == 0 with u set by someone else: recovery would free a live chunk.
+ * The same holds for a trimmed free and a realloc: their records are
+ * cleared before the pieces, or x, could be another's.
  * The price: a SIGKILL in the few instructions between a step-1 CAS and
  * the record store, or between the clear and a retire's step 2, still
- * leaks one node (as before records existed), never more; no test yield
- * lies in those windows.
+ * leaks one node (as before records existed), never more; between a
+ * trimmed claim's CAS and its record, or a trimmed free's clear and its
+ * CAS, one allocation's tail pieces; between malloc and a realloc's
+ * record, its new chunk; no test yield lies in those windows.
  *
  * Taking a dead owner's record (shmi_pending_take): CAS owner dead ->
  * the taker's own owner value, read and clear the operation words, give
@@ -75,7 +119,10 @@
  * record only after its owner was found dead through the kernel's lock
  * (a system call), or after taking it with an acquire CAS.
  *
- * Limits: the windows above; with three tiers or more, a kill between a
+ * Limits: the windows above; a batch (a thread cache's refill or flush
+ * of several trimmed chunks with one CAS) is not trim-recorded, and a
+ * kill between its CAS and its bits leaks those chunks' tails; with
+ * three tiers or more, a kill between a
  * nested activation's last step and the outer activation's record leaks
  * the inner chunk; a thread that finds every record taken runs its
  * operations unrecorded; a taker that holds no table entry marks a record
@@ -91,13 +138,17 @@
 
 #define OP_SHIFT 62
 #define INDEX_MASK ((UINT64_C(1) << 48) - 1)
+#define SLOTS_SHIFT 48
+#define SLOTS_MASK UINT64_C(63)
+#define FREEING (UINT64_C(1) << 54)
 #define TAKEN (UINT64_C(1) << 63)
+#define MOVED (UINT64_C(1) << 63)
 #define HELD_MAX 4
 
 struct record {
     shmi_atomic_word owner;
     shmi_atomic_word op[SHMI_MAX_TIERS];
-    shmi_atomic_word reserved;
+    shmi_atomic_word moved; /* a realloc's new chunk: MOVED | x, or 0 */
 };
 
 _Static_assert(sizeof(struct record) == SHMI_THREAD_RECORD_SIZE,
@@ -303,10 +354,43 @@ void shmi_pending_begin(struct shmi_geometry *g, unsigned op, unsigned tier,
      * in every order a survivor may see it in. */
     shmi_atomic_store_release(&r->op[tier],
                               (uint64_t)op << OP_SHIFT | (index & INDEX_MASK));
-#if SHM_TEST_HOOKS
-    if (shmi_pending_test_hook)
-        shmi_pending_test_hook(op, tier);
-#endif
+    SHMI_PENDING_TEST_POINT(op, tier);
+}
+
+void shmi_pending_begin_trim(struct shmi_geometry *g, unsigned tier, uint64_t x,
+                             unsigned slots, bool freeing)
+{
+    uint64_t unit = x >> SHM_MIN_ALLOC_POW2;
+    struct record *r = thread_record(g, true);
+    if (r == NULL || unit > INDEX_MASK || slots > SLOTS_MASK)
+        return;
+    /* Release: a claim's record follows its claiming CAS; a free's comes
+     * before its first clearing AND, and both before the freeing CAS. */
+    shmi_atomic_store_release(&r->op[tier],
+                              (uint64_t)SHMI_PENDING_TRIM << OP_SHIFT |
+                                  (freeing ? FREEING : 0) |
+                                  (uint64_t)slots << SLOTS_SHIFT | unit);
+    SHMI_PENDING_TEST_POINT(
+        freeing ? SHMI_PENDING_AT_TRIM_FREEING : SHMI_PENDING_TRIM, tier);
+}
+
+void shmi_pending_begin_realloc(struct shmi_geometry *g, uint64_t x)
+{
+    struct record *r = thread_record(g, true);
+    if (r == NULL)
+        return;
+    /* Release: after the malloc that returned x (its claiming CAS). */
+    shmi_atomic_store_release(&r->moved, MOVED | x);
+    SHMI_PENDING_TEST_POINT(SHMI_PENDING_REALLOC, 0);
+}
+
+void shmi_pending_end_realloc(struct shmi_geometry *g)
+{
+    struct record *r = thread_record(g, false);
+    if (r != NULL)
+        /* Release: cleared after the old chunk's free (its CAS or its
+         * push to the thread cache). */
+        shmi_atomic_store_release(&r->moved, 0);
 }
 
 void shmi_pending_end(struct shmi_geometry *g, unsigned tier)
@@ -331,7 +415,7 @@ uint64_t shmi_pending_owner(const struct shmi_geometry *g, size_t i)
 }
 
 bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
-                       struct shmi_pending_op ops[SHMI_MAX_TIERS],
+                       struct shmi_pending_op ops[SHMI_PENDING_MAX_OPS],
                        unsigned *count, uint64_t *cached_bytes)
 {
     struct record *r = &records_of(g)[i];
@@ -349,10 +433,22 @@ bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
         uint64_t word = shmi_atomic_load_relaxed(&r->op[t]);
         if (word == 0)
             continue;
-        ops[*count] = (struct shmi_pending_op){(unsigned)(word >> OP_SHIFT), t,
-                                               word & INDEX_MASK};
+        unsigned op = (unsigned)(word >> OP_SHIFT);
+        uint64_t index = word & INDEX_MASK;
+        if (op == SHMI_PENDING_TRIM)
+            index <<= SHM_MIN_ALLOC_POW2;
+        ops[*count] = (struct shmi_pending_op){
+            op, t, index, (unsigned)(word >> SLOTS_SHIFT & SLOTS_MASK),
+            (word & FREEING) != 0};
         (*count)++;
         shmi_atomic_store_relaxed(&r->op[t], 0);
+    }
+    /* Relaxed: as the operation words. */
+    uint64_t moved = shmi_atomic_load_relaxed(&r->moved);
+    if (moved != 0) {
+        ops[(*count)++] = (struct shmi_pending_op){SHMI_PENDING_REALLOC, 0,
+                                                   moved & ~MOVED, 0, false};
+        shmi_atomic_store_relaxed(&r->moved, 0);
     }
     *cached_bytes = before_release(g, i); /* the dead thread's cache */
     /* Release: the cleared words are published before the record is
@@ -371,6 +467,7 @@ void shmi_pending_clear_others(struct shmi_geometry *g, uint64_t keep)
             continue;
         for (unsigned t = 0; t < SHMI_MAX_TIERS; t++)
             shmi_atomic_store_relaxed(&r[i].op[t], 0);
+        shmi_atomic_store_relaxed(&r[i].moved, 0);
         shmi_atomic_store_relaxed(&r[i].owner, 0);
     }
 }

@@ -13,15 +13,27 @@
 
 #include "geometry.h"
 
-/* The multi-step operations of tree.c. */
+/* The multi-step operations of tree.c, and a realloc that moves
+ * (arena_alloc.c). */
 #define SHMI_PENDING_ACTIVATE 1u
 #define SHMI_PENDING_RETIRE 2u
+#define SHMI_PENDING_TRIM 3u
+#define SHMI_PENDING_REALLOC 4u
 
-/* A pending operation read back from a record: word `index` of `tier`. */
+/* At most this many operations per record: one per tier, and a realloc. */
+#define SHMI_PENDING_MAX_OPS (SHMI_MAX_TIERS + 1)
+
+/* A pending operation read back from a record. ACTIVATE, RETIRE: word
+ * `index` of `tier`. TRIM: the trimmed allocation of `slots` bottom-row
+ * slots of a word of `tier` starting at data position `index`, being
+ * claimed (`freeing` false) or freed. REALLOC: the new chunk at data
+ * position `index`, not yet handed to the caller. */
 struct shmi_pending_op {
     unsigned op;
     unsigned tier;
     uint64_t index;
+    unsigned slots;
+    bool freeing;
 };
 
 /*
@@ -35,6 +47,20 @@ struct shmi_pending_op {
 void shmi_pending_begin(struct shmi_geometry *g, unsigned op, unsigned tier,
                         uint64_t index);
 void shmi_pending_end(struct shmi_geometry *g, unsigned tier);
+
+/* Records in the calling thread's record that the trimmed allocation of
+ * `slots` slots at data position x in a word of `tier` is between its
+ * claiming CAS and its continuation bits (freeing false), or between
+ * the clearing of its bits and its freeing CAS (freeing true);
+ * shmi_pending_end(g, tier) clears it. As shmi_pending_begin otherwise. */
+void shmi_pending_begin_trim(struct shmi_geometry *g, unsigned tier, uint64_t x,
+                             unsigned slots, bool freeing);
+
+/* Records that the chunk at data position x was allocated by a realloc
+ * that moves and is not yet the caller's; shmi_pending_end_realloc clears
+ * it (after the old chunk was freed). */
+void shmi_pending_begin_realloc(struct shmi_geometry *g, uint64_t x);
+void shmi_pending_end_realloc(struct shmi_geometry *g);
 
 /* Index of the calling thread's record for g, taking one on first use
  * (records with a thread cache first); -1 when it has none. */
@@ -78,13 +104,14 @@ uint64_t shmi_pending_owner(const struct shmi_geometry *g, size_t i);
 /*
  * Takes record i from `dead` (the owner value of an attachment found dead
  * or exited), empties it and gives it back: its operations go to ops
- * (*count of them, at most SHMI_MAX_TIERS), for the caller to resolve;
+ * (*count of them, at most SHMI_PENDING_MAX_OPS), for the caller to
+ * resolve (trimmed pieces before the rest);
  * what the record's thread cache held is given back before the record is,
  * its bytes in *cached_bytes. Returns false when the record no longer belongs
  * to `dead` (another recovery took it). Lock-free.
  */
 bool shmi_pending_take(struct shmi_geometry *g, size_t i, uint64_t dead,
-                       struct shmi_pending_op ops[SHMI_MAX_TIERS],
+                       struct shmi_pending_op ops[SHMI_PENDING_MAX_OPS],
                        unsigned *count, uint64_t *cached_bytes);
 
 /* Empties every record whose owner is not `keep` (a reset, alone on the
@@ -93,9 +120,22 @@ void shmi_pending_clear_others(struct shmi_geometry *g, uint64_t keep);
 
 /* SHM_TEST_HOOKS builds: called right after a record is written, with the
  * operation and its tier (a test stops the process there, between the two
- * steps of the operation). */
+ * steps of the operation), and at the points below, between a step and
+ * the clearing of its record. */
+#define SHMI_PENDING_AT_TRIM_MARKED 16u    /* claim: bits set, recorded */
+#define SHMI_PENDING_AT_TRIM_FREEING 17u   /* free: recorded, bits set */
+#define SHMI_PENDING_AT_TRIM_UNMARKED 18u  /* free: bits clear, not freed */
+#define SHMI_PENDING_AT_REALLOC_COPIED 19u /* realloc: copied, old live */
+#define SHMI_PENDING_AT_REALLOC_FREED 20u  /* realloc: old freed, recorded */
 #if SHM_TEST_HOOKS
 extern void (*shmi_pending_test_hook)(unsigned op, unsigned tier);
+#define SHMI_PENDING_TEST_POINT(point, tier)                                   \
+    do {                                                                       \
+        if (shmi_pending_test_hook)                                            \
+            shmi_pending_test_hook(point, tier);                               \
+    } while (0)
+#else
+#define SHMI_PENDING_TEST_POINT(point, tier) ((void)0)
 #endif
 
 #endif /* SHM_PENDING_H */

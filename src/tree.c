@@ -167,10 +167,14 @@
  * bits with one OR. Costs: a free loads one continuation word (two above
  * the last tier when the pieces span words); a trimmed claim and free add
  * one locked OR/AND each. Crashes: a process killed between the claim CAS
- * and the OR, or between the AND and the free CAS, leaves the tail pieces
- * allocated with clear bits: they read as separate allocations nobody
- * owns (at most one chunk's tail per killed process, as the chunk in
- * flight); a collection frees them. A double free that races a new claim
+ * and the OR, or between the AND and the free CAS, would leave the tail
+ * pieces allocated with clear bits, reading as separate allocations
+ * nobody owns. Both windows are recorded in the thread's record (pending.c,
+ * Q): recovery frees a killed claim's tail pieces and all of a killed
+ * free's (shmi_tree_release_trim). Unrecorded: the instants between the
+ * claim CAS and its record and between the record's clear and the free
+ * CAS, and batches (the thread caches' refills and flushes); a
+ * collection frees what those leave. A double free that races a new claim
  * of the same units can clear the new owner's bits (then its free gives
  * back only the first piece): a program error, not caught here.
  *
@@ -780,7 +784,13 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                                   SHMI_WORD_FIRST_SLOT);
                     cont_update(g, tier, index << t->span_log2, all, true);
                 } else {
-                    cont_update(g, tier, offset_of(g, out), tails, true);
+                    /* Recorded: a kill before the record is cleared
+                     * leaves tails that recovery frees (pending.c). */
+                    uint64_t x = offset_of(g, out);
+                    shmi_pending_begin_trim(g, tier, x, slots, false);
+                    cont_update(g, tier, x, tails, true);
+                    SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_MARKED, tier);
+                    shmi_pending_end(g, tier);
                 }
             }
             if (b && more > 0)
@@ -832,8 +842,13 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
     out->word = index;
     out->node = node;
     out->tails = tails;
-    if (SHM_TRIM && tails != 0)
-        cont_update(g, tier, offset_of(g, out), tails, true);
+    if (SHM_TRIM && tails != 0) {
+        uint64_t x = offset_of(g, out); /* recorded as in try_claim_in_word */
+        shmi_pending_begin_trim(g, tier, x, slots, false);
+        cont_update(g, tier, x, tails, true);
+        SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_MARKED, tier);
+        shmi_pending_end(g, tier);
+    }
     return true;
 }
 
@@ -919,6 +934,58 @@ uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
     return release_parent(g, tier, index)
                ? UINT64_C(1) << g->tier[tier].span_log2
                : 0;
+}
+
+uint64_t shmi_tree_release_trim(struct shmi_geometry *g, unsigned tier,
+                                uint64_t x, unsigned slots, bool freeing)
+{
+    if (tier >= g->tiers || x >= g->capacity || slots < 2 ||
+        slots >= SHMI_WORD_SLOTS)
+        return 0; /* no trimmed allocation has tails there: damage */
+    const struct shmi_tier *t = &g->tier[tier];
+    unsigned slot_log2 = t->span_log2 - SHMI_WORD_BOTTOM_ROW;
+    unsigned first = slot_of(t, x);
+    /* The smallest node that holds the pieces; x is aligned to it, since
+     * to the allocation's own node, which is at least as large. */
+    unsigned height = 32u - (unsigned)__builtin_clz(slots - 1);
+    if ((x & ((UINT64_C(1) << slot_log2) - 1)) != 0 ||
+        (first & ((1u << height) - 1)) != 0)
+        return 0;
+    uint64_t index = x >> t->span_log2;
+    unsigned row = SHMI_WORD_BOTTOM_ROW - height;
+    unsigned node = (1u << row) + (first >> height);
+    uint32_t tails;
+    uint64_t mask = pieces_of(node, slots, &tails);
+    unsigned lead = 1u << (31u - (unsigned)__builtin_clz(slots));
+    uint32_t unused;
+    uint64_t give = freeing ? mask : mask & ~pieces_of(node, lead, &unused);
+    /* What recovery relies on (P in pending.c): the pieces all set, no
+     * ancestor of them set (they are not inside another chunk), the word
+     * active, no piece delegated. Anything else is damage: nothing done. */
+    shmi_atomic_word *word = word_at(g, tier, index);
+    /* acquire: pairs with the dead thread's claiming CAS. */
+    uint64_t value = shmi_atomic_load_acquire(word);
+    if ((value & mask) != mask || (value & ancestors_in(g, tier, node)) ||
+        (tier > 0 && !(value & ACTIVE)))
+        return 0;
+    if (tier + 1 < g->tiers) {
+        for (uint32_t p = tails | 1u; p; p &= p - 1) {
+            unsigned slot = first + (unsigned)__builtin_ctz(p);
+            unsigned owner = shmi_word_owner(value, slot, t->eligible);
+            if (any_delegated_below(g, tier, index, owner))
+                return 0;
+        }
+    }
+    /* The bits first (K1: a set bit is a live allocation's tail), as a
+     * free clears them before its CAS. */
+    cont_update(g, tier, x, tails, false);
+    /* seq_cst: as shmi_tree_free_found. */
+    while (!shmi_atomic_cas_seq_cst(word, &value, value & ~give))
+        if ((value & give) != give)
+            return 0;
+    check_transition(g, tier, value, value & ~give);
+    publish_free(g, tier, index, value, value & ~give);
+    return (uint64_t)(freeing ? slots : slots - lead) << slot_log2;
 }
 
 /* Step 3: retires every empty word of the tiers below `tier`, deepest
@@ -1160,9 +1227,18 @@ int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
     shmi_atomic_word *word = word_at(g, chunk->tier, chunk->word);
     uint64_t mask = chunk->mask;
     uint64_t value = chunk->value;
-    if (SHM_TRIM && chunk->tails != 0)
-        cont_update(g, chunk->tier, x, chunk->tails, false);
     SHMI_TEST_YIELD();
+    if (SHM_TRIM && chunk->tails != 0) {
+        /* Recorded, and the record cleared before the freeing CAS: after
+         * it the pieces may be another's (pending.c). */
+        unsigned slot_log2 =
+            g->tier[chunk->tier].span_log2 - SHMI_WORD_BOTTOM_ROW;
+        shmi_pending_begin_trim(g, chunk->tier, x,
+                                (unsigned)(chunk->length >> slot_log2), true);
+        cont_update(g, chunk->tier, x, chunk->tails, false);
+        SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_UNMARKED, chunk->tier);
+        shmi_pending_end(g, chunk->tier);
+    }
     /* seq_cst: release pairs with the acquire CAS of the next claimer of
      * these nodes; seq_cst orders it before publish_free's hint loads
      * (store-buffer pair with claim_in_tier). */

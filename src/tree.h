@@ -355,6 +355,15 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
 uint64_t shmi_tree_release_orphan(struct shmi_geometry *g, unsigned tier,
                                   uint64_t index);
 
+/* Recovery of a dead thread's pending trim record (pending.c): the
+ * allocation of `slots` bottom-row slots at x in a word of `tier`, killed
+ * in its claim (freeing false: its tail pieces are freed, its first piece
+ * stays, the chunk in flight) or in its free (every piece is freed). Its
+ * continuation bits are cleared first. Returns the bytes given back, 0
+ * when the word does not hold those pieces (damage). Lock-free. */
+uint64_t shmi_tree_release_trim(struct shmi_geometry *g, unsigned tier,
+                                uint64_t x, unsigned slots, bool freeing);
+
 /* Inconsistent states the tree refused (T5, tree.c) since the file was
  * formatted, counted in the shared header by every process. */
 uint64_t shmi_tree_damage_count(const struct shmi_geometry *g);
