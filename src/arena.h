@@ -163,6 +163,10 @@ int shmi_arena_late_detach(shm_arena *arena, const char *remove_path);
  * first. 0 or an errno value, errno untouched. */
 int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report);
 int shmi_arena_recover_window(shm_arena *arena, struct shm_recovery *report);
+/* After a claim failed for want of space: all of the table when its sweep
+ * ticket allows (arena_recover.c gives the bound), else nothing. */
+int shmi_arena_recover_after_failure(shm_arena *arena,
+                                     struct shm_recovery *report);
 
 /* Taking the file alone, for a reset or a collection (arena_open.c has
  * the protocol): write locks on every other slot's byte and on the
@@ -178,5 +182,9 @@ void shmi_arena_unlock_alone(shm_arena *arena, const struct shmi_alone *alone);
 
 /* Slots a window covers. */
 #define SHMI_RECOVER_WINDOW 8
+
+/* A failed claim sweeps the whole table at most once per this many ms
+ * (and once per attachment): shmi_arena_recover_after_failure. */
+#define SHMI_RECOVER_INTERVAL_MS 10
 
 #endif /* SHM_ARENA_H */

@@ -90,8 +90,9 @@ static bool live_chunk(shm_arena *arena, shm_offt off, const char *call,
 }
 
 /* No chunk was free: give back the caller's thread cache, then recover
- * what dead processes left (arena_recover.c), and claim again after each
- * step that may have freed something. */
+ * what dead processes left (arena_recover.c, at most once per attachment
+ * or interval over the file), and claim again after each step that may
+ * have freed something. */
 static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
                                                                size_t size)
 {
@@ -102,7 +103,7 @@ static __attribute__((noinline)) uint64_t alloc_after_recovery(shm_arena *arena,
             return x;
     }
     struct shm_recovery report = {0, 0, 0};
-    shmi_arena_recover_all(arena, &report);
+    shmi_arena_recover_after_failure(arena, &report); /* bounded */
     if (report.entries == 0 && report.records == 0)
         return SHMI_NO_CHUNK;
     return tree_alloc(&arena->geo, size);

@@ -25,12 +25,27 @@
  * a cursor in the table that every opener advances, so an open costs the
  * same however full the table is, and openers together sweep all of it.
  *
+ * A claim that failed for want of space (arena_alloc.c) sweeps the whole
+ * table only when the table's sweep ticket says a death may have gone
+ * unseen (shmi_process_table_take_sweep): an attachment was made since
+ * the last full sweep, or SHMI_RECOVER_INTERVAL_MS passed since it (a
+ * process live at that sweep may have died since; nothing the dead write
+ * can tell sooner, and no probe of the kernel's locks counts them). One
+ * caller wins the ticket. Bound: over the whole file, full sweeps after
+ * failures number at most the attachments made plus one per interval,
+ * however many claims fail, each one load per slot and one lock probe per
+ * occupied slot; any other failed claim costs a clock read and two loads.
+ * The price: the death of a process live at the last sweep is found by a
+ * failing claim up to one interval late (or by shm_arena_recover, or an
+ * opener's window, at once).
+ *
  * Lock-free: every step is a load, a lock probe (a non-blocking system
  * call) or a CAS; nobody waits for another recovery.
  */
 #include <errno.h>
 
 #include "arena.h"
+#include "os.h"
 #include "pending.h"
 #include "process_table.h"
 #include "tree.h"
@@ -128,6 +143,18 @@ int shmi_arena_recover_all(shm_arena *arena, struct shm_recovery *report)
     if (cleared)
         shmi_tree_repair_hints(&arena->geo);
     return 0;
+}
+
+int shmi_arena_recover_after_failure(shm_arena *arena,
+                                     struct shm_recovery *report)
+{
+    if (arena->read_only)
+        return EROFS;
+    if (!shmi_process_table_take_sweep(&arena->processes,
+                                       shmi_os_monotonic_ms(),
+                                       SHMI_RECOVER_INTERVAL_MS))
+        return 0;
+    return shmi_arena_recover_all(arena, report);
 }
 
 int shmi_arena_recover_window(shm_arena *arena, struct shm_recovery *report)

@@ -10,7 +10,11 @@
  *   word 0        the removal word (below)
  *   word 1        the attachment counter: attachment numbers come from it
  *   word 2        the recovery cursor (shmi_process_table_window)
- *   word 3..7     reserved, 0
+ *   word 3        the tree's damage count (tree.c, T5)
+ *   word 4        the sweep ticket (shmi_process_table_take_sweep):
+ *                 CLOCK_MONOTONIC ms of the last full sweep << 24 | the
+ *                 attachment counter's low 24 bits then; 0: none yet
+ *   word 5..7     reserved, 0
  *   word 8..      one slot per attachment, 0 when free, else an identity:
  *
  *      63 62 61                                   22 21              0
@@ -148,7 +152,8 @@ struct process_table {
     shmi_atomic_word counter;
     shmi_atomic_word cursor;
     shmi_atomic_word damage_count; /* tree.c's, SHMI_DAMAGE_COUNT_OFFSET */
-    shmi_atomic_word reserved[HEADER_WORDS - 4];
+    shmi_atomic_word sweep;
+    shmi_atomic_word reserved[HEADER_WORDS - 5];
     shmi_atomic_word slot[SLOT_COUNT];
 };
 
@@ -523,6 +528,32 @@ size_t shmi_process_table_window(struct shmi_process_table *t, size_t count)
     uint64_t c = atomic_fetch_add_explicit(&table_of(t)->cursor, count,
                                            memory_order_relaxed);
     return (size_t)(c % SLOT_COUNT);
+}
+
+#define SWEEP_COUNT_BITS 24
+#define SWEEP_COUNT_MASK ((UINT64_C(1) << SWEEP_COUNT_BITS) - 1)
+
+bool shmi_process_table_take_sweep(struct shmi_process_table *t,
+                                   uint64_t now_ms, uint64_t interval_ms)
+{
+    struct process_table *table = table_of(t);
+    /* Relaxed: a stale counter only asks for one sweep too many; the
+     * ticket's CAS decides who sweeps. */
+    uint64_t count =
+        shmi_atomic_load_relaxed(&table->counter) & SWEEP_COUNT_MASK;
+    uint64_t ticket = shmi_atomic_load_relaxed(&table->sweep);
+    uint64_t last_ms = ticket >> SWEEP_COUNT_BITS;
+    /* now_ms < last_ms (a clock of another time namespace) reads as a
+     * long time: the unsigned difference wraps. */
+    if (ticket != 0 && (ticket & SWEEP_COUNT_MASK) == count &&
+        now_ms - last_ms < interval_ms)
+        return false;
+    uint64_t next = now_ms << SWEEP_COUNT_BITS | count;
+    /* Relaxed CAS: the ticket orders nothing; the sweep reads the slots
+     * with its own loads and probes. */
+    return atomic_compare_exchange_strong_explicit(
+        &table->sweep, &ticket, next == 0 ? 1 : next, memory_order_relaxed,
+        memory_order_relaxed);
 }
 
 void shmi_process_table_bind(struct shmi_process_table *t,

@@ -125,6 +125,16 @@ void shmi_process_table_entry(const struct shmi_process_table *t, size_t slot,
 bool shmi_process_table_clear(struct shmi_process_table *t,
                               const struct shmi_process_info *info);
 
+/* Whether the caller should sweep the whole table now (a failed claim,
+ * arena_recover.c): yes when an attachment was made since the last full
+ * sweep (that attacher may have died since), or when at least
+ * interval_ms passed since it; then the ticket is this caller's, and
+ * other callers are told no until the next attachment or interval. The
+ * time is CLOCK_MONOTONIC in ms. One load of two words and a CAS;
+ * lock-free. */
+bool shmi_process_table_take_sweep(struct shmi_process_table *t,
+                                   uint64_t now_ms, uint64_t interval_ms);
+
 /* The first slot of the next window of `count` slots, from a cursor in
  * the table's header that every attacher advances: successive calls, in
  * any process, sweep the whole table. */

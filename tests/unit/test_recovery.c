@@ -25,6 +25,7 @@
 #include "common/scratch.h"
 
 #include "arena.h"
+#include "os.h"
 #include "pending.h"
 #include "process_table.h"
 
@@ -442,6 +443,60 @@ static void test_open_recovers_a_bounded_window(void **state)
     shm_arena_close(next);
 }
 
+/* A failed malloc sweeps the table only when a death may have gone
+ * unseen: after an attachment, or an interval after the last sweep. An
+ * entry abandoned without either (planted here) waits for the interval;
+ * a child that attached and was killed is recovered at once. */
+static void test_failed_malloc_sweeps_boundedly(void **state)
+{
+    struct fixture *f = *state;
+    size_t max = (size_t)1 << SHM_MAX_ALLOC_POW2;
+    size_t blocks = CAPACITY / max;
+    shm_offt *taken = calloc(blocks + 1, sizeof *taken);
+    size_t n = 0;
+    while (n <= blocks && (taken[n] = shm_arena_malloc(f->arena, max)))
+        n++;
+    assert_true(n > 0 && n <= blocks);
+    assert_int_equal(shm_arena_malloc(f->arena, max), SHM_NULL); /* swept */
+    shmi_atomic_word *slots = f->arena->processes.words + 8;
+    size_t planted = SIZE_MAX;
+    for (size_t i = 0; i < shmi_process_table_slots(); i++) {
+        if (atomic_load(&slots[i]) == 0) {
+            atomic_store(&slots[i], (uint64_t)getpid() | (i + 7000) << 22);
+            planted = i;
+            break;
+        }
+    }
+    assert_true(planted != SIZE_MAX);
+    assert_int_equal(states_of(f->arena).dead, 1);
+    /* Within the interval and no attachment since: no sweep. */
+    uint64_t start = shmi_os_monotonic_ms();
+    assert_int_equal(shm_arena_malloc(f->arena, max), SHM_NULL);
+    if (shmi_os_monotonic_ms() - start < SHMI_RECOVER_INTERVAL_MS)
+        assert_int_equal(states_of(f->arena).dead, 1);
+    /* A child attaches and is killed holding nothing: the next failure
+     * sweeps (an attachment was made), and clears what is dead. */
+    int go;
+    pid_t child = start_child(f->path, 'k', &go);
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    close(go);
+    /* (The child's open may have cleared the planted one in its window.) */
+    assert_true(states_of(f->arena).dead >= 1);
+    assert_int_equal(shm_arena_malloc(f->arena, max), SHM_NULL);
+    assert_int_equal(states_of(f->arena).dead, 0);
+    /* Planted again: found once the interval has passed. */
+    atomic_store(&slots[planted], (uint64_t)getpid() | (planted + 9000) << 22);
+    assert_int_equal(shm_arena_malloc(f->arena, max), SHM_NULL);
+    usleep((SHMI_RECOVER_INTERVAL_MS + 2) * 1000);
+    assert_int_equal(shm_arena_malloc(f->arena, max), SHM_NULL);
+    assert_int_equal(states_of(f->arena).dead, 0);
+    for (size_t i = 0; i < n; i++)
+        shm_arena_free(f->arena, taken[i]);
+    free(taken);
+    assert_int_equal(shm_arena_check(f->arena), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_against_attachers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_open_recovers_a_bounded_window,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_malloc_sweeps_boundedly,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
