@@ -263,13 +263,14 @@ shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size)
         too_large("shm_realloc", size))
         return SHM_NULL;
     unsigned wanted = class_of(size);
-    int err = shmi_tree_resize(&arena->geo, x, wanted);
+    int err = shmi_tree_resize(&arena->geo, x, wanted,
+                               shmi_tree_trimmed_length(wanted, size));
     if (err == EINVAL) {
         errno = EINVAL;
         return SHM_NULL;
     }
-    /* Done in place, or a shrink that must cross a tier or of a trimmed
-     * chunk: the chunk it has is large enough, so it stays. */
+    /* Done in place, or a shrink that cannot be (into a deeper tier, of
+     * a trimmed chunk): the chunk it has is large enough, so it stays. */
     if (err == 0 || size <= old_size)
         return off;
     shm_offt moved = shmi_arena_malloc_as(arena, size, "shm_realloc");

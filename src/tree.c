@@ -97,7 +97,8 @@
  *     the chunk in flight stays allocated.
  *   - killed between the steps of a shrink across tiers (shmi_tree_resize):
  *     the chunk is left larger than asked, still starting where it did,
- *     and its owner's free releases all of it: nothing leaks.
+ *     and its owner's free releases all of it: nothing leaks. Between the
+ *     steps of a trimmed resize: as a trimmed claim or free (Trimming).
  *
  * Damage. A co-process's stray write can put any value in any word. An
  * operation that finds T5 broken refuses to act on what it read: it
@@ -169,12 +170,16 @@
  * one locked OR/AND each. Crashes: a process killed between the claim CAS
  * and the OR, or between the AND and the free CAS, would leave the tail
  * pieces allocated with clear bits, reading as separate allocations
- * nobody owns. Both windows are recorded in the thread's record (pending.c,
- * Q): recovery frees a killed claim's tail pieces and all of a killed
- * free's (shmi_tree_release_trim). Unrecorded: the instants between the
- * claim CAS and its record and between the record's clear and the free
- * CAS, and batches (the thread caches' refills and flushes); a
- * collection frees what those leave. A double free that races a new claim
+ * nobody owns. Both windows of a malloc's claim and a free are recorded
+ * in the thread's record (pending.c, Q): recovery frees a killed claim's
+ * tail pieces and all of a killed free's (shmi_tree_release_trim).
+ * Unrecorded: the instants between the claim CAS and its record and
+ * between the record's clear and the free CAS, batches (the thread
+ * caches' refills and flushes), and a realloc in place (shmi_tree_resize,
+ * "Resizing in place" below), which is made of the same two steps,
+ * claim_tails and free_pieces, and so leaves at most what a killed claim
+ * or free would; a collection frees what those leave. A double free that
+ * races a new claim
  * of the same units can clear the new owner's bits (then its free gives
  * back only the first piece): a program error, not caught here.
  *
@@ -513,6 +518,53 @@ publish_free(struct shmi_geometry *g, unsigned tier, uint64_t index,
         shmi_index_set(&g->empty[tier], index);
 }
 
+/* ---- the steps of a trimmed claim and free ----------------------------- */
+
+/* The second step of every claim of a trimmed chunk (malloc, a batch, an
+ * activation, a realloc that grows or shrinks one in place): right after
+ * the CAS that claimed the pieces, sets the continuation bits of the tail
+ * pieces `tails` of the chunk at x. A process killed before it leaves
+ * those pieces allocated with clear bits (see "Trimming"). */
+static inline __attribute__((always_inline)) void
+claim_tails(struct shmi_geometry *g, unsigned tier, uint64_t x, uint32_t tails)
+{
+    if (SHM_TRIM && tails != 0)
+        cont_update(g, tier, x, tails, true);
+}
+
+/* Every free of a trimmed chunk's pieces (shm_free, a realloc that gives
+ * pieces back): clears the continuation bits `tails` of the chunk at x
+ * (its first piece `node` of the word `index` of `tier`, read as *value),
+ * then one CAS clears `mask` from the word, provided it still holds
+ * `hold` (which covers mask) with `node` the owner of x's slot; the
+ * hints follow. Returns 0, or EINVAL (the chunk is not there any more;
+ * the word is left as it is). mask 0: only the bits, checked. */
+static int free_pieces(struct shmi_geometry *g, unsigned tier, uint64_t index,
+                       uint64_t x, unsigned node, uint64_t *value,
+                       uint64_t hold, uint64_t mask, uint32_t tails)
+{
+    shmi_atomic_word *word = word_at(g, tier, index);
+    if (SHM_TRIM && tails != 0)
+        cont_update(g, tier, x, tails, false);
+    if (mask == 0)
+        return 0;
+    SHMI_TEST_YIELD();
+    /* seq_cst: release pairs with the acquire CAS of the next claimer of
+     * these nodes; seq_cst orders it before publish_free's hint loads
+     * (store-buffer pair with claim_in_tier). */
+    while (!shmi_atomic_cas_seq_cst(word, value, *value & ~mask)) {
+        /* The word changed since it was read: the chunk must still be the
+         * allocation here, with its whole subtree set. */
+        const struct shmi_tier *t = &g->tier[tier];
+        if ((*value & hold) != hold ||
+            shmi_word_owner(*value, slot_of(t, x), t->eligible) != node)
+            return EINVAL;
+    }
+    check_transition(g, tier, *value, *value & ~mask);
+    publish_free(g, tier, index, *value, *value & ~mask);
+    return 0;
+}
+
 /* ---- claim ------------------------------------------------------------- */
 
 /* Clears the (tier, row) hint of a word found without a free node on that
@@ -782,13 +834,13 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                         extra_tails |
                         tails << ((node << (SHMI_WORD_BOTTOM_ROW - row)) -
                                   SHMI_WORD_FIRST_SLOT);
-                    cont_update(g, tier, index << t->span_log2, all, true);
+                    claim_tails(g, tier, index << t->span_log2, all);
                 } else {
                     /* Recorded: a kill before the record is cleared
                      * leaves tails that recovery frees (pending.c). */
                     uint64_t x = offset_of(g, out);
                     shmi_pending_begin_trim(g, tier, x, slots, false);
-                    cont_update(g, tier, x, tails, true);
+                    claim_tails(g, tier, x, tails);
                     SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_MARKED, tier);
                     shmi_pending_end(g, tier);
                 }
@@ -845,7 +897,7 @@ static bool activate_word(struct shmi_geometry *g, unsigned tier, unsigned row,
     if (SHM_TRIM && tails != 0) {
         uint64_t x = offset_of(g, out); /* recorded as in try_claim_in_word */
         shmi_pending_begin_trim(g, tier, x, slots, false);
-        cont_update(g, tier, x, tails, true);
+        claim_tails(g, tier, x, tails);
         SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_MARKED, tier);
         shmi_pending_end(g, tier);
     }
@@ -1224,35 +1276,24 @@ bool shmi_tree_find_slow(struct shmi_geometry *g, uint64_t x,
 int shmi_tree_free_found(struct shmi_geometry *g, uint64_t x,
                          const struct shmi_tree_chunk *chunk)
 {
-    shmi_atomic_word *word = word_at(g, chunk->tier, chunk->word);
-    uint64_t mask = chunk->mask;
     uint64_t value = chunk->value;
-    SHMI_TEST_YIELD();
     if (SHM_TRIM && chunk->tails != 0) {
         /* Recorded, and the record cleared before the freeing CAS: after
-         * it the pieces may be another's (pending.c). */
+         * it the pieces may be another's (pending.c). free_pieces with no
+         * mask clears the bits only. */
         unsigned slot_log2 =
             g->tier[chunk->tier].span_log2 - SHMI_WORD_BOTTOM_ROW;
         shmi_pending_begin_trim(g, chunk->tier, x,
                                 (unsigned)(chunk->length >> slot_log2), true);
-        cont_update(g, chunk->tier, x, chunk->tails, false);
+        (void)free_pieces(g, chunk->tier, chunk->word, x, chunk->node, &value,
+                          chunk->mask, 0, chunk->tails);
         SHMI_PENDING_TEST_POINT(SHMI_PENDING_AT_TRIM_UNMARKED, chunk->tier);
         shmi_pending_end(g, chunk->tier);
     }
-    /* seq_cst: release pairs with the acquire CAS of the next claimer of
-     * these nodes; seq_cst orders it before publish_free's hint loads
-     * (store-buffer pair with claim_in_tier). */
-    while (!shmi_atomic_cas_seq_cst(word, &value, value & ~mask)) {
-        /* The word changed since it was read: the chunk must still be the
-         * allocation here, with its whole subtree set. */
-        const struct shmi_tier *tier = &g->tier[chunk->tier];
-        if ((value & mask) != mask ||
-            shmi_word_owner(value, slot_of(tier, x), tier->eligible) !=
-                chunk->node)
-            return EINVAL;
-    }
-    check_transition(g, chunk->tier, value, value & ~mask);
-    publish_free(g, chunk->tier, chunk->word, value, value & ~mask);
+    int err = free_pieces(g, chunk->tier, chunk->word, x, chunk->node, &value,
+                          chunk->mask, chunk->mask, 0);
+    if (err)
+        return err;
     /* The word has a hole of this size now: this thread's next claim of
      * the size looks here first (a cached word, and a snug fit). */
     cursors_for(g)->word[chunk->tier][shmi_word_row_of(chunk->node)] =
@@ -1416,22 +1457,120 @@ static int shrink(struct shmi_geometry *g, struct claim *c, uint64_t value,
 }
 
 /*
- * Shrinking a chunk (node n on row r) to 2^k bytes keeps its first
- * descendant d on the row of that size and frees the rest of n's subtree
- * in the same CAS: the word goes from ...mask(n)... to ...mask(d)..., so no
- * moment exists at which the chunk is not allocated. When 2^k lives in a
- * deeper tier, the chunk is first shrunk to its first bottom-row node u,
- * then delegated to u's child word W (CAS 0 -> ACTIVE | mask(d')), and so
+ * Resizing in place. Within the chunk's word (the new size's class lives
+ * in the chunk's tier, and x is the first slot of a node N of that class
+ * in the word), the new allocation is the pieces of its length in N
+ * (pieces_of; all of N untrimmed): a grow adds the nodes those pieces
+ * cover beyond the old ones, a shrink clears the old ones they do not
+ * (the old pieces' masks cover the new ones', or the reverse: the binary
+ * decomposition's blocks are maximal aligned blocks, so an aligned block
+ * inside [x, x + L) lies inside one of them). The start never moves. The
+ * steps are those of a trimmed free and claim, in this order:
+ *   1. free_pieces clears the continuation bits of the tail pieces that
+ *      end (old tail starts that the new pieces cover from inside) and,
+ *      on a shrink, in the same call CASes away what is given back;
+ *   2. a grow CASes in what it takes (an acquire, as a claim; it fails,
+ *      ENOMEM, when a node it needs is in use: step 1's bits are set
+ *      again and the chunk is as it was);
+ *   3. claim_tails sets the bits of the new tail starts.
+ * So a continuation bit is only ever set where the word holds a piece of
+ * the chunk that begins there, and K1 holds at every step; a process
+ * killed between two steps leaves the chunk starting at x with its first
+ * pieces and its later pieces allocated with clear bits, as a trimmed
+ * claim or free killed midway does (see "Trimming"); an untrimmed resize
+ * is one CAS.
+ * Across tiers: shrinking an untrimmed chunk (node n on row r) to 2^k
+ * bytes in a deeper tier keeps its first bottom-row node u, then
+ * delegates it to u's child word W (CAS 0 -> ACTIVE | mask(d')), and so
  * on down. Each step is one CAS from one consistent state to another in
  * which the chunk still starts at x and is at least 2^k bytes: a process
  * killed between two steps leaves a chunk larger than asked (its owner's
  * free of x frees all of it), never a node that nobody owns, so the crash
- * notes at the top gain nothing. Growing takes the ancestor a of the
- * right size when the chunk is a's first descendant and the rest of a's
- * subtree is free: one CAS sets mask(a), inside one word; across a tier
- * boundary the caller falls back to a copy.
+ * notes at the top gain nothing. Growing across a tier boundary, or
+ * shrinking a trimmed chunk into a deeper tier: ENOMEM, the caller moves
+ * the chunk or keeps it.
  */
-int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
+static int resize_in_word(struct shmi_geometry *g, uint64_t x,
+                          const struct shmi_tree_chunk *chunk,
+                          unsigned want_row, unsigned slots)
+{
+    unsigned tier = chunk->tier;
+    unsigned slot0 = slot_of(&g->tier[tier], x);
+    unsigned node =
+        (1u << want_row) + (slot0 >> (SHMI_WORD_BOTTOM_ROW - want_row));
+    if ((node << (SHMI_WORD_BOTTOM_ROW - want_row)) - SHMI_WORD_FIRST_SLOT !=
+        slot0)
+        return ENOMEM; /* x is not the start of a node that large */
+    uint32_t tails;
+    uint64_t mask = pieces_of(node, slots, &tails);
+    uint64_t old_mask = chunk->mask;
+    if (mask == old_mask)
+        return 0;
+    uint64_t taken = mask & ~old_mask, released = old_mask & ~mask;
+    uint32_t ended = chunk->tails & ~tails, started = tails & ~chunk->tails;
+    uint64_t value = chunk->value;
+    SHMI_ASSERT_INTERNAL(taken == 0 || released == 0);
+    if (taken == 0) {
+        /* A shrink: steps 1 and 3. */
+        int err = free_pieces(g, tier, chunk->word, x, chunk->node, &value,
+                              old_mask, released, ended);
+        if (err)
+            return err;
+        claim_tails(g, tier, x, started);
+        return 0;
+    }
+    /* A grow. The new first piece's ancestors in the word must be clear
+     * (W1; they are, but in a damaged word), and what it takes free. */
+    uint64_t ancestors =
+        shmi_word_path_masks[slot0] & ~mask & g->tier[tier].eligible;
+    if ((value & (taken | ancestors)) != 0)
+        return ENOMEM; /* a buddy is in use */
+    int err = free_pieces(g, tier, chunk->word, x, chunk->node, &value,
+                          old_mask, 0, ended);
+    if (err)
+        return err;
+    shmi_atomic_word *word = word_at(g, tier, chunk->word);
+    bool grown = false;
+    for (;;) {
+        if ((value & old_mask) != old_mask) {
+            claim_tails(g, tier, x, ended);
+            return EINVAL;
+        }
+        if ((value & (taken | ancestors)) != 0)
+            break;
+        /* acq_rel: a claim of the buddies (see try_claim_in_word). */
+        if (shmi_atomic_cas_acq_rel(word, &value, value | taken)) {
+            grown = true;
+            break;
+        }
+    }
+    if (!grown) {
+        claim_tails(g, tier, x, ended); /* the chunk as it was */
+        return ENOMEM;
+    }
+    check_transition(g, tier, value, value | taken);
+    if (tier + 1 < g->tiers &&
+        (delegated_below(g, tier, chunk->word, node) & taken) != 0) {
+        /* T5, as for a claim: keep the delegated nodes the damage cleared
+         * set, give the rest of the buddies back, keep the chunk. */
+        uint64_t give_back =
+            taken & ~delegated_below(g, tier, chunk->word, node);
+        uint64_t now = value | taken;
+        refuse_damage(g, tier, chunk->word,
+                      "a free buddy whose child word is in use");
+        /* seq_cst: a free of the buddies (see shmi_tree_free). */
+        while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
+            ;
+        publish_free(g, tier, chunk->word, now, now & ~give_back);
+        claim_tails(g, tier, x, ended);
+        return ENOMEM;
+    }
+    claim_tails(g, tier, x, started);
+    return 0;
+}
+
+int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index,
+                     uint64_t length)
 {
     struct claim c;
     uint64_t value;
@@ -1447,51 +1586,15 @@ int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index)
     default:
         return EINVAL; /* the start of a tail piece */
     }
-    if (chunk.tails != 0)
-        return ENOMEM; /* trimmed: the caller moves it or keeps it */
+    if (g->layout.class_tier[class_index] == c.tier)
+        return resize_in_word(g, x, &chunk, g->layout.class_row[class_index],
+                              SHM_TRIM ? slots_for(g, class_index, length)
+                                       : SHMI_WORD_SLOTS);
     unsigned want_log2 = SHM_MIN_ALLOC_POW2 + class_index;
-    unsigned span = g->tier[c.tier].span_log2;
-    unsigned row = shmi_word_row_of(c.node);
-    if (want_log2 < span - row)
-        return shrink(g, &c, value, want_log2);
-    if (want_log2 == span - row)
-        return 0;
-    if (want_log2 > span || span - want_log2 < first_row(g, c.tier))
-        return ENOMEM; /* the new size lives in another tier */
-    unsigned want_row = span - want_log2;
-    shmi_atomic_word *word = word_at(g, c.tier, c.word);
-    uint64_t old_mask = shmi_word_subtree(c.node);
-    unsigned grown = c.node >> (row - want_row);
-    if (grown << (row - want_row) != c.node)
-        return ENOMEM; /* not the first descendant: the start would move */
-    uint64_t new_mask = shmi_word_subtree(grown);
-    uint64_t taken = new_mask & ~old_mask;
-    uint64_t ancestors =
-        shmi_word_path_masks[(c.node << (5 - row)) - SHMI_WORD_FIRST_SLOT] &
-        ~new_mask & g->tier[c.tier].eligible;
-    do {
-        if ((value & old_mask) != old_mask)
-            return EINVAL;
-        if ((value & taken) || (value & ancestors))
-            return ENOMEM; /* a buddy is in use */
-        /* acq_rel: a claim of the buddies (see try_claim_in_word). */
-    } while (!shmi_atomic_cas_acq_rel(word, &value, value | taken));
-    check_transition(g, c.tier, value, value | taken);
-    if (c.tier + 1 < g->tiers &&
-        (delegated_below(g, c.tier, c.word, grown) & taken) != 0) {
-        /* T5, as for a claim: keep the delegated nodes the damage cleared
-         * set, give the rest of the buddies back, keep the chunk. */
-        uint64_t give_back = taken & ~delegated_below(g, c.tier, c.word, grown);
-        uint64_t now = value | taken;
-        refuse_damage(g, c.tier, c.word,
-                      "a free buddy whose child word is in use");
-        /* seq_cst: a free of the buddies (see shmi_tree_free). */
-        while (!shmi_atomic_cas_seq_cst(word, &now, now & ~give_back))
-            ;
-        publish_free(g, c.tier, c.word, now, now & ~give_back);
-        return ENOMEM;
-    }
-    return 0;
+    if (chunk.tails != 0 ||
+        want_log2 > g->tier[c.tier].span_log2 - shmi_word_row_of(c.node))
+        return ENOMEM; /* the caller moves it or keeps it */
+    return shrink(g, &c, value, want_log2);
 }
 
 /* ---- formatting -------------------------------------------------------- */

@@ -342,11 +342,13 @@ unsigned shmi_tree_free_batch(struct shmi_geometry *g, unsigned class_index,
  * there is none. */
 uint64_t shmi_tree_usable(struct shmi_geometry *g, uint64_t x);
 
-/* Resizes the live allocation starting at x to class `class_index` without
- * moving it: 0, ENOMEM when that cannot be done in place (buddy in use,
- * the size lives in another tier, or the allocation is trimmed), EINVAL
- * when x is not one. */
-int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index);
+/* Resizes the live allocation starting at x to class `class_index`,
+ * trimmed to `length` (as shmi_tree_alloc_trimmed), without moving it:
+ * 0, ENOMEM when that cannot be done in place (a node it needs is in use,
+ * the size lives in a tier above, or a trimmed allocation would shrink
+ * into a deeper one), EINVAL when x is not one. */
+int shmi_tree_resize(struct shmi_geometry *g, uint64_t x, unsigned class_index,
+                     uint64_t length);
 
 /* Recovery of a dead thread's pending operation on word `index` of
  * `tier` (pending.c): when that word is 0 and its parent node is set,

@@ -3,7 +3,8 @@
  * Chunks trimmed to the request (SHM_TRIM, src/tree.c "Trimming"): every
  * size takes its length, no more; the start of a tail piece is no
  * allocation; data survives across the pieces; frees give every piece
- * back; the density a fill reaches; realloc of a trimmed chunk.
+ * back; the density a fill reaches; realloc of a trimmed chunk, in place
+ * and moved.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -337,6 +338,129 @@ static void realloc_of_a_trimmed_chunk(void **state)
     assert_int_equal(shm_arena_check(a), 0);
 }
 
+static size_t in_use(shm_arena *a)
+{
+    struct shm_stats st;
+    assert_int_equal(shm_arena_stats(a, &st), 0);
+    return st.bytes_in_use;
+}
+
+/* The realloc of a chunk of the last tier's top class resized to `n`:
+ * in place, its length what a malloc of n gets, the bytes in use changed
+ * by the difference, its first `keep` bytes intact, the file checked. */
+static void resize_in_place(shm_arena *a, shm_offt off, size_t n, size_t keep)
+{
+    uint8_t *base = (uint8_t *)shm_arena_base(a);
+    size_t before = shm_arena_usable_size(a, off), used = in_use(a);
+    assert_int_equal(shm_arena_realloc(a, off, n), off);
+    size_t length = shm_arena_usable_size(a, off);
+    assert_int_equal(length, length_of(a, n));
+    assert_int_equal(in_use(a), used - before + length);
+    assert_pattern(base + off, keep, 5);
+    fill_pattern(base + off, length, 5);
+    assert_int_equal(shm_arena_check(a), 0);
+}
+
+/* realloc of a trimmed chunk in place (a node of 16 units of 2^MIN, the
+ * top class of the last tier): growing takes its free tail back, in
+ * pieces and up to the whole node; shrinking gives pieces back, to a
+ * smaller class too, and growing from there takes them again. Every
+ * step keeps the offset and the data, and changes the bytes in use by
+ * exactly the length's change. */
+static void realloc_grows_and_shrinks_in_place(void **state)
+{
+    struct fixture *f = *state;
+    shm_arena *a = f->arena;
+    size_t u = MIN_CHUNK;
+    if (SHMI_CLASSES < 5 || a->geo.layout.class_tier[4] + 1 != a->geo.tiers) {
+        skip(); /* no class of 16 units in the last tier */
+        return;
+    }
+    shm_offt off = shm_arena_malloc(a, 9 * u + 1);
+    assert_int_not_equal(off, SHM_NULL);
+    assert_int_equal((off - a->geo.data_offset) % (16 * u), 0);
+    size_t length = shm_arena_usable_size(a, off);
+    assert_int_equal(length, length_of(a, 9 * u + 1));
+    fill_pattern((uint8_t *)shm_arena_base(a) + off, length, 5);
+    if (SHM_TRIM)
+        assert_int_equal(length, 10 * u); /* 8 + 2 units */
+    size_t steps[] = {15 * u,             /* 8 + 4 + 2 + 1: two tails more */
+                      16 * u,             /* the whole node: no tail */
+                      5 * u + 1,  /* 4 + 2 of the class below: a new tail */
+                      10 * u,     /* 8 + 2, the class above again */
+                      10 * u - 3, /* the same length */
+                      u + 1,      /* one node of 2 units */
+                      16 * u};
+    size_t keep = length;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        resize_in_place(a, off, steps[i], keep);
+        keep = shm_arena_usable_size(a, off);
+    }
+    size_t used = in_use(a);
+    shm_arena_free(a, off);
+    assert_int_equal(in_use(a) + 16 * u, used);
+    assert_int_equal(shm_arena_check(a), 0);
+}
+
+/* A trimmed chunk whose free tail another allocation took: the realloc
+ * that needs it moves the data, and gives the old pieces back. */
+static void realloc_moves_when_the_tail_is_taken(void **state)
+{
+    struct fixture *f = *state;
+    shm_arena *a = f->arena;
+    struct shmi_geometry *g = &a->geo;
+    size_t u = MIN_CHUNK;
+    if (!SHM_TRIM || SHMI_CLASSES < 5 ||
+        g->layout.class_tier[4] + 1 != g->tiers) {
+        skip(); /* untrimmed chunks have no free tail */
+        return;
+    }
+    uint8_t *base = (uint8_t *)shm_arena_base(a);
+    shm_offt off = shm_arena_malloc(a, 9 * u + 1);
+    assert_int_not_equal(off, SHM_NULL);
+    assert_int_equal(shm_arena_usable_size(a, off), 10 * u);
+    fill_pattern(base + off, 10 * u, 3);
+    /* Chunks of one unit from the tree until one lies in the tail. */
+    uint64_t x = off - g->data_offset;
+    size_t max = CAPACITY / u, count = 0;
+    uint64_t *blockers = malloc(max * sizeof *blockers);
+    assert_non_null(blockers);
+    uint64_t in_tail = SHMI_NO_CHUNK;
+    while (count < max) {
+        uint64_t y = shmi_tree_alloc_trimmed(g, 0, u);
+        assert_int_not_equal(y, SHMI_NO_CHUNK);
+        if (y >= x + 10 * u && y < x + 16 * u) {
+            in_tail = y;
+            break;
+        }
+        blockers[count++] = y;
+    }
+    assert_int_not_equal(in_tail, SHMI_NO_CHUNK);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(shmi_tree_free(g, blockers[i]), 0);
+    free(blockers);
+    /* A length that fits before the blocker still grows in place. */
+    size_t room = (size_t)(in_tail - x);
+    assert_int_equal(shm_arena_realloc(a, off, room), off);
+    assert_int_equal(shm_arena_usable_size(a, off), room);
+    assert_pattern(base + off, 10 * u, 3);
+    shm_offt moved = shm_arena_realloc(a, off, 16 * u);
+    assert_int_not_equal(moved, SHM_NULL);
+    assert_int_not_equal(moved, off);
+    assert_int_equal(shm_arena_usable_size(a, moved), 16 * u);
+    assert_pattern(base + moved, 10 * u, 3);
+    /* The old pieces are free: a free of them is refused. */
+    shm_set_error_handler(count_report, NULL);
+    errno = 0;
+    shm_arena_free(a, off);
+    assert_int_equal(errno, EINVAL);
+    shm_set_error_handler(NULL, NULL);
+    assert_int_equal(shm_arena_check(a), 0);
+    assert_int_equal(shmi_tree_free(g, in_tail), 0);
+    shm_arena_free(a, moved);
+    assert_int_equal(shm_arena_check(a), 0);
+}
+
 /* shm_check sees a continuation bit that no allocation accounts for: on
  * a free unit, or on the start of a live chunk (which then reads as no
  * allocation, and its free is refused, changing nothing). */
@@ -392,6 +516,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(realloc_of_a_trimmed_chunk, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(realloc_grows_and_shrinks_in_place,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(realloc_moves_when_the_tail_is_taken,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(check_sees_stray_continuation_bits,
                                         setup, teardown),
     };
