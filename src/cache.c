@@ -572,7 +572,7 @@ static int store(shm_cache *c, const void *key, size_t key_len,
             err = EEXIST;
         else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !k.live)
             err = ENOENT;
-        else if (kind == STORE_CAS && k.old->version != version)
+        else if (kind == STORE_CAS && k.old && k.old->version != version)
             err = ECANCELED; /* reported as EAGAIN */
         else
             err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,

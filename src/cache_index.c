@@ -265,7 +265,7 @@ again:
             return SHMI_CACHE_RESTART;
         if (!still_unsplit(c, unsplit))
             return SHMI_CACHE_RESTART;
-        if (item->key_len != key_len || memcmp(item->bytes, key, key_len))
+        if (item->key_len != key_len || memcmp(item->bytes, key, key_len) != 0)
             return 0;
         *pos = 0;
         return off;

@@ -92,10 +92,10 @@ shmi_tcache_try_pop(struct shmi_geometry *g, unsigned class_index,
         return SHMI_NO_CHUNK; /* empty, or damaged */
     uint64_t e = shmi_atomic_load_relaxed(&bin->entry[n - 1]);
     uint64_t size = (uint64_t)1 << (SHM_MIN_ALLOC_POW2 + class_index);
-    uint64_t x = e & ~(size - 1), code = e & (size - 1);
     /* Without SHM_TRIM every code is 0: an entry is its chunk's offset. */
-    if (!SHM_TRIM)
-        x = e, code = 0;
+    uint64_t x = e, code = 0;
+    if (SHM_TRIM)
+        x = e & ~(size - 1), code = e & (size - 1);
     /* The entry and the chunk's tag are the file's: checked before use;
      * the tag names the length too, so a damaged code is refused. */
     if (__builtin_expect(x >= g->capacity || code < want ||

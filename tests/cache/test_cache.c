@@ -342,7 +342,9 @@ static void test_index_grows(void **state)
     }
     assert_int_equal(shm_cache_stats(c, &st), 0);
     assert_int_equal(st.items, N);
-    assert_true(st.buckets >= N / 2);
+    /* At most a bucket per 64 B of capacity and a directory of one
+     * chunk: with 1 KiB chunks, 16384 buckets. */
+    assert_true(st.buckets >= N / 4);
     assert_true(st.buckets > first_buckets);
     size_t visited = 0;
     assert_int_equal(shm_cache_foreach(c, count_items, &visited), 0);
