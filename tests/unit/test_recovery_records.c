@@ -119,10 +119,10 @@ static void realloc_killed(void **state, unsigned point, bool old_freed)
         skip_because("one size class: a realloc never moves");
     size_t full = shm_arena_available(f->arena);
     size_t max = (size_t)1 << SHM_MAX_ALLOC_POW2;
-    size_t old_request = max / 2 < 40 ? 1 : 40;
     shm_offt old;
     size_t old_size;
-    killed_at(f->path, point, REALLOC, old_request, max - 1, &old, &old_size);
+    /* From the smallest class, which every size range has. */
+    killed_at(f->path, point, REALLOC, 1, max - 1, &old, &old_size);
     struct shm_recovery r;
     assert_int_equal(shm_arena_recover(f->arena, &r), 0);
     assert_int_equal(r.entries, 1);
