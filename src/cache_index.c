@@ -331,21 +331,25 @@ static uint64_t item_bytes(const shm_cache *c, uint64_t off)
     return item ? (uint64_t)item->key_len + item->value_len : 0;
 }
 
-/* Adds an item to the statistics, or takes it away. */
-static void count_item(shm_cache *c, uint64_t bytes, int sign)
+/* The statistics after an update that added `added` items of
+ * `bytes_added` bytes and removed `removed` items of `bytes_removed`: a
+ * replacement leaves the item count alone and moves the byte count once. */
+static void count_items(shm_cache *c, unsigned added, uint64_t bytes_added,
+                        unsigned removed, uint64_t bytes_removed)
 {
     /* relaxed: statistics. */
-    if (sign > 0) {
+    if (added > removed) {
         uint64_t items = atomic_fetch_add_explicit(&c->header->items, 1,
                                                    memory_order_relaxed);
         shmi_cache_grow(c, items + 1);
-        atomic_fetch_add_explicit(&c->header->bytes, bytes,
-                                  memory_order_relaxed);
-    } else {
+    } else if (added < removed) {
         atomic_fetch_sub_explicit(&c->header->items, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&c->header->bytes, bytes,
-                                  memory_order_relaxed);
     }
+    /* Unsigned arithmetic wraps: a net loss subtracts. */
+    if (bytes_added != bytes_removed)
+        atomic_fetch_add_explicit(&c->header->bytes,
+                                  bytes_added - bytes_removed,
+                                  memory_order_relaxed);
 }
 
 #define STATE_IDLE 0u
@@ -403,9 +407,11 @@ static bool is_block(uint64_t head)
     return head != 0 && (head & SHMI_CACHE_HEAD_TAGS) == 0;
 }
 
+/* As change() below, with the bytes of the item it adds (new_item_bytes,
+ * 0 when it adds none: only an item has bytes). */
 static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                    uint64_t old_block, uint64_t removed, uint64_t new_block,
-                   uint64_t number)
+                   uint64_t new_item, uint64_t new_item_bytes, uint64_t number)
 {
     uint64_t item_bytes_removed = removed ? item_bytes(c, removed) : 0;
     shmi_atomic_store_relaxed(&slot->pending_bucket, bucket + 1);
@@ -434,10 +440,10 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                             number << 2 | STATE_INSTALLED);
     if (is_block(old_block)) /* a direct item goes as `removed`, if at all */
         shmi_cache_retire(c, slot, old_block);
-    if (removed) {
+    if (removed)
         shmi_cache_retire(c, slot, removed);
-        count_item(c, item_bytes_removed, -1);
-    }
+    count_items(c, new_item != 0, new_item_bytes, removed != 0,
+                item_bytes_removed);
     return 0;
 }
 
@@ -518,11 +524,10 @@ static int change(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     }
     for (uint64_t i = 0; b && i < count; i++)
         b->entry[k++] = old.entry[kept[i]];
-    int err = publish(c, slot, bucket, old_head, removed, new_head, number);
+    int err = publish(c, slot, bucket, old_head, removed, new_head, new_item,
+                      item_bytes_added, number);
     if (err)
         return err;
-    if (new_item)
-        count_item(c, item_bytes_added, +1);
     record_clear(slot, number, false);
     return 0;
 }
@@ -564,7 +569,7 @@ int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
             b->entry[k++] = parent.entry[i];
     /* The items stay referenced by the parent's block too, until its next
      * update leaves them out; from now on they are the child's (X2). */
-    int err = publish(c, slot, child, 0, 0, new_block, number);
+    int err = publish(c, slot, child, 0, 0, new_block, 0, 0, number);
     if (!err)
         record_clear(slot, number, false);
     return err;
@@ -602,7 +607,7 @@ void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
             shmi_cache_retire(c, mine, old);
         if (removed && shmi_cache_item_at(c, removed) &&
             !shmi_cache_ring_holds(c, dead, removed)) {
-            count_item(c, item_bytes(c, removed), -1);
+            count_items(c, 0, 0, 1, item_bytes(c, removed));
             shmi_cache_retire(c, mine, removed);
         }
     } else if (item && shmi_cache_item_at(c, item) &&

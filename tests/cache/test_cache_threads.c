@@ -105,6 +105,21 @@ static void *reader(void *arg)
     return NULL;
 }
 
+struct sums {
+    uint64_t items, bytes;
+};
+
+static int add_up(const void *key, size_t key_len, const void *value,
+                  size_t value_len, void *ctx)
+{
+    (void)key;
+    (void)value;
+    struct sums *s = ctx;
+    s->items++;
+    s->bytes += key_len + value_len;
+    return 0;
+}
+
 static void test_threads_share_a_cache(void **state)
 {
     (void)state;
@@ -140,6 +155,12 @@ static void test_threads_share_a_cache(void **state)
     struct shm_stats arena;
     assert_int_equal(shm_arena_stats(shm_cache_arena(cache), &arena), 0);
     assert_int_equal(st.memory, arena.bytes_in_use);
+    /* Replacements of other lengths and deletes from every thread: the
+     * counts are the entries' own. */
+    struct sums sums = {0, 0};
+    assert_int_equal(shm_cache_foreach(cache, add_up, &sums), 0);
+    assert_int_equal(st.items, sums.items);
+    assert_int_equal(st.bytes, sums.bytes);
     assert_int_equal(shm_cache_close(cache), 0);
 }
 
