@@ -153,6 +153,9 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
         h->slot_chunk[k] = chunk_new(arena, chunk);
         ok = h->slot_chunk[k] != 0;
         h->slot_chunks = k + 1;
+        struct shmi_cache_slot *s = (void *)(base + h->slot_chunk[k]);
+        for (unsigned i = 0; ok && i < per_chunk; i++)
+            s[i].self = k * per_chunk + i;
     }
     if (!ok) {
         unbuild(arena, header_off);
@@ -218,10 +221,14 @@ static int bind(shm_cache *c, uint64_t header_off)
     c->segment_mask = (UINT64_C(1) << h->segment_log2) - 1;
     c->initial_log2 = h->bucket_log2;
     c->max_log2 = h->max_log2;
+    c->slot_chunks = h->slot_chunks;
     c->slots_per_chunk = per_chunk;
+    /* The last chunk's slots past the limit are never used. */
     c->slot_count = h->slot_chunks * per_chunk;
     if (c->slot_count > SHMI_CACHE_SLOT_LIMIT)
-        return EINVAL;
+        c->slot_count = SHMI_CACHE_SLOT_LIMIT;
+    if (c->slot_count <= (h->slot_chunks - 1) * per_chunk)
+        return EINVAL; /* more chunks than the limit needs */
     c->ring_entries = (unsigned)(chunk / sizeof(struct shmi_cache_retired));
     uint64_t fit = (SHMI_CACHE_MAX_CHUNK - sizeof(struct shmi_cache_block)) /
                    sizeof(struct shmi_cache_entry);
@@ -343,13 +350,6 @@ static bool key_valid(const void *key, size_t key_len)
     return key && key_len > 0 && key_len <= SHM_CACHE_KEY_MAX;
 }
 
-static void count(shmi_atomic_word *counter, uint64_t n)
-{
-    /* relaxed: a statistic. */
-    if (n)
-        atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
-}
-
 /* The power of two a request of `size` bytes is taken from. */
 static uint64_t class_size(uint64_t size)
 {
@@ -411,7 +411,8 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
             shmi_cache_protect_item(slot, word, head, b.entry[victim].item) &&
             shmi_cache_update(c, slot, bucket, head, victim, 0, 0) == 0) {
             removed++;
-            count(expired ? &c->header->expirations : &c->header->evictions, 1);
+            shmi_cache_slot_count(
+                expired ? &slot->expirations : &slot->evictions, 1);
         }
         shmi_cache_unprotect(slot);
         shmi_cache_maybe_reclaim(c, slot);
@@ -424,7 +425,7 @@ static shm_offt cache_alloc(shm_cache *c, struct shmi_cache_slot *slot,
                             size_t size)
 {
     for (unsigned round = 0; round <= EVICT_ROUNDS; round++) {
-        shm_offt off = shmi_cache_chunk_new(c, size);
+        shm_offt off = shmi_cache_chunk_new(c, slot, size);
         if (off != SHM_NULL)
             return off;
         if (errno != ENOMEM || round == EVICT_ROUNDS)
@@ -453,10 +454,12 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
      * (cache_index.c). relaxed: read by a recoverer only. */
     struct shmi_cache_item *item = shmi_cache_at(c, off);
     shmi_atomic_store_relaxed(&slot->pending_item, off);
-    /* relaxed: versions need only be unique. */
-    item->version = atomic_fetch_add_explicit(&c->header->next_version, 1,
-                                              memory_order_relaxed) +
-                    1;
+    /* Unique in the cache: the slot's count, and the slot (its own
+     * index, written at creation; cut to 8 bits, a damaged one can only
+     * make two versions equal). */
+    shmi_cache_slot_count(&slot->versions, 1);
+    item->version =
+        shmi_atomic_load_relaxed(&slot->versions) << 8 | (slot->self & 0xff);
     item->expires_ms = expires_ms;
     item->head_origin = 0; /* written if it becomes a direct head */
     shmi_atomic_store_relaxed(&item->used, 0);
@@ -550,9 +553,10 @@ static int reported(int err)
 
 enum store_kind { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
 
-static int store(shm_cache *c, const void *key, size_t key_len,
-                 const void *value, size_t value_len, uint32_t ttl,
-                 enum store_kind kind, uint64_t version)
+/* Inline: each public call gets its own copy, the kind a constant. */
+static inline __attribute__((always_inline)) int
+store(shm_cache *c, const void *key, size_t key_len, const void *value,
+      size_t value_len, uint32_t ttl, enum store_kind kind, uint64_t version)
 {
     struct keyed k = {0};
     int err = !value && value_len ? EINVAL : keyed_begin(c, key, key_len, &k);
@@ -591,8 +595,8 @@ static int store(shm_cache *c, const void *key, size_t key_len,
     shmi_cache_maybe_reclaim(c, k.slot);
     if (err)
         return fail(reported(err));
-    count(&c->header->sets, 1);
-    count(&c->header->expirations, replaced_expired);
+    shmi_cache_slot_count(&k.slot->sets, 1);
+    shmi_cache_slot_count(&k.slot->expirations, replaced_expired);
     return 0;
 }
 
@@ -627,9 +631,7 @@ static void count_lookup(struct shmi_cache_slot *slot, bool hit)
 {
     if (!slot)
         return;
-    shmi_atomic_word *counter = hit ? &slot->hits : &slot->misses;
-    /* relaxed: only the slot's owner writes it; stats sums it. */
-    shmi_atomic_store_relaxed(counter, shmi_atomic_load_relaxed(counter) + 1);
+    shmi_cache_slot_count(hit ? &slot->hits : &slot->misses, 1);
 }
 
 int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
@@ -699,7 +701,7 @@ int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
         return fail(reported(err));
     if (!was_live)
         return fail(ENOENT); /* an expired entry is removed all the same */
-    count(&c->header->deletes, 1);
+    shmi_cache_slot_count(&k.slot->deletes, 1);
     return 0;
 }
 
@@ -746,7 +748,7 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
     shmi_cache_maybe_reclaim(c, k.slot);
     if (err)
         return fail(reported(err));
-    count(&c->header->sets, 1);
+    shmi_cache_slot_count(&k.slot->sets, 1);
     if (result)
         *result = value;
     return 0;
@@ -825,18 +827,20 @@ int shm_cache_stats(shm_cache *c, struct shm_cache_stats *stats)
     const struct shmi_cache_header *h = c->header;
     /* relaxed: a snapshot of statistics. */
     stats->items = shmi_atomic_load_relaxed(&h->items);
-    stats->sets = shmi_atomic_load_relaxed(&h->sets);
-    stats->deletes = shmi_atomic_load_relaxed(&h->deletes);
-    stats->evictions = shmi_atomic_load_relaxed(&h->evictions);
-    stats->expirations = shmi_atomic_load_relaxed(&h->expirations);
     stats->bytes = (size_t)shmi_atomic_load_relaxed(&h->bytes);
-    stats->memory = (size_t)shmi_atomic_load_relaxed(&h->memory);
+    uint64_t memory = shmi_atomic_load_relaxed(&h->memory);
     stats->buckets = UINT64_C(1) << shmi_cache_levels(c);
     for (unsigned i = 0; i < c->slot_count; i++) {
         const struct shmi_cache_slot *s = shmi_cache_slot_at(c, i);
         stats->hits += shmi_atomic_load_relaxed(&s->hits);
         stats->misses += shmi_atomic_load_relaxed(&s->misses);
+        stats->sets += shmi_atomic_load_relaxed(&s->sets);
+        stats->deletes += shmi_atomic_load_relaxed(&s->deletes);
+        stats->evictions += shmi_atomic_load_relaxed(&s->evictions);
+        stats->expirations += shmi_atomic_load_relaxed(&s->expirations);
+        memory += shmi_atomic_load_relaxed(&s->memory);
     }
+    stats->memory = (size_t)memory;
     return 0;
 }
 

@@ -357,16 +357,6 @@ static void count_items(shm_cache *c, unsigned added, uint64_t bytes_added,
 #define STATE_INSTALLED 2u
 #define STATE_MASK 3u
 
-static unsigned slot_index(const shm_cache *c, const struct shmi_cache_slot *s)
-{
-    for (unsigned k = 0; k < c->header->slot_chunks; k++) {
-        const struct shmi_cache_slot *first = c->slot_chunk[k];
-        if (s >= first && s < first + c->slots_per_chunk)
-            return k * c->slots_per_chunk + (unsigned)(s - first);
-    }
-    return UINT32_MAX;
-}
-
 /* Step 3: the update that made head (a block or a marker) is marked
  * installed. */
 static void mark_installed(shm_cache *c, uint64_t head)
@@ -457,7 +447,8 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
 {
     *number = ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
               UINT32_MAX;
-    uint64_t origin = (uint64_t)(slot_index(c, slot) + 1) << 32 | *number;
+    uint64_t origin =
+        (uint64_t)(shmi_cache_slot_index(c, slot) + 1) << 32 | *number;
     *block = NULL;
     if (count == 0) {
         *head = marker_make(origin, level);
@@ -469,7 +460,7 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
     } else {
         size_t size = sizeof(struct shmi_cache_block) +
                       count * sizeof(struct shmi_cache_entry);
-        *head = shmi_cache_chunk_new(c, size);
+        *head = shmi_cache_chunk_new(c, slot, size);
         if (*head == SHM_NULL)
             return ENOMEM;
         *block = shmi_cache_at(c, *head);

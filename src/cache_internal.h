@@ -48,6 +48,7 @@ struct shm_cache {
     unsigned max_log2;     /* buckets the index can grow to */
     /* Thread slots. */
     struct shmi_cache_slot **slot_chunk;
+    unsigned slot_chunks; /* entries of slot_chunk */
     unsigned slots_per_chunk;
     unsigned slot_count;
     unsigned ring_entries; /* retired entries a ring chunk holds */
@@ -87,6 +88,25 @@ static inline struct shmi_cache_slot *shmi_cache_slot_at(const shm_cache *c,
 {
     return c->slot_chunk[index / c->slots_per_chunk] +
            index % c->slots_per_chunk;
+}
+
+/* Adds n to one of a slot's counters: only the slot's owner calls it. */
+static inline void shmi_cache_slot_count(shmi_atomic_word *counter, uint64_t n)
+{
+    /* relaxed: only the owner writes it; shm_cache_stats sums it. */
+    shmi_atomic_store_relaxed(counter, shmi_atomic_load_relaxed(counter) + n);
+}
+
+/* The index of a slot of c (UINT32_MAX for a pointer that is none). */
+static inline unsigned shmi_cache_slot_index(const shm_cache *c,
+                                             const struct shmi_cache_slot *slot)
+{
+    for (unsigned k = 0; k < c->slot_chunks; k++) {
+        const struct shmi_cache_slot *first = c->slot_chunk[k];
+        if (slot >= first && slot < first + c->slots_per_chunk)
+            return k * c->slots_per_chunk + (unsigned)(slot - first);
+    }
+    return UINT32_MAX;
 }
 
 /* The chunk sizes of the arena, fixed by the build (config.h). */
@@ -161,12 +181,15 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot);
 unsigned shmi_cache_recover_slots(shm_cache *c, struct shmi_cache_slot *mine);
 
 /* A chunk of `size` bytes from the arena, counted in the cache's memory
- * (freed by reclamation, which takes it out again); SHM_NULL with errno. */
-shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size);
+ * as the share of `slot`, which the caller holds (freed by reclamation,
+ * which takes it out again); SHM_NULL with errno. */
+shm_offt shmi_cache_chunk_new(shm_cache *c, struct shmi_cache_slot *slot,
+                              size_t size);
 
-/* Gives back at once a chunk nobody else ever saw, and takes it out of
- * the cache's memory. */
-void shmi_cache_chunk_free(shm_cache *c, uint64_t off);
+/* Gives back a chunk, taking it out of the cache's memory (the share of
+ * `slot`, which the caller holds). */
+void shmi_cache_chunk_free(shm_cache *c, struct shmi_cache_slot *slot,
+                           uint64_t off);
 
 /* ---- cache_index.c ---- */
 

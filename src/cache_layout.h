@@ -28,7 +28,7 @@
 #include "atomics.h"
 
 #define SHMI_CACHE_MAGIC UINT64_C(0x4548434143485348) /* "SHMCACHE" */
-#define SHMI_CACHE_VERSION 2u
+#define SHMI_CACHE_VERSION 3u
 #define SHMI_CACHE_SLOT_CHUNKS 16
 #define SHMI_CACHE_SLOT_LIMIT 256 /* thread slots a cache has at most */
 #define SHMI_CACHE_LINE 64
@@ -46,17 +46,14 @@ struct shmi_cache_header {
     /* The buckets in use, log2: grows by one, never shrinks; read on
      * every lookup, written only when the index grows. */
     shmi_atomic_word index_log2;
-    /* Written by writers, on lines of their own. */
+    /* Written by writers, on lines of their own: the eviction hand, the
+     * entries (the index grows with them), and the memory the cache took
+     * at creation and without a slot; each slot counts the rest. */
     uint8_t line_pad[3 * SHMI_CACHE_LINE - 176];
     shmi_atomic_word clock_hand;
-    shmi_atomic_word next_version;
     shmi_atomic_word items;
     shmi_atomic_word bytes;
     shmi_atomic_word memory;
-    shmi_atomic_word sets;
-    shmi_atomic_word deletes;
-    shmi_atomic_word evictions;
-    shmi_atomic_word expirations;
 };
 
 /* One thread's slot, on cache lines of its own: the chunks it is reading
@@ -84,10 +81,26 @@ struct shmi_cache_slot {
      * until the directory names it or it was given back. */
     shmi_atomic_word pending_segment;
     shmi_atomic_word pending_segment_index;
+    /* Counted by the owner alone, with plain stores, and summed over the
+     * slots by shm_cache_stats: the versions this slot handed out (an
+     * item's version is versions << 8 | slot, unique in the cache), and
+     * its share of the statistics (`self`, below, is the slot); `memory` is the
+     * net of what the slot's owners allocated and freed, so one slot's share
+     * may be negative (unsigned, wrapping: the sum is right). */
+    shmi_atomic_word versions;
+    shmi_atomic_word memory;
+    shmi_atomic_word sets;
+    shmi_atomic_word deletes;
+    shmi_atomic_word evictions;
+    shmi_atomic_word expirations;
+    uint64_t self; /* the slot's index, written at creation */
+    uint64_t spare;
 };
 
-_Static_assert(sizeof(struct shmi_cache_slot) == (size_t)2 * SHMI_CACHE_LINE,
-               "a slot is two cache lines");
+_Static_assert(sizeof(struct shmi_cache_slot) == (size_t)3 * SHMI_CACHE_LINE,
+               "a slot is three cache lines");
+_Static_assert(SHMI_CACHE_SLOT_LIMIT <= 256, "a slot's index fits a version's "
+                                             "low byte");
 _Static_assert(offsetof(struct shmi_cache_header, clock_hand) %
                        SHMI_CACHE_LINE ==
                    0,

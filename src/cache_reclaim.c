@@ -264,7 +264,8 @@ bool shmi_cache_ring_has_room(const shm_cache *c,
     return used + needed <= c->ring_entries;
 }
 
-shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
+shm_offt shmi_cache_chunk_new(shm_cache *c, struct shmi_cache_slot *slot,
+                              size_t size)
 {
     shm_offt off = shmi_arena_malloc(c->arena, size);
     /* Without trimming a request's chunk size is known from the request;
@@ -272,19 +273,17 @@ shm_offt shmi_cache_chunk_new(shm_cache *c, size_t size)
     if (off != SHM_NULL) {
         size_t got = SHM_TRIM ? shmi_arena_usable_size(c->arena, off)
                               : shmi_arena_chunk_size(size);
-        /* relaxed: a statistic; nothing is read through it. */
-        atomic_fetch_add_explicit(&c->header->memory, got,
-                                  memory_order_relaxed);
+        shmi_cache_slot_count(&slot->memory, got);
     }
     return off;
 }
 
-void shmi_cache_chunk_free(shm_cache *c, uint64_t off)
+void shmi_cache_chunk_free(shm_cache *c, struct shmi_cache_slot *slot,
+                           uint64_t off)
 {
-    /* relaxed: a statistic. */
-    atomic_fetch_sub_explicit(&c->header->memory,
-                              shmi_arena_usable_size(c->arena, off),
-                              memory_order_relaxed);
+    /* Unsigned: subtracting is adding the complement. */
+    shmi_cache_slot_count(&slot->memory,
+                          0 - (uint64_t)shmi_arena_usable_size(c->arena, off));
     shmi_arena_free(c->arena, off);
 }
 
@@ -381,7 +380,7 @@ void shmi_cache_reclaim(shm_cache *c, struct shmi_cache_slot *slot)
          * only after the owner died. */
         shmi_atomic_store_relaxed(&r->offset, 0);
         if (plausible_chunk(c, off))
-            shmi_cache_chunk_free(c, off);
+            shmi_cache_chunk_free(c, slot, off);
     }
     /* Past the entries done. A hazarded entry at the head is moved to the
      * tail when the ring is short of room, so that one stalled reader
@@ -467,7 +466,7 @@ static bool slot_take(shm_cache *c, unsigned index, uint64_t token)
     if (shmi_atomic_load_relaxed(&s->ring) == 0) {
         size_t size =
             (size_t)c->ring_entries * sizeof(struct shmi_cache_retired);
-        shm_offt ring = shmi_cache_chunk_new(c, size);
+        shm_offt ring = shmi_cache_chunk_new(c, s, size);
         if (ring == SHM_NULL) {
             slot_release(c, index);
             return false;

@@ -107,7 +107,7 @@ static int segment_make(shm_cache *c, struct shmi_cache_slot *slot, uint64_t s)
         return EIO;
     if (shmi_atomic_load_seq_cst(&c->directory[s]) == 0) {
         size_t bytes = (size_t)8 << c->segment_log2;
-        shm_offt off = shmi_cache_chunk_new(c, bytes);
+        shm_offt off = shmi_cache_chunk_new(c, slot, bytes);
         if (off == SHM_NULL)
             return ENOMEM;
         /* relaxed: read by a recoverer only, after this thread died. */
@@ -123,7 +123,7 @@ static int segment_make(shm_cache *c, struct shmi_cache_slot *slot, uint64_t s)
         shmi_atomic_store_relaxed(&slot->pending_segment, 0);
         shmi_atomic_store_relaxed(&slot->pending_segment_index, 0);
         if (!won)
-            shmi_cache_chunk_free(c, off);
+            shmi_cache_chunk_free(c, slot, off);
     }
     return shmi_cache_segment_load(c, s) ? 0 : EIO;
 }
@@ -196,7 +196,7 @@ void shmi_cache_resolve_segment(shm_cache *c, struct shmi_cache_slot *dead)
     if (off != 0 && s != 0 && s - 1 < c->segments &&
         shmi_atomic_load_seq_cst(&c->directory[s - 1]) != off &&
         off >= c->data_start && off < c->data_end)
-        shmi_cache_chunk_free(c, off); /* never published */
+        shmi_cache_chunk_free(c, dead, off); /* never published */
     shmi_atomic_store_relaxed(&dead->pending_segment, 0);
     shmi_atomic_store_relaxed(&dead->pending_segment_index, 0);
 }

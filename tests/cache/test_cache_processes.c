@@ -257,6 +257,66 @@ static void test_writers_and_readers(void **state)
     assert_int_equal(shm_cache_close(c), 0);
 }
 
+/* A child that opens the cache (taking a slot of its own) and stores
+ * `value` under "versioned" `sets` times; its exit status says how it
+ * went. */
+static int set_in_child(int value, int sets)
+{
+    shm_cache *mine = shm_cache_open(path, NULL);
+    if (!mine)
+        return 2;
+    for (int i = 0; i < sets; i++)
+        if (shm_cache_set(mine, "versioned", 9, &value, sizeof value, 0))
+            return 3;
+    return shm_cache_close(mine) ? 4 : 0;
+}
+
+/* Versions are unique across slots: every slot counts its own from the
+ * same start, yet a version this process read is refused after another
+ * process stored the key as often, and a current one is taken. */
+static void test_versions_differ_across_processes(void **state)
+{
+    (void)state;
+    if (get_shm_max_allocatable_size() < 512)
+        skip();
+    scratch("versions.shm");
+    struct shm_cache_options opts = {.capacity = 2 << 20};
+    shm_cache *c = shm_cache_open(path, &opts);
+    assert_non_null(c);
+    int one = 1, got;
+    size_t len;
+    uint64_t mine, theirs;
+    assert_int_equal(shm_cache_set(c, "versioned", 9, &one, sizeof one, 0), 0);
+    assert_int_equal(
+        shm_cache_gets(c, "versioned", 9, &got, sizeof got, &len, &mine), 0);
+    for (int sets = 1; sets <= 3; sets++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(set_in_child(2, sets));
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(
+            shm_cache_gets(c, "versioned", 9, &got, sizeof got, &len, &theirs),
+            0);
+        assert_int_equal(got, 2);
+        assert_int_not_equal(theirs, mine);
+        /* The version read before the other process's sets is stale. */
+        assert_int_equal(
+            shm_cache_cas(c, "versioned", 9, &one, sizeof one, 0, mine),
+            EAGAIN);
+        assert_int_equal(
+            shm_cache_cas(c, "versioned", 9, &one, sizeof one, 0, theirs), 0);
+        assert_int_equal(
+            shm_cache_gets(c, "versioned", 9, &got, sizeof got, &len, &mine),
+            0);
+        assert_int_equal(got, 1);
+    }
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
 static void test_killed_writers_and_readers(void **state)
 {
     (void)state;
@@ -324,6 +384,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writers_and_readers),
+        cmocka_unit_test(test_versions_differ_across_processes),
         cmocka_unit_test(test_killed_writers_and_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
