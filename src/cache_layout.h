@@ -83,10 +83,10 @@ struct shmi_cache_slot {
     shmi_atomic_word pending_segment_index;
     /* Counted by the owner alone, with plain stores, and summed over the
      * slots by shm_cache_stats: the versions this slot handed out (an
-     * item's version is versions << 8 | slot, unique in the cache), and
-     * its share of the statistics (`self`, below, is the slot); `memory` is the
-     * net of what the slot's owners allocated and freed, so one slot's share
-     * may be negative (unsigned, wrapping: the sum is right). */
+     * item's version is versions << 8 | self, unique in the cache), and
+     * its share of the statistics. `memory` is the net of what the slot's
+     * owners allocated and freed, so one slot's share may be negative
+     * (unsigned, wrapping: the sum is right). */
     shmi_atomic_word versions;
     shmi_atomic_word memory;
     shmi_atomic_word sets;
