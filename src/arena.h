@@ -69,10 +69,6 @@ shm_offt shmi_arena_malloc(shm_arena *arena, size_t size);
 shm_offt shmi_arena_malloc_as(shm_arena *arena, size_t size, const char *call);
 shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size);
 void shmi_arena_free(shm_arena *arena, shm_offt off);
-/* As shmi_arena_free, and returns the bytes freed (what
- * shmi_arena_usable_size said of the chunk), 0 when it refused the free:
- * for callers that count what they hold without asking first. */
-size_t shmi_arena_free_sized(shm_arena *arena, shm_offt off);
 shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);

@@ -174,84 +174,71 @@ shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size)
 }
 
 /* Every free but the common one: the checks, a double free into a cache,
- * the cache's slow path, the tree. Returns the bytes freed (the chunk's
- * usable size), 0 when the free was refused. */
-static __attribute__((noinline)) size_t free_slow(shm_arena *arena,
-                                                  shm_offt off)
+ * the cache's slow path, the tree. */
+static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
 {
     if (off == SHM_NULL || !writable(arena))
-        return 0;
+        return;
     uint64_t x = shmi_arena_data_position(arena, off);
     struct shmi_tree_chunk chunk;
     if (x == SHMI_NO_CHUNK || !shmi_tree_find(&arena->geo, x, &chunk)) {
         not_live("shm_free", off);
-        return 0;
+        return;
     }
     unsigned c = shmi_tree_chunk_class(&arena->geo, &chunk);
     if (c < SHMI_TCACHE_CLASSES) {
         /* A chunk in a thread cache is free already: a double free. */
         if (shmi_tcache_is_cached(&arena->geo, x)) {
             not_live("shm_free", off);
-            return 0;
+            return;
         }
         uint64_t code = shmi_tcache_code(c, chunk.length);
         if (shmi_tcache_try_push(&arena->geo, c, x, code) ||
             shmi_tcache_push_slow(&arena->geo, c, x, code))
-            return (size_t)chunk.length;
+            return;
     }
-    if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0) {
+    if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
         not_live("shm_free", off);
-        return 0;
-    }
-    return (size_t)chunk.length;
 }
 
 /* The common free, which only tail-calls: a chunk of the last tier whose
  * first word is no tag goes to a bin with room; everything else, and
- * every doubt, to free_slow. Returns as free_slow does. */
-static inline __attribute__((always_inline)) size_t
-free_common(shm_arena *arena, shm_offt off)
+ * every doubt, to free_slow. */
+void shmi_arena_free(shm_arena *arena, shm_offt off)
 {
     if (SHMI_TCACHE_CLASSES == 0 || __builtin_expect(arena == NULL, 0) ||
-        arena->read_only)
-        return free_slow(arena, off);
+        arena->read_only) {
+        free_slow(arena, off);
+        return;
+    }
     struct shmi_geometry *g = &arena->geo;
     uint64_t x = off - g->data_offset; /* wraps below the region */
     if (__builtin_expect(x >= g->capacity ||
                              (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)) !=
                                  0,
-                         0))
-        return free_slow(arena, off);
+                         0)) {
+        free_slow(arena, off);
+        return;
+    }
     unsigned c;
-    uint64_t code = 0, length;
+    uint64_t code = 0;
     if (!SHM_TRIM) {
         c = shmi_tree_find_class_fast(g, x); /* NO_CLASS: not cached */
-        length = UINT64_C(1) << ((SHM_MIN_ALLOC_POW2 + c) & 63);
     } else {
         struct shmi_tree_chunk chunk;
-        if (__builtin_expect(!shmi_tree_find_fast(g, x, &chunk), 0))
-            return free_slow(arena, off);
+        if (__builtin_expect(!shmi_tree_find_fast(g, x, &chunk), 0)) {
+            free_slow(arena, off);
+            return;
+        }
         c = shmi_tree_chunk_class(g, &chunk);
         code = shmi_tcache_code(c, chunk.length);
-        length = chunk.length;
     }
     /* relaxed: a tag is confirmed in free_slow. */
     if (__builtin_expect(c >= SHMI_TCACHE_CLASSES, 0) ||
         shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
             SHMI_TCACHE_TAG_MAGIC ||
         !shmi_tcache_try_push(g, c, x, code))
-        return free_slow(arena, off);
-    return (size_t)length;
-}
-
-void shmi_arena_free(shm_arena *arena, shm_offt off)
-{
-    (void)free_common(arena, off);
-}
-
-size_t shmi_arena_free_sized(shm_arena *arena, shm_offt off)
-{
-    return free_common(arena, off);
+        free_slow(arena, off);
 }
 
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off)

@@ -283,7 +283,8 @@ void shmi_cache_chunk_free(shm_cache *c, struct shmi_cache_slot *slot,
 {
     /* Unsigned: subtracting is adding the complement. */
     shmi_cache_slot_count(&slot->memory,
-                          0 - (uint64_t)shmi_arena_free_sized(c->arena, off));
+                          0 - (uint64_t)shmi_arena_usable_size(c->arena, off));
+    shmi_arena_free(c->arena, off);
 }
 
 /* ---- hazards --------------------------------------------------------- */
