@@ -153,9 +153,6 @@ static uint64_t build(shm_arena *arena, size_t expected_items)
         h->slot_chunk[k] = chunk_new(arena, chunk);
         ok = h->slot_chunk[k] != 0;
         h->slot_chunks = k + 1;
-        struct shmi_cache_slot *s = (void *)(base + h->slot_chunk[k]);
-        for (unsigned i = 0; ok && i < per_chunk; i++)
-            s[i].self = k * per_chunk + i;
     }
     if (!ok) {
         unbuild(arena, header_off);
@@ -454,12 +451,10 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
      * (cache_index.c). relaxed: read by a recoverer only. */
     struct shmi_cache_item *item = shmi_cache_at(c, off);
     shmi_atomic_store_relaxed(&slot->pending_item, off);
-    /* Unique in the cache: the slot's count, and the slot (its own
-     * index, written at creation; cut to 8 bits, a damaged one can only
-     * make two versions equal). */
+    /* Unique in the cache: the slot's count, and the slot (< 256). */
     shmi_cache_slot_count(&slot->versions, 1);
-    item->version =
-        shmi_atomic_load_relaxed(&slot->versions) << 8 | (slot->self & 0xff);
+    item->version = shmi_atomic_load_relaxed(&slot->versions) << 8 |
+                    shmi_cache_slot_index(c, slot);
     item->expires_ms = expires_ms;
     item->head_origin = 0; /* written if it becomes a direct head */
     shmi_atomic_store_relaxed(&item->used, 0);

@@ -48,7 +48,7 @@ struct shmi_cache_header {
     shmi_atomic_word index_log2;
     /* Written by writers, on lines of their own: the eviction hand, the
      * entries (the index grows with them), and the memory the cache took
-     * at creation and without a slot; each slot counts the rest. */
+     * at creation; each slot counts the rest. */
     uint8_t line_pad[3 * SHMI_CACHE_LINE - 176];
     shmi_atomic_word clock_hand;
     shmi_atomic_word items;
@@ -83,18 +83,17 @@ struct shmi_cache_slot {
     shmi_atomic_word pending_segment_index;
     /* Counted by the owner alone, with plain stores, and summed over the
      * slots by shm_cache_stats: the versions this slot handed out (an
-     * item's version is versions << 8 | self, unique in the cache), and
-     * its share of the statistics. `memory` is the net of what the slot's
-     * owners allocated and freed, so one slot's share may be negative
-     * (unsigned, wrapping: the sum is right). */
+     * item's version is versions << 8 | slot index, unique in the
+     * cache), and its share of the statistics. `memory` is the net of
+     * what the slot's owners allocated and freed, so one slot's share may
+     * be negative (unsigned, wrapping: the sum is right). */
     shmi_atomic_word versions;
     shmi_atomic_word memory;
     shmi_atomic_word sets;
     shmi_atomic_word deletes;
     shmi_atomic_word evictions;
     shmi_atomic_word expirations;
-    uint64_t self; /* the slot's index, written at creation */
-    uint64_t spare;
+    uint64_t spare[2];
 };
 
 _Static_assert(sizeof(struct shmi_cache_slot) == (size_t)3 * SHMI_CACHE_LINE,
