@@ -3,7 +3,7 @@
 # Whole programs with their malloc replaced by LD_PRELOAD: glibc's own,
 # jemalloc, mimalloc and shm_alloc (libshm_preload.so, bench/preload.c:
 # the default arena serves every request up to 2^MAX), timed by hyperfine.
-# The programs are Python on a JSON workload, sort on 200000 lines, and
+# The programs are Python on a JSON workload, sort on 600000 lines, and
 # shm_bench's pair, xmalloc and larson workloads run with its glibc heap,
 # whose malloc the preload replaces. Alone:
 #
@@ -62,7 +62,7 @@ names+=(shm_alloc) preloads+=("$shim")
 
 # The programs: name and command line.
 sort_input=$out/preload-sort.txt
-awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d %d\n", int(rand() * 1e9), i }' \
+awk 'BEGIN { srand(1); for (i = 0; i < 600000; i++) printf "%d %d\n", int(rand() * 1e9), i }' \
     >"$sort_input"
 programs=() commands=()
 if [ -n "$python" ]; then
@@ -71,9 +71,9 @@ if [ -n "$python" ]; then
 fi
 programs+=(sort pair xmalloc larson)
 commands+=("sort -n -o /dev/null $sort_input"
-           "$bench -q -a glibc -r 1 -n 2000000 -d $dir pair"
-           "$bench -q -a glibc -r 1 -n 1000000 -x 2:2 -d $dir xmalloc"
-           "$bench -q -a glibc -r 1 -n 1000000 -l 2:5000 -d $dir larson")
+           "$bench -q -a glibc -r 1 -n 10000000 -d $dir pair"
+           "$bench -q -a glibc -r 1 -n 3000000 -x 2:2 -d $dir xmalloc"
+           "$bench -q -a glibc -r 1 -n 4000000 -l 2:5000 -d $dir larson")
 
 # shm_alloc's heap file is made before each run (hyperfine --prepare),
 # not timed: 64 MiB, as a program's heap.
