@@ -109,7 +109,8 @@ SHM_API int shm_cache_replace(shm_cache *c, const void *key, size_t key_len,
  * Copies the value of key into buf and its length into *value_len.
  * ENOENT (no live entry), ENOBUFS (buf_size too small: *value_len says
  * what is needed, nothing is copied), EINVAL. buf may be NULL when
- * buf_size is 0, to learn the length. Concurrency: any; it writes no
+ * buf_size is 0, to learn the length: ENOBUFS then, unless the value is
+ * empty. Concurrency: any; it writes no
  * shared cache line but its own thread's slot and, once per entry and
  * eviction round, the entry's recently-used bit.
  */

@@ -654,7 +654,7 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
         if (version)
             *version = item->version;
         if (buf_size < item->value_len) {
-            err = buf ? ENOBUFS : 0;
+            err = ENOBUFS;
         } else {
             if (item->value_len)
                 memcpy(buf, item->bytes + item->key_len, item->value_len);

@@ -95,7 +95,9 @@ static void test_every_call(void **state)
     assert_int_equal(errno, ENOBUFS);
     assert_int_equal(len, 5);
     assert_int_equal(buf[0], 'x');
-    assert_int_equal(shm_cache_get(c, "a", 1, NULL, 0, &len), 0);
+    /* Asking the length alone is a buffer too small as well. */
+    len = 0;
+    assert_int_equal(shm_cache_get(c, "a", 1, NULL, 0, &len), ENOBUFS);
     assert_int_equal(len, 5);
 
     /* add, replace */
