@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "common/scratch.h"
+#include "common/skip_because.h"
 
 #include "arena.h"
 #include "os.h"
@@ -30,12 +31,6 @@
 #include "process_table.h"
 
 #define CAPACITY ((size_t)1 << 20)
-
-#define skip_because(why)                                                      \
-    do {                                                                       \
-        print_message("skipped: %s\n", why);                                   \
-        skip();                                                                \
-    } while (0)
 
 static int setup(void **state)
 {

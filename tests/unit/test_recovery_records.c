@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "common/scratch.h"
+#include "common/skip_because.h"
 
 #include "arena.h"
 #include "pending.h"
@@ -29,12 +30,6 @@
 /* Room for a chunk of the largest class beside the arena's own. */
 #define CAPACITY                                                               \
     ((size_t)1 << (SHM_MAX_ALLOC_POW2 + 2 > 20 ? SHM_MAX_ALLOC_POW2 + 2 : 20))
-
-#define skip_because(why)                                                      \
-    do {                                                                       \
-        print_message("skipped: %s\n", why);                                   \
-        skip();                                                                \
-    } while (0)
 
 static int setup(void **state)
 {
