@@ -240,14 +240,8 @@ $bin                       # no arguments: its usage; see bench/cache_bench.c
 EOF
 say "wrote $out/cache.md"
 if $update_docs; then
-    doc=docs/benchmarks.md
-    # Replace the section (up to the next "## " heading) or append it.
-    awk -v file="$out/cache.md" '
-        function put() { while ((getline line < file) > 0) print line; print "" }
-        /^## Cache \(shm_cache\)/ { put(); skip = 1; done = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip { print }
-        END { if (!done) { print ""; put() } }' "$doc" >"$doc.new"
-    mv "$doc.new" "$doc"
-    say "updated $doc"
+    # shellcheck source=doc_section.sh
+    source bench/doc_section.sh
+    bench_put_section docs/benchmarks.md '^## Cache \(shm_cache\)' "$out/cache.md"
+    say "updated docs/benchmarks.md"
 fi

@@ -155,16 +155,10 @@ bash bench/preload.sh   # raw: $json
 EOF
 say "wrote $out/preload.md"
 if $update_docs; then
-    doc=docs/benchmarks.md
-    heading='^## Whole programs, malloc replaced by LD_PRELOAD'
-    has=$(grep -c "$heading" "$doc" || true)
-    awk -v file="$out/preload.md" -v has="$has" -v heading="$heading" '
-        function put() { while ((getline line < file) > 0) print line; print ""; done = 1 }
-        $0 ~ heading { put(); skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !has && !done && /^## Cache \(shm_cache\)/ { put() }
-        !skip { print }
-        END { if (!done) { print ""; put() } }' "$doc" >"$doc.new"
-    mv "$doc.new" "$doc"
-    say "updated $doc"
+    # shellcheck source=doc_section.sh
+    source bench/doc_section.sh
+    bench_put_section docs/benchmarks.md \
+        '^## Whole programs, malloc replaced by LD_PRELOAD' "$out/preload.md" \
+        '^## Cache \(shm_cache\)'
+    say "updated docs/benchmarks.md"
 fi

@@ -117,18 +117,10 @@ $quoted > $out/results-threads.tsv
 EOF
 say "wrote $out/threads.md"
 if $update_docs; then
-    doc=docs/benchmarks.md
-    # Replace the section (up to the next "## " heading); without one, put
-    # it before the cache section, or at the end.
-    heading='^## Threads, and other private-memory allocators'
-    has=$(grep -c "$heading" "$doc" || true)
-    awk -v file="$out/threads.md" -v has="$has" -v heading="$heading" '
-        function put() { while ((getline line < file) > 0) print line; print ""; done = 1 }
-        $0 ~ heading { put(); skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !has && !done && /^## Cache \(shm_cache\)/ { put() }
-        !skip { print }
-        END { if (!done) { print ""; put() } }' "$doc" >"$doc.new"
-    mv "$doc.new" "$doc"
-    say "updated $doc"
+    # shellcheck source=doc_section.sh
+    source bench/doc_section.sh
+    bench_put_section docs/benchmarks.md \
+        '^## Threads, and other private-memory allocators' "$out/threads.md" \
+        '^## Cache \(shm_cache\)'
+    say "updated docs/benchmarks.md"
 fi

@@ -26,38 +26,10 @@
 
 #include <cmocka.h>
 
+#include "common/whole_file.h"
 #include "shm_alloc.h"
 
 extern char **environ;
-
-static char *path_of(const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    char *path;
-    assert_true(asprintf(&path, "%s/%s", dir && *dir ? dir : "/tmp", name) > 0);
-    return path;
-}
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t cap = 1 << 16, len = 0, n;
-    char *data = malloc(cap + 1);
-    assert_non_null(data);
-    while ((n = fread(data + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            cap *= 2;
-            char *grown = realloc(data, cap + 1);
-            assert_non_null(grown);
-            data = grown;
-        }
-    }
-    fclose(f);
-    data[len] = '\0';
-    return data;
-}
 
 /* Runs argv (NULL-terminated), stdin from `input` (NULL: /dev/null),
  * under the preload on `arena_path` when it is not NULL; the exit status
@@ -103,7 +75,7 @@ static int run(const char *const *argv, const char *input,
     }
     int ws;
     assert_int_equal(waitpid(pid, &ws, 0), pid);
-    *out = read_all(out_path);
+    *out = read_all(out_path, NULL);
     unlink(out_path);
     unlink(in_path);
     free(out_path);

@@ -28,42 +28,11 @@
 
 #include <cmocka.h>
 
+#include "common/whole_file.h"
 #include "shm_alloc.h"
 #include "shm_cache.h"
 
 extern char **environ;
-
-static char *path_of(const char *name)
-{
-    const char *dir = getenv("SHM_TEST_DIR");
-    char *path;
-    assert_true(asprintf(&path, "%s/%s", dir && *dir ? dir : "/tmp", name) > 0);
-    return path;
-}
-
-static char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t cap = 1 << 16, len = 0;
-    char *data = malloc(cap + 1);
-    assert_non_null(data);
-    size_t n;
-    while ((n = fread(data + len, 1, cap - len, f)) > 0) {
-        len += n;
-        if (len == cap) {
-            cap *= 2;
-            char *grown = realloc(data, cap + 1);
-            assert_non_null(grown);
-            data = grown;
-        }
-    }
-    fclose(f);
-    data[len] = '\0';
-    if (size)
-        *size = len;
-    return data;
-}
 
 struct run {
     int status;
