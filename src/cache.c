@@ -396,10 +396,10 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
                 break;
             }
             /* relaxed: a hint for eviction only. */
-            if (shmi_atomic_load_relaxed(&item->used))
-                shmi_atomic_store_relaxed(&item->used, 0);
+            if (atomic_load_explicit(&item->used, memory_order_relaxed))
+                atomic_store_explicit(&item->used, 0, memory_order_relaxed);
             else if (victim == UINT64_MAX &&
-                     class_size(sizeof *item + (uint64_t)item->key_len +
+                     class_size(sizeof *item + shmi_cache_item_key_len(item) +
                                 item->value_len) >= wanted_class)
                 victim = i;
         }
@@ -451,14 +451,9 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
      * (cache_index.c). relaxed: read by a recoverer only. */
     struct shmi_cache_item *item = shmi_cache_at(c, off);
     shmi_atomic_store_relaxed(&slot->pending_item, off);
-    /* Unique in the cache: the slot's count, and the slot (< 256). */
-    shmi_cache_slot_count(&slot->versions, 1);
-    item->version = shmi_atomic_load_relaxed(&slot->versions) << 8 |
-                    shmi_cache_slot_index(c, slot);
-    item->expires_ms = expires_ms;
-    item->head_origin = 0; /* written if it becomes a direct head */
-    shmi_atomic_store_relaxed(&item->used, 0);
-    item->key_len = (uint32_t)key_len;
+    item->origin = 0; /* written by the update that publishes it */
+    item->expiry_key = expires_ms << SHMI_CACHE_ITEM_KEY_BITS | key_len;
+    atomic_store_explicit(&item->used, 0, memory_order_relaxed);
     item->value_len = (uint32_t)value_len;
     memcpy(item->bytes, key, key_len);
     if (value_len)
@@ -474,6 +469,8 @@ static void item_drop(shm_cache *c, struct shmi_cache_slot *slot, uint64_t item)
     shmi_atomic_store_relaxed(&slot->pending_item, 0);
 }
 
+/* Milliseconds of CLOCK_MONOTONIC at which a TTL ends (0: never); far
+ * below 2^56, the room an item has for it (cache_layout.h). */
 static uint64_t expiry_of(uint32_t ttl_seconds)
 {
     return ttl_seconds ? shmi_os_monotonic_ms() + (uint64_t)ttl_seconds * 1000
@@ -571,7 +568,8 @@ store(shm_cache *c, const void *key, size_t key_len, const void *value,
             err = EEXIST;
         else if ((kind == STORE_REPLACE || kind == STORE_CAS) && !k.live)
             err = ENOENT;
-        else if (kind == STORE_CAS && k.old && k.old->version != version)
+        else if (kind == STORE_CAS && k.old &&
+                 shmi_cache_item_version(k.old) != version)
             err = ECANCELED; /* reported as EAGAIN */
         else
             err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
@@ -652,17 +650,18 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
         if (value_len)
             *value_len = item->value_len;
         if (version)
-            *version = item->version;
+            *version = shmi_cache_item_version(item);
         if (buf_size < item->value_len) {
             err = ENOBUFS;
         } else {
             if (item->value_len)
-                memcpy(buf, item->bytes + item->key_len, item->value_len);
+                memcpy(buf, shmi_cache_item_value(item), item->value_len);
         }
         /* relaxed: a hint for eviction; written only when clear, so a
          * hot entry's line is not written on every hit. */
-        if (!c->read_only && !shmi_atomic_load_relaxed(&item->used))
-            shmi_atomic_store_relaxed(&item->used, 1);
+        if (!c->read_only &&
+            !atomic_load_explicit(&item->used, memory_order_relaxed))
+            atomic_store_explicit(&item->used, 1, memory_order_relaxed);
     }
     if (slot)
         shmi_cache_unprotect(slot);
@@ -719,7 +718,7 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
     for (unsigned tries = 0; tries < UPDATE_TRIES * 4; tries++) {
         err = keyed_read(c, &k, key, key_len);
         value = initial;
-        mine->expires_ms = expiry_of(ttl_seconds);
+        uint64_t expires = expiry_of(ttl_seconds);
         if (err) {
             ; /* the bucket could not be made: see keyed_again */
         } else if (k.live && k.old->value_len != sizeof value) {
@@ -727,10 +726,11 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
         } else {
             if (k.live) {
                 int64_t current;
-                memcpy(&current, k.old->bytes + k.old->key_len, sizeof current);
+                memcpy(&current, shmi_cache_item_value(k.old), sizeof current);
                 value = (int64_t)((uint64_t)current + (uint64_t)delta);
-                mine->expires_ms = k.old->expires_ms;
+                expires = shmi_cache_item_expires(k.old);
             }
+            mine->expiry_key = expires << SHMI_CACHE_ITEM_KEY_BITS | key_len;
             memcpy(mine->bytes + key_len, &value, sizeof value);
             err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
                                     k.hash);
@@ -801,8 +801,8 @@ int shm_cache_foreach(shm_cache *c,
                 if (seen_count < SHMI_CACHE_MAX_ENTRIES)
                     seen[seen_count++] = off;
                 if (item && !shmi_cache_expired(item, now))
-                    ret = visit(item->bytes, item->key_len,
-                                item->bytes + item->key_len, item->value_len,
+                    ret = visit(item->bytes, shmi_cache_item_key_len(item),
+                                shmi_cache_item_value(item), item->value_len,
                                 ctx);
             }
         }

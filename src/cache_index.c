@@ -7,8 +7,9 @@
  *                 direct item, the bucket's only entry (see below)
  *   block:        origin | count | level | (hash, item) x count
  *                 never changed
- *   item:         version | expiry | used | lengths | key value
- *                 never changed but for `used`, the eviction hint
+ *   item:         origin | expiry, key length | value length | used |
+ *                 key value; never changed but for `used`, the eviction
+ *                 hint, after the update that publishes it wrote origin
  *   slot record:  state = number << 2 | IDLE, PENDING or INSTALLED, and
  *                 (bucket, B, R, B', I) of the update numbered `number`
  *
@@ -143,8 +144,16 @@ static uint64_t marker_make(uint64_t origin, unsigned level)
  * hazard names it); an update that leaves one older entry alone makes a
  * block of one. The item is the bucket's entry and its "block": it is
  * retired once, as the entry removed, never as a replaced block. */
-#define DIRECT_LEVEL_SHIFT 48
-#define ORIGIN_MASK ((UINT64_C(1) << 41) - 1)
+static unsigned direct_level(const struct shmi_cache_item *item)
+{
+    return (unsigned)((item->origin & SHMI_CACHE_ITEM_LEVEL_MASK) >>
+                      SHMI_CACHE_ITEM_LEVEL_SHIFT);
+}
+
+/* Update numbers: 48 bits in a slot's state and an item's origin, their
+ * low 32 bits in a block's origin and a marker, which is what marking
+ * installed compares. */
+#define NUMBER_MASK ((UINT64_C(1) << SHMI_CACHE_ITEM_NUMBER_BITS) - 1)
 
 static bool level_fits(const shm_cache *c, uint64_t level)
 {
@@ -170,13 +179,14 @@ bool shmi_cache_view_of(const shm_cache *c, uint64_t head, bool with_hash,
         const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
         if (!item)
             return false;
-        uint64_t level = item->head_origin >> DIRECT_LEVEL_SHIFT;
+        unsigned level = direct_level(item);
         if (!level_fits(c, level))
             return false;
-        v->level = (unsigned)level;
+        v->level = level;
         v->one.item = off;
-        v->one.hash =
-            with_hash ? shmi_cache_hash(item->bytes, item->key_len) : 0;
+        v->one.hash = with_hash ? shmi_cache_hash(item->bytes,
+                                                  shmi_cache_item_key_len(item))
+                                : 0;
         v->entry = &v->one;
         v->count = 1;
         return true;
@@ -199,7 +209,9 @@ static uint64_t origin_of(const shm_cache *c, uint64_t head)
     if (shmi_cache_is_direct(head)) {
         const struct shmi_cache_item *item =
             shmi_cache_item_at(c, shmi_cache_head_chunk(head));
-        return item ? item->head_origin & ORIGIN_MASK : 0;
+        return item ? (item->origin >> SHMI_CACHE_ITEM_SLOT_SHIFT) << 32 |
+                          (item->origin & UINT32_MAX)
+                    : 0;
     }
     const struct shmi_cache_block *b = shmi_cache_block_at(c, head);
     return b ? b->origin : 0;
@@ -224,7 +236,8 @@ const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
         return NULL;
     const struct shmi_cache_item *item = shmi_cache_at(c, off);
     if (!chunk_fits(c, off,
-                    sizeof *item + (uint64_t)item->key_len + item->value_len))
+                    sizeof *item + shmi_cache_item_key_len(item) +
+                        item->value_len))
         return NULL; /* damaged */
     return item;
 }
@@ -261,11 +274,12 @@ again:
         const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
         if (!item)
             return 0; /* damaged */
-        if (item->head_origin >> DIRECT_LEVEL_SHIFT > levels)
+        if (direct_level(item) > levels)
             return SHMI_CACHE_RESTART;
         if (!still_unsplit(c, unsplit))
             return SHMI_CACHE_RESTART;
-        if (item->key_len != key_len || memcmp(item->bytes, key, key_len) != 0)
+        if (shmi_cache_item_key_len(item) != key_len ||
+            memcmp(item->bytes, key, key_len) != 0)
             return 0;
         *pos = 0;
         return off;
@@ -283,7 +297,7 @@ again:
         if (!still_unsplit(c, unsplit))
             return SHMI_CACHE_RESTART; /* the key's bucket was split off */
         const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
-        if (item && item->key_len == key_len &&
+        if (item && shmi_cache_item_key_len(item) == key_len &&
             memcmp(item->bytes, key, key_len) == 0) {
             *pos = i;
             return off;
@@ -328,7 +342,7 @@ uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
 static uint64_t item_bytes(const shm_cache *c, uint64_t off)
 {
     const struct shmi_cache_item *item = shmi_cache_item_at(c, off);
-    return item ? (uint64_t)item->key_len + item->value_len : 0;
+    return item ? shmi_cache_item_key_len(item) + item->value_len : 0;
 }
 
 /* The statistics after an update that added `added` items of
@@ -366,13 +380,15 @@ static void mark_installed(shm_cache *c, uint64_t head)
     if (index == 0 || index > c->slot_count)
         return; /* made by creation, or damaged */
     struct shmi_cache_slot *maker = shmi_cache_slot_at(c, (unsigned)index - 1);
-    uint64_t pending = (origin & UINT32_MAX) << 2 | STATE_PENDING;
-    uint64_t expected = pending;
     /* seq_cst: before this writer's bucket CAS, so that a recoverer that
-     * sees the bucket changed then sees the mark (see Crashes). */
-    if (shmi_atomic_load_seq_cst(&maker->pending_state) == pending)
+     * sees the bucket changed then sees the mark (see Crashes). The
+     * origin holds the number's low 32 bits. */
+    uint64_t expected = shmi_atomic_load_seq_cst(&maker->pending_state);
+    if ((expected & STATE_MASK) == STATE_PENDING &&
+        ((expected >> 2) & UINT32_MAX) == (origin & UINT32_MAX))
         shmi_atomic_cas_seq_cst(&maker->pending_state, &expected,
-                                (origin & UINT32_MAX) << 2 | STATE_INSTALLED);
+                                (expected & ~(uint64_t)STATE_MASK) |
+                                    STATE_INSTALLED);
 }
 
 static void record_clear(struct shmi_cache_slot *slot, uint64_t number,
@@ -446,16 +462,20 @@ static int head_new(shm_cache *c, struct shmi_cache_slot *slot, uint64_t count,
                     uint64_t *number, struct shmi_cache_block **block)
 {
     *number = ((shmi_atomic_load_relaxed(&slot->pending_state) >> 2) + 1) &
-              UINT32_MAX;
-    uint64_t origin =
-        (uint64_t)(shmi_cache_slot_index(c, slot) + 1) << 32 | *number;
+              NUMBER_MASK;
+    uint64_t slot_plus_one = shmi_cache_slot_index(c, slot) + 1;
+    uint64_t origin = slot_plus_one << 32 | (*number & UINT32_MAX);
     *block = NULL;
+    if (direct) {
+        /* The fresh item's version, and its level as a direct head; still
+         * the writer's alone: written before the CAS publishes it. */
+        struct shmi_cache_item *item = shmi_cache_at(c, direct);
+        item->origin = slot_plus_one << SHMI_CACHE_ITEM_SLOT_SHIFT |
+                       (uint64_t)level << SHMI_CACHE_ITEM_LEVEL_SHIFT | *number;
+    }
     if (count == 0) {
         *head = marker_make(origin, level);
     } else if (count == 1 && direct) {
-        /* Still the writer's alone: written before the CAS publishes it. */
-        struct shmi_cache_item *item = shmi_cache_at(c, direct);
-        item->head_origin = origin | (uint64_t)level << DIRECT_LEVEL_SHIFT;
         *head = direct | SHMI_CACHE_HEAD_DIRECT;
     } else {
         size_t size = sizeof(struct shmi_cache_block) +

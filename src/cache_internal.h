@@ -204,18 +204,47 @@ const struct shmi_cache_block *shmi_cache_block_at(const shm_cache *c,
 const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
                                                  uint64_t off);
 
+/* An item's fields packed in its header (cache_layout.h). */
+static inline size_t shmi_cache_item_key_len(const struct shmi_cache_item *item)
+{
+    return (size_t)(item->expiry_key &
+                    ((UINT64_C(1) << SHMI_CACHE_ITEM_KEY_BITS) - 1));
+}
+
+static inline uint64_t
+shmi_cache_item_expires(const struct shmi_cache_item *item)
+{
+    return item->expiry_key >> SHMI_CACHE_ITEM_KEY_BITS;
+}
+
+static inline const unsigned char *
+shmi_cache_item_value(const struct shmi_cache_item *item)
+{
+    return item->bytes + shmi_cache_item_key_len(item);
+}
+
+/* The version shm_cache_gets reports: the slot and number of the update
+ * that published the item. */
+static inline uint64_t
+shmi_cache_item_version(const struct shmi_cache_item *item)
+{
+    return item->origin & ~SHMI_CACHE_ITEM_LEVEL_MASK;
+}
+
 /* Whether an item has expired at now_ms. */
 static inline bool shmi_cache_expired(const struct shmi_cache_item *item,
                                       uint64_t now_ms)
 {
-    return item->expires_ms != 0 && item->expires_ms <= now_ms;
+    uint64_t expires = shmi_cache_item_expires(item);
+    return expires != 0 && expires <= now_ms;
 }
 
 /* Whether an item has expired now; the clock is read only for an item
  * that has an expiry. */
 static inline bool shmi_cache_expired_now(const struct shmi_cache_item *item)
 {
-    return item->expires_ms != 0 && item->expires_ms <= shmi_os_monotonic_ms();
+    uint64_t expires = shmi_cache_item_expires(item);
+    return expires != 0 && expires <= shmi_os_monotonic_ms();
 }
 
 /*

@@ -12,7 +12,8 @@
  *   bucket word ──► block (immutable once published)
  *                     origin | count | level | (hash, item) * count
  *                                             └──► item (immutable)
- *                     version | expiry | used | lengths | key value
+ *                     origin | expiry, key length | value length | used
+ *                     | key value
  *
  * A bucket word holds 0 (empty, or not split off yet: cache_split.c), the
  * offset of its current block, an empty marker (cache_index.c), or an
@@ -28,7 +29,7 @@
 #include "atomics.h"
 
 #define SHMI_CACHE_MAGIC UINT64_C(0x4548434143485348) /* "SHMCACHE" */
-#define SHMI_CACHE_VERSION 3u
+#define SHMI_CACHE_VERSION 4u
 #define SHMI_CACHE_SLOT_CHUNKS 16
 #define SHMI_CACHE_SLOT_LIMIT 256 /* thread slots a cache has at most */
 #define SHMI_CACHE_LINE 64
@@ -82,24 +83,20 @@ struct shmi_cache_slot {
     shmi_atomic_word pending_segment;
     shmi_atomic_word pending_segment_index;
     /* Counted by the owner alone, with plain stores, and summed over the
-     * slots by shm_cache_stats: the versions this slot handed out (an
-     * item's version is versions << 8 | slot index, unique in the
-     * cache), and its share of the statistics. `memory` is the net of
-     * what the slot's owners allocated and freed, so one slot's share may
-     * be negative (unsigned, wrapping: the sum is right). */
-    shmi_atomic_word versions;
+     * slots by shm_cache_stats: its share of the statistics. `memory` is
+     * the net of what the slot's owners allocated and freed, so one
+     * slot's share may be negative (unsigned, wrapping: the sum is
+     * right). */
     shmi_atomic_word memory;
     shmi_atomic_word sets;
     shmi_atomic_word deletes;
     shmi_atomic_word evictions;
     shmi_atomic_word expirations;
-    uint64_t spare[2];
+    uint64_t spare[3];
 };
 
 _Static_assert(sizeof(struct shmi_cache_slot) == (size_t)3 * SHMI_CACHE_LINE,
                "a slot is three cache lines");
-_Static_assert(SHMI_CACHE_SLOT_LIMIT <= 256, "a slot's index fits a version's "
-                                             "low byte");
 _Static_assert(offsetof(struct shmi_cache_header, clock_hand) %
                        SHMI_CACHE_LINE ==
                    0,
@@ -124,17 +121,33 @@ struct shmi_cache_block {
     struct shmi_cache_entry entry[];
 };
 
+/* An item's `origin`: the update that published it (cache_index.c),
+ * written before the CAS that publishes it, then never again. Its slot
+ * and number are the item's version, unique in the cache: a slot's
+ * update numbers grow by one per update, kept in the slot across its
+ * owners, and come round again only after 2^48 updates of that slot.
+ * The level is the bucket's while the item is a direct head, and means
+ * nothing after. */
+#define SHMI_CACHE_ITEM_NUMBER_BITS 48
+#define SHMI_CACHE_ITEM_LEVEL_SHIFT 48 /* 6 bits */
+#define SHMI_CACHE_ITEM_SLOT_SHIFT 54  /* slot index + 1, 9 bits */
+#define SHMI_CACHE_ITEM_LEVEL_MASK (UINT64_C(63) << SHMI_CACHE_ITEM_LEVEL_SHIFT)
+/* `expiry_key`: expires_ms << 8 | key_len (a key is at most 250 bytes). */
+#define SHMI_CACHE_ITEM_KEY_BITS 8
+
 struct shmi_cache_item {
-    /* When the item is its bucket's only entry, named by the bucket word
-     * itself (cache_index.c): its update's origin, and its level << 48;
-     * written before it is published, then never again. */
-    uint64_t head_origin;
-    uint64_t version;
-    uint64_t expires_ms;   /* CLOCK_MONOTONIC milliseconds; 0: never */
-    shmi_atomic_word used; /* set by readers, cleared by eviction */
-    uint32_t key_len;
+    uint64_t origin;
+    uint64_t expiry_key; /* CLOCK_MONOTONIC milliseconds (0: never) << 8
+                            | key_len */
     uint32_t value_len;
-    unsigned char bytes[]; /* key, then value */
+    _Atomic(uint32_t) used; /* set by readers, cleared by eviction */
+    unsigned char bytes[];  /* key, then value */
 };
+
+_Static_assert(sizeof(struct shmi_cache_item) == 24,
+               "an item's header is three words");
+_Static_assert(SHMI_CACHE_SLOT_LIMIT + 1 <
+                   1 << (63 - SHMI_CACHE_ITEM_SLOT_SHIFT),
+               "a slot's index + 1 fits an item's origin");
 
 #endif /* SHM_CACHE_LAYOUT_H */
