@@ -44,6 +44,10 @@ extern void *__libc_memalign(size_t alignment, size_t size);
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* What glibc's malloc aligns every chunk to, and so does this one: with
+ * 2^MIN below it a small request takes a larger chunk. */
+#define MALLOC_ALIGNMENT _Alignof(max_align_t)
+
 /* The default arena once it is attached, and its mapping: it is never
  * unmapped while the program runs (the library's destructor leaves it
  * mapped), so a pointer inside it stays the arena's. */
@@ -87,6 +91,8 @@ static void *arena_alloc(size_t size, size_t alignment)
     shm_arena *a = arena_of_program();
     if (__builtin_expect(a == NULL || inside, 0))
         return NULL;
+    if (alignment < MALLOC_ALIGNMENT)
+        alignment = MALLOC_ALIGNMENT;
     if (size < alignment)
         size = alignment;
     if (__builtin_expect(size > largest, 0))

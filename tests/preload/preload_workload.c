@@ -17,6 +17,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,9 @@
 #include "shm_alloc.h"
 
 #define LIVE 64
-#define SMALL 4096 /* the preload's arena serves up to 2^MAX: 4 KiB here */
+/* malloc's alignment, which the preload keeps: it serves a request of
+ * max(size, alignment, this) bytes up to 2^MAX. */
+#define MALLOC_ALIGNMENT _Alignof(max_align_t)
 
 /* The library's functions, found with dlsym (NULL without the preload):
  * the program links only its header, for the types. */
@@ -33,6 +36,7 @@ static __typeof__(shm_default_arena) *default_arena;
 static __typeof__(shm_arena_base) *arena_base;
 static __typeof__(shm_arena_mapping_size) *mapping_size;
 static __typeof__(shm_arena_stats) *arena_stats;
+static size_t largest; /* 2^MAX; 0 without the library */
 
 static atomic_ulong requests, small, in_arena;
 
@@ -54,7 +58,12 @@ static int is_arena(const void *p)
 static void count(const void *p, size_t size, size_t alignment)
 {
     atomic_fetch_add(&requests, 1);
-    if (size <= SMALL && alignment <= SMALL) {
+    size_t served = size;
+    if (served < alignment)
+        served = alignment;
+    if (served < MALLOC_ALIGNMENT)
+        served = MALLOC_ALIGNMENT;
+    if (served <= largest) {
         atomic_fetch_add(&small, 1);
         atomic_fetch_add(&in_arena, (unsigned long)is_arena(p));
     }
@@ -193,8 +202,12 @@ int main(int argc, char **argv)
     *(void **)&arena_base = dlsym(RTLD_DEFAULT, "shm_arena_base");
     *(void **)&mapping_size = dlsym(RTLD_DEFAULT, "shm_arena_mapping_size");
     *(void **)&arena_stats = dlsym(RTLD_DEFAULT, "shm_arena_stats");
-    if (default_arena && (!arena_base || !mapping_size || !arena_stats))
+    __typeof__(get_shm_max_allocatable_size) *max_size;
+    *(void **)&max_size = dlsym(RTLD_DEFAULT, "get_shm_max_allocatable_size");
+    if (default_arena &&
+        (!arena_base || !mapping_size || !arena_stats || !max_size))
         fail("the library is there in part");
+    largest = max_size ? max_size() : 0;
 
     pthread_t t[64];
     if (threads > 64)
