@@ -87,6 +87,17 @@ bench_cmd=("$bin" -a shm,glibc,mm,boost -n "$ops" -n "boost=$ops_boost"
 say "in-process figures: ${bench_cmd[*]}"
 "${bench_cmd[@]}" >"$out/results.tsv"
 
+# The small-request fill: sizes 16..64 with 16-byte chunks, which needs a
+# build of its own (MIN is fixed at compile time); its row is the
+# workload "fill_min4" of the same table.
+say "fill with MIN = 4: build-bench-min4"
+cmake -S . -B build-bench-min4 -DCMAKE_BUILD_TYPE=Release -DSHM_BUILD_BENCH=ON \
+    -DSHM_BUILD_TESTS=OFF -DSHM_BUILD_EXAMPLES=OFF -DSHM_BUILD_TOOLS=OFF \
+    -DSHM_MIN_ALLOC_POW2=4 >/dev/null
+cmake --build build-bench-min4 -j2 --target shm_bench >/dev/null
+build-bench-min4/bench/shm_bench -q -a shm -r 1 -s 16:64 -d "$heap_dir" fill |
+    awk -F'\t' 'NR > 1 { $1 = "fill_min4"; print }' OFS='\t' >>"$out/results.tsv"
+
 # ---- whole-process runs -----------------------------------------------------
 # The same work for every heap, from exec to exit: creating the heap, the
 # two processes of the handoff, tearing down.
