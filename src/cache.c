@@ -366,13 +366,21 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
     uint64_t now = shmi_os_monotonic_ms();
     for (unsigned k = 0; k < EVICT_SCAN * want && removed < want; k++) {
         /* relaxed: only spreads the work; any bucket will do. */
+        unsigned levels = shmi_cache_levels(c);
         uint64_t bucket = atomic_fetch_add_explicit(&c->header->clock_hand, 1,
                                                     memory_order_relaxed) &
-                          ((UINT64_C(1) << shmi_cache_levels(c)) - 1);
+                          ((UINT64_C(1) << levels) - 1);
         /* A bucket not split off yet is split now: its entries are its
-         * parent's to keep but only its own to evict. */
-        if (shmi_cache_install(c, slot, bucket) != 0)
+         * parent's to keep but only its own to evict. With no room for
+         * that, the parent that holds them evicts its own instead (a full
+         * cache must still make room). */
+        int err = shmi_cache_install(c, slot, bucket);
+        if (err == ENOMEM) {
+            uint64_t unsplit;
+            bucket = shmi_cache_home(c, bucket, levels, &unsplit);
+        } else if (err) {
             continue;
+        }
         const shmi_atomic_word *word = shmi_cache_bucket(c, bucket);
         uint64_t head = shmi_cache_protect_block(slot, word);
         struct shmi_cache_view b;
@@ -514,13 +522,33 @@ static int keyed_read(shm_cache *c, struct keyed *k, const void *key,
         unsigned levels = shmi_cache_levels(c);
         k->bucket = k->hash & ((UINT64_C(1) << levels) - 1);
         int err = shmi_cache_install(c, k->slot, k->bucket);
-        if (err)
+        bool at_home = false;
+        if (err == ENOMEM) {
+            /* No room to grow the index there (a segment or a block):
+             * the key stays where readers find it, in a parent not split
+             * yet, while that bucket still owns it (checked below). A
+             * split that would move the key away raises that bucket
+             * first (cache_split.c), so the update's CAS then fails and
+             * the writer comes back here. */
+            uint64_t unsplit;
+            k->bucket = shmi_cache_home(c, k->hash, levels, &unsplit);
+            at_home = true;
+        } else if (err) {
             return err;
+        }
         uint64_t found = shmi_cache_lookup(
             c, k->slot, shmi_cache_bucket(c, k->bucket), UINT64_MAX, levels,
             k->hash, key, key_len, &k->head, &k->pos);
         if (found == SHMI_CACHE_RESTART)
             continue; /* the index grew: the key's bucket may be another */
+        if (at_home &&
+            !shmi_cache_entry_own(k->bucket, shmi_cache_level_of(c, k->head),
+                                  k->hash)) {
+            /* A split of the key's way is half made: only finishing it,
+             * which needs the memory that just failed, may move on. */
+            shmi_cache_unprotect(k->slot);
+            return ENOMEM;
+        }
         k->old = found ? shmi_cache_item_at(c, found) : NULL;
         k->live = k->old && !shmi_cache_expired_now(k->old);
         return 0;

@@ -318,18 +318,26 @@ uint64_t shmi_cache_lookup(const shm_cache *c, struct shmi_cache_slot *slot,
 
 /* The readers' walk of cache_split.c (Readers), beside the lookup it
  * ends with so that a get makes one call. */
+uint64_t shmi_cache_home(const shm_cache *c, uint64_t hash, unsigned levels,
+                         uint64_t *unsplit)
+{
+    uint64_t index = hash & ((UINT64_C(1) << levels) - 1);
+    *unsplit = UINT64_MAX;
+    while (index >= shmi_cache_first_buckets(c) &&
+           !shmi_cache_split_off(c, index)) {
+        *unsplit = index;
+        index ^= UINT64_C(1) << (63 - __builtin_clzll(index));
+    }
+    return index;
+}
+
 uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,
                          uint64_t hash, const void *key, size_t key_len)
 {
     for (;;) {
         unsigned levels = shmi_cache_levels(c);
-        uint64_t index = hash & ((UINT64_C(1) << levels) - 1);
-        uint64_t unsplit = UINT64_MAX;
-        while (index >= shmi_cache_first_buckets(c) &&
-               !shmi_cache_split_off(c, index)) {
-            unsplit = index;
-            index ^= UINT64_C(1) << (63 - __builtin_clzll(index));
-        }
+        uint64_t unsplit;
+        uint64_t index = shmi_cache_home(c, hash, levels, &unsplit);
         uint64_t head, pos;
         uint64_t found = lookup(c, slot, shmi_cache_bucket(c, index), unsplit,
                                 levels, hash, key, key_len, &head, &pos);

@@ -362,6 +362,12 @@ static inline bool shmi_cache_entry_own(uint64_t bucket, unsigned level,
 int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
                        uint64_t index);
 
+/* The bucket readers look in for `hash` under `levels`: hash mod
+ * 2^levels, or the first of its parents that is split off; *unsplit is
+ * the bucket it went down through last (UINT64_MAX: none). */
+uint64_t shmi_cache_home(const shm_cache *c, uint64_t hash, unsigned levels,
+                         uint64_t *unsplit);
+
 /* A reader's lookup of key: the bucket that holds it under the current
  * levels, through the parents of buckets not yet split (cache_index.c). */
 uint64_t shmi_cache_find(const shm_cache *c, struct shmi_cache_slot *slot,

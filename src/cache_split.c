@@ -53,6 +53,14 @@
  * recorded segment unless the directory names it. A bucket whose segment
  * is not made reads as 0.
  *
+ * No room to grow: a writer whose key's bucket cannot be made (no chunk
+ * for a segment or a block, in a full cache) updates the bucket readers
+ * look in instead, the first parent split off, if that bucket's level
+ * still owns the key: a split that would move the key away raises that
+ * bucket first, so the update's CAS fails and the writer reads again.
+ * Eviction falls back to that bucket the same way, so that a full cache
+ * still makes room.
+ *
  * Cost: a lookup of a bucket split off is as before (one word, one block);
  * until a bucket is split, its readers read one word more per level.
  * Growth never moves an entry: a split copies (hash, item) pairs of one
