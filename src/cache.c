@@ -376,8 +376,7 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
          * cache must still make room). */
         int err = shmi_cache_install(c, slot, bucket);
         if (err == ENOMEM) {
-            uint64_t unsplit;
-            bucket = shmi_cache_home(c, bucket, levels, &unsplit);
+            bucket = shmi_cache_home(c, bucket, levels, NULL);
         } else if (err) {
             continue;
         }
@@ -460,7 +459,7 @@ static int item_new(shm_cache *c, struct shmi_cache_slot *slot, const void *key,
     struct shmi_cache_item *item = shmi_cache_at(c, off);
     shmi_atomic_store_relaxed(&slot->pending_item, off);
     item->origin = 0; /* written by the update that publishes it */
-    item->expiry_key = expires_ms << SHMI_CACHE_ITEM_KEY_BITS | key_len;
+    item->expiry_key = shmi_cache_item_expiry_key(expires_ms, key_len);
     atomic_store_explicit(&item->used, 0, memory_order_relaxed);
     item->value_len = (uint32_t)value_len;
     memcpy(item->bytes, key, key_len);
@@ -530,8 +529,7 @@ static int keyed_read(shm_cache *c, struct keyed *k, const void *key,
              * split that would move the key away raises that bucket
              * first (cache_split.c), so the update's CAS then fails and
              * the writer comes back here. */
-            uint64_t unsplit;
-            k->bucket = shmi_cache_home(c, k->hash, levels, &unsplit);
+            k->bucket = shmi_cache_home(c, k->hash, levels, NULL);
             at_home = true;
         } else if (err) {
             return err;
@@ -758,7 +756,7 @@ int shm_cache_incr(shm_cache *c, const void *key, size_t key_len, int64_t delta,
                 value = (int64_t)((uint64_t)current + (uint64_t)delta);
                 expires = shmi_cache_item_expires(k.old);
             }
-            mine->expiry_key = expires << SHMI_CACHE_ITEM_KEY_BITS | key_len;
+            mine->expiry_key = shmi_cache_item_expiry_key(expires, key_len);
             memcpy(mine->bytes + key_len, &value, sizeof value);
             err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
                                     k.hash);

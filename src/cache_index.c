@@ -322,12 +322,14 @@ uint64_t shmi_cache_home(const shm_cache *c, uint64_t hash, unsigned levels,
                          uint64_t *unsplit)
 {
     uint64_t index = hash & ((UINT64_C(1) << levels) - 1);
-    *unsplit = UINT64_MAX;
+    uint64_t below = UINT64_MAX;
     while (index >= shmi_cache_first_buckets(c) &&
            !shmi_cache_split_off(c, index)) {
-        *unsplit = index;
+        below = index;
         index ^= UINT64_C(1) << (63 - __builtin_clzll(index));
     }
+    if (unsplit)
+        *unsplit = below;
     return index;
 }
 

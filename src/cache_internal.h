@@ -205,6 +205,12 @@ const struct shmi_cache_item *shmi_cache_item_at(const shm_cache *c,
                                                  uint64_t off);
 
 /* An item's fields packed in its header (cache_layout.h). */
+static inline uint64_t shmi_cache_item_expiry_key(uint64_t expires_ms,
+                                                  size_t key_len)
+{
+    return expires_ms << SHMI_CACHE_ITEM_KEY_BITS | key_len;
+}
+
 static inline size_t shmi_cache_item_key_len(const struct shmi_cache_item *item)
 {
     return (size_t)(item->expiry_key &
@@ -363,8 +369,9 @@ int shmi_cache_install(shm_cache *c, struct shmi_cache_slot *slot,
                        uint64_t index);
 
 /* The bucket readers look in for `hash` under `levels`: hash mod
- * 2^levels, or the first of its parents that is split off; *unsplit is
- * the bucket it went down through last (UINT64_MAX: none). */
+ * 2^levels, or the first of its parents that is split off; *unsplit, when
+ * unsplit is not NULL, is the bucket it went down through last
+ * (UINT64_MAX: none). */
 uint64_t shmi_cache_home(const shm_cache *c, uint64_t hash, unsigned levels,
                          uint64_t *unsplit);
 
