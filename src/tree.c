@@ -360,16 +360,21 @@ delegated_below(const struct shmi_geometry *g, unsigned tier, uint64_t index,
     return delegated;
 }
 
-/* Whether any child word below `node` of word `index` of `tier` (not the
- * last tier) is not 0: delegated_below without the mask, for the paths
- * that only need the answer. The child words of one node lie side by
- * side; relaxed loads, for the reason given at delegated_below. */
+/* Whether any child word below the first `slots` bottom-row slots of
+ * `node` of word `index` of `tier` (not the last tier) is not 0:
+ * delegated_below without the mask, for the paths that only need the
+ * answer. A trimmed claim asks about its pieces only: the rest of its
+ * node is free, and another claim may delegate a slot of it at any time.
+ * The child words of one node lie side by side; relaxed loads, for the
+ * reason given at delegated_below. */
 static inline __attribute__((always_inline)) bool
 any_delegated_below(const struct shmi_geometry *g, unsigned tier,
-                    uint64_t index, unsigned node)
+                    uint64_t index, unsigned node, unsigned slots)
 {
     unsigned row = shmi_word_row_of(node);
     unsigned count = 1u << (SHMI_WORD_BOTTOM_ROW - row);
+    if (slots < count)
+        count = slots;
     uint64_t first =
         index * SHMI_WORD_SLOTS +
         ((node << (SHMI_WORD_BOTTOM_ROW - row)) - SHMI_WORD_FIRST_SLOT);
@@ -797,7 +802,8 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
          * bottom row, means the node lies inside a live chunk (W1, which
          * the bottom-row search does not see broken); only a tier's last
          * word reaches past the capacity;
-         * above the last tier, every child word below must be 0. */
+         * above the last tier, every child word below its pieces must be 0
+         * (the rest of a trimmed node is free: others may delegate it). */
         const struct shmi_tier *t = &g->tier[tier];
         uint64_t above =
             value & (ancestors_in(g, tier, node) | shmi_word_subtree(node));
@@ -805,7 +811,7 @@ try_claim_in_word(struct shmi_geometry *g, unsigned tier, uint64_t index,
                     offset_of(g, out) + node_size(g, out) > g->capacity;
         bool consistent = __builtin_expect(!above && !past, 1) &&
                           (tier + 1 == g->tiers ||
-                           !any_delegated_below(g, tier, index, node));
+                           !any_delegated_below(g, tier, index, node, slots));
         if (b) {
             /* The same for the extra nodes, checked one by one only when
              * their masks meet a set bit, in the tier's last word (which
@@ -1024,7 +1030,7 @@ uint64_t shmi_tree_release_trim(struct shmi_geometry *g, unsigned tier,
         for (uint32_t p = tails | 1u; p; p &= p - 1) {
             unsigned slot = first + (unsigned)__builtin_ctz(p);
             unsigned owner = shmi_word_owner(value, slot, t->eligible);
-            if (any_delegated_below(g, tier, index, owner))
+            if (any_delegated_below(g, tier, index, owner, SHMI_WORD_SLOTS))
                 return 0;
         }
     }
@@ -1167,7 +1173,7 @@ find_owner_above(struct shmi_geometry *g, uint64_t x, struct claim *out,
         /* The child word on x's path was just seen 0: a bottom-row node
          * has no other. */
         if (shmi_word_row_of(node) < SHMI_WORD_BOTTOM_ROW &&
-            any_delegated_below(g, t, index, node))
+            any_delegated_below(g, t, index, node, SHMI_WORD_SLOTS))
             return OWNER_DAMAGED; /* a chunk over active words */
         return OWNER_FOUND;
     }
@@ -1235,7 +1241,7 @@ static enum owner owner_pieces(struct shmi_geometry *g, uint64_t x,
             unsigned node =
                 shmi_word_owner(value, first + (unsigned)__builtin_ctz(t),
                                 g->tier[c->tier].eligible);
-            if (any_delegated_below(g, c->tier, c->word, node))
+            if (any_delegated_below(g, c->tier, c->word, node, SHMI_WORD_SLOTS))
                 return OWNER_DAMAGED;
         }
     }
