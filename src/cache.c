@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * shm_cache: the public API (include/shm_cache.h) over the index
- * (cache_index.c) and its reclamation (cache_epoch.c).
+ * (cache_index.c) and its reclamation (cache_reclaim.c).
  *
  * A cache is found through the named root "shm_cache:NAME" of its arena.
  * Creating one: build the header, the bucket directory and segments and
@@ -11,7 +11,7 @@
  * a creator killed midway leaves only unreferenced chunks.
  *
  * Every operation on an entry is one bucket update (cache_index.c) made
- * inside a read section (cache_epoch.c). When the arena cannot give a
+ * inside a read section (cache_reclaim.c). When the arena cannot give a
  * chunk, the writer evicts: a clock hand walks the buckets, takes expired
  * entries first, clears the `used` bit of entries read since the hand last
  * passed and removes the first entry whose bit was already clear and
@@ -22,10 +22,20 @@
  * evicting small entries to make room for a large one frees much more
  * than it needs (their buddies must go too), which is why the size
  * counts. In a full 64 MiB cache of 16 to 1000-byte values this holds
- * 172102 items of 300000 inserted (134376 taking any entry; 146951 with
- * 64 buckets a round instead of 8). A set fails with ENOMEM only after
- * EVICT_ROUNDS rounds that found nothing to evict or could not get the
- * memory back.
+ * 184338 items of 300000 inserted (memcached -m 64: 181196).
+ *
+ * Small values: when the chunk missing is a bucket's next block (an
+ * update copies the block, so it needs one), every item is smaller than
+ * it and evicting items one at a time frees chunks whose buddies may
+ * stay live, so no block-sized chunk need come of it. A round then
+ * empties whole buckets whose block is large enough, none of their
+ * entries read since the hand passed (shmi_cache_clear: one CAS to an
+ * empty marker, which needs no chunk); after EVICT_OWN_AFTER tries, a set
+ * or add empties its key's own bucket, after which the fresh item is the
+ * bucket's direct head and needs no block. So a set of a value that fits
+ * the arena never fails for lack of a block. Otherwise a set fails with
+ * ENOMEM only after EVICT_ROUNDS rounds that found nothing to evict or
+ * could not get the memory back.
  *
  * Expiry: items carry their expiry on CLOCK_MONOTONIC, which every process
  * of the machine shares. An expired item is never returned; it is removed
@@ -46,6 +56,7 @@
 #define EVICT_PER_ROUND 8
 #define EVICT_SCAN 8 /* buckets a round reads per entry it wants */
 #define UPDATE_TRIES 64
+#define EVICT_OWN_AFTER 4 /* tries before a set empties its key's bucket */
 
 static _Atomic(uint64_t) next_serial = 1;
 
@@ -353,11 +364,23 @@ static uint64_t class_size(uint64_t size)
     return size <= 1 ? 1 : UINT64_C(1) << (64 - __builtin_clzll(size - 1));
 }
 
+/* Whether a chunk holding `bytes` bytes, once free, holds a request of
+ * `room` bytes (of class wanted_class): without trimming, a chunk is its
+ * whole class. */
+static bool frees_room(uint64_t bytes, uint64_t room, uint64_t wanted_class)
+{
+    return SHM_TRIM ? bytes >= room : class_size(bytes) >= wanted_class;
+}
+
 /* Removes up to `want` entries, expired ones first, then ones not read
  * since the clock hand last passed whose chunk is at least as large as
  * `room` (the request that failed; 0: any), so that what is evicted
  * makes room for it rather than for nothing: freeing small chunks to make
- * a large one takes their buddies too. Returns how many it removed. */
+ * a large one takes their buddies too. A bucket with no entry that large
+ * but whose block is, none of its entries read since the hand last
+ * passed, is emptied at once (shmi_cache_clear): a block is the larger
+ * chunk when values are small, and evicting its entries one by one would
+ * need a new block each time. Returns how many it removed. */
 static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
                       uint64_t room)
 {
@@ -386,12 +409,14 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
         if (!shmi_cache_view_of(c, head, true, &b))
             b.count = 0;
         uint64_t victim = UINT64_MAX;
-        bool expired = false;
+        bool expired = false, read = false, changed = false;
         for (uint64_t i = 0; i < b.count; i++) {
             if (!shmi_cache_entry_own(bucket, b.level, b.entry[i].hash))
                 continue; /* another bucket's: never read, never removed */
-            if (!shmi_cache_protect_item(slot, word, head, b.entry[i].item))
+            if (!shmi_cache_protect_item(slot, word, head, b.entry[i].item)) {
+                changed = true;
                 break; /* the bucket changed: its turn comes again */
+            }
             struct shmi_cache_item *item =
                 (struct shmi_cache_item *)shmi_cache_item_at(c,
                                                              b.entry[i].item);
@@ -403,17 +428,29 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
                 break;
             }
             /* relaxed: a hint for eviction only. */
-            if (atomic_load_explicit(&item->used, memory_order_relaxed))
+            if (atomic_load_explicit(&item->used, memory_order_relaxed)) {
                 atomic_store_explicit(&item->used, 0, memory_order_relaxed);
-            else if (victim == UINT64_MAX &&
-                     class_size(sizeof *item + shmi_cache_item_key_len(item) +
-                                item->value_len) >= wanted_class)
+                read = true;
+            } else if (victim == UINT64_MAX &&
+                       frees_room(sizeof *item + shmi_cache_item_key_len(item) +
+                                      item->value_len,
+                                  room, wanted_class)) {
                 victim = i;
+            }
         }
-        /* The victim is protected again: update reads its size. */
-        if (victim != UINT64_MAX &&
-            shmi_cache_protect_item(slot, word, head, b.entry[victim].item) &&
-            shmi_cache_update(c, slot, bucket, head, victim, 0, 0) == 0) {
+        unsigned cleared = 0;
+        if (victim == UINT64_MAX && room && !changed && !read && b.count > 1 &&
+            frees_room(shmi_cache_block_bytes(c, head, 0), room,
+                       wanted_class) &&
+            shmi_cache_clear(c, slot, bucket, head, &cleared) == 0) {
+            removed += cleared;
+            shmi_cache_slot_count(&slot->evictions, cleared);
+        } else if (victim != UINT64_MAX &&
+                   shmi_cache_protect_item(slot, word, head,
+                                           b.entry[victim].item) &&
+                   shmi_cache_update(c, slot, bucket, head, victim, 0, 0) ==
+                       0) {
+            /* The victim was protected again: update reads its size. */
             removed++;
             shmi_cache_slot_count(
                 expired ? &slot->expirations : &slot->evictions, 1);
@@ -569,6 +606,23 @@ static int reported(int err)
     return err == ECANCELED ? EAGAIN : err == EBUSY ? ENOMEM : err;
 }
 
+/* Removes every entry of the key's bucket (its head protected): what a
+ * set does last when the arena has no chunk for the bucket's next block,
+ * since an empty bucket takes a fresh item as it is. Whether it did. */
+static bool empty_bucket(shm_cache *c, struct keyed *k)
+{
+    unsigned removed = 0;
+    if (shmi_cache_is_direct(k->head)) {
+        if (shmi_cache_update(c, k->slot, k->bucket, k->head, 0, 0, 0) == 0)
+            removed = 1;
+    } else if (shmi_cache_clear(c, k->slot, k->bucket, k->head, &removed) !=
+               0) {
+        removed = 0;
+    }
+    shmi_cache_slot_count(&k->slot->evictions, removed);
+    return removed > 0;
+}
+
 enum store_kind { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
 
 /* Inline: each public call gets its own copy, the kind a constant. */
@@ -586,6 +640,7 @@ store(shm_cache *c, const void *key, size_t key_len, const void *value,
         return fail(err);
     bool replaced_expired = false;
     for (unsigned tries = 0; tries < UPDATE_TRIES; tries++) {
+        uint64_t room = 0;
         err = keyed_read(c, &k, key, key_len);
         replaced_expired = k.old && !k.live;
         if (err)
@@ -597,13 +652,26 @@ store(shm_cache *c, const void *key, size_t key_len, const void *value,
         else if (kind == STORE_CAS && k.old &&
                  shmi_cache_item_version(k.old) != version)
             err = ECANCELED; /* reported as EAGAIN */
-        else
+        else {
             err = shmi_cache_update(c, k.slot, k.bucket, k.head, k.pos, item,
                                     k.hash);
+            /* No chunk for the bucket's new block (the head is still
+             * protected): the size that would hold one; after a few
+             * rounds of eviction that made none, a set or add empties the
+             * key's own bucket, which then needs none. */
+            if (err == ENOMEM) {
+                room = shmi_cache_block_bytes(c, k.head, k.old ? 0 : 1);
+                if (tries >= EVICT_OWN_AFTER &&
+                    (kind == STORE_SET || kind == STORE_ADD) &&
+                    empty_bucket(c, &k))
+                    err = EAGAIN;
+            }
+        }
         if (keyed_again(c, &k, err))
             continue;
         if (err == ENOMEM && tries + 1 < UPDATE_TRIES &&
-            evict(c, k.slot, EVICT_PER_ROUND, 0) > 0) {
+            ((room && evict(c, k.slot, EVICT_PER_ROUND, room) > 0) ||
+             evict(c, k.slot, EVICT_PER_ROUND, 0) > 0)) {
             shmi_cache_reclaim(c, k.slot);
             continue;
         }

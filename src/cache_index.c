@@ -27,6 +27,11 @@
  *      then set the state IDLE. No reclaim runs between 5's retires and
  *      the IDLE store, so whatever the record names is either not yet
  *      retired or still in W's ring.
+ * A clear (eviction when the arena has no chunk for a block) is the same
+ * update with B' an empty marker and R recorded as REMOVED_OWN: every
+ * entry of B that the bucket owns at B's level leaves, all retired in 5
+ * before B; B, immutable and not freed before the record is idle, says
+ * which they are to a recoverer as well.
  * Marking installed (3): before replacing B, every writer CASes the state
  * of the slot B.origin names from (its number, PENDING) to (number,
  * INSTALLED); it fails harmlessly when that update was marked already or
@@ -53,7 +58,7 @@
  * Crashes. The recovery of W's slot (cache_reclaim.c) reads its record:
  *   - IDLE with an item recorded: I was never published: retire it;
  *   - INSTALLED: the CAS happened: retire B and R (those not already in
- *     W's ring);
+ *     W's ring; for REMOVED_OWN, each own item of B);
  *   - PENDING: load the bucket word, then the state again. If the word is
  *     B', or the state became INSTALLED, the CAS happened: as above.
  *     Otherwise it never happened (a writer that replaced B' would have
@@ -423,13 +428,58 @@ static bool is_block(uint64_t head)
     return head != 0 && (head & SHMI_CACHE_HEAD_TAGS) == 0;
 }
 
+/* A record's `removed` for a clear: every entry the bucket owns in the
+ * replaced block (no item's offset: chunks are aligned). */
+#define REMOVED_OWN UINT64_C(1)
+
+uint64_t shmi_cache_block_bytes(const shm_cache *c, uint64_t head,
+                                unsigned extra)
+{
+    struct shmi_cache_view v;
+    if (!shmi_cache_view_of(c, head, false, &v))
+        v.count = 0;
+    return sizeof(struct shmi_cache_block) +
+           (v.count + extra) * sizeof(struct shmi_cache_entry);
+}
+
+/* Retires the items a clear of `bucket` removed from `block` (those it
+ * owns at the block's level), skipping those `done` already holds in its
+ * ring (NULL: none), and counts them out of the statistics. Returns how
+ * many it retired. */
+static unsigned retire_own(shm_cache *c, struct shmi_cache_slot *into,
+                           const struct shmi_cache_slot *done, uint64_t bucket,
+                           uint64_t block)
+{
+    const struct shmi_cache_block *b = shmi_cache_block_at(c, block);
+    unsigned n = 0;
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; b && i < b->count; i++) {
+        uint64_t item = b->entry[i].item;
+        if (!shmi_cache_entry_own(bucket, b->level, b->entry[i].hash) ||
+            !shmi_cache_item_at(c, item) ||
+            (done && shmi_cache_ring_holds(c, done, item)))
+            continue;
+        bytes += item_bytes(c, item);
+        shmi_cache_retire(c, into, item);
+        n++;
+    }
+    /* relaxed: statistics. Unsigned: subtracting by adding. */
+    if (n > 0) {
+        atomic_fetch_sub_explicit(&c->header->items, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->header->bytes, 0 - bytes,
+                                  memory_order_relaxed);
+    }
+    return n;
+}
+
 /* As change() below, with the bytes of the item it adds (new_item_bytes,
  * 0 when it adds none: only an item has bytes). */
 static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
                    uint64_t old_block, uint64_t removed, uint64_t new_block,
                    uint64_t new_item, uint64_t new_item_bytes, uint64_t number)
 {
-    uint64_t item_bytes_removed = removed ? item_bytes(c, removed) : 0;
+    uint64_t item_bytes_removed =
+        removed && removed != REMOVED_OWN ? item_bytes(c, removed) : 0;
     shmi_atomic_store_relaxed(&slot->pending_bucket, bucket + 1);
     shmi_atomic_store_relaxed(&slot->pending_old, old_block);
     shmi_atomic_store_relaxed(&slot->pending_removed, removed);
@@ -454,6 +504,12 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
     uint64_t pending = number << 2 | STATE_PENDING;
     shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
                             number << 2 | STATE_INSTALLED);
+    if (removed == REMOVED_OWN) {
+        /* The items first, read from B, which goes last. */
+        retire_own(c, slot, NULL, bucket, old_block);
+        shmi_cache_retire(c, slot, old_block);
+        return 0;
+    }
     if (is_block(old_block)) /* a direct item goes as `removed`, if at all */
         shmi_cache_retire(c, slot, old_block);
     if (removed)
@@ -566,6 +622,36 @@ int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,
     return change(c, slot, bucket, old_block, UINT64_MAX, 0, 0, 1);
 }
 
+int shmi_cache_clear(shm_cache *c, struct shmi_cache_slot *slot,
+                     uint64_t bucket, uint64_t old_block, unsigned *removed)
+{
+    *removed = 0;
+    const struct shmi_cache_block *old =
+        is_block(old_block) ? shmi_cache_block_at(c, old_block) : NULL;
+    if (!old)
+        return EINVAL; /* not a block: an update removes a direct item */
+    unsigned own = 0;
+    for (uint64_t i = 0; i < old->count; i++) {
+        uint64_t hash = old->entry[i].hash;
+        if (shmi_cache_entry_own(bucket, old->level, hash))
+            own++;
+        else if (shmi_cache_entry_current(c, bucket, old->level, hash))
+            return EEXIST; /* a bucket below still keeps it here */
+    }
+    if (!shmi_cache_ring_has_room(c, slot, own + 1))
+        return EBUSY;
+    uint64_t marker, number;
+    struct shmi_cache_block *none;
+    (void)head_new(c, slot, 0, old->level, 0, &marker, &number, &none);
+    int err =
+        publish(c, slot, bucket, old_block, REMOVED_OWN, marker, 0, 0, number);
+    if (err)
+        return err;
+    record_clear(slot, number, false);
+    *removed = own;
+    return 0;
+}
+
 int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
                      uint64_t parent_head)
 {
@@ -623,6 +709,9 @@ void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
             shmi_cache_retire(c, mine, made); /* never published */
     }
     if (installed) {
+        /* A clear's items are read from B before B is retired. */
+        if (removed == REMOVED_OWN && bucket != 0)
+            retire_own(c, mine, dead, bucket - 1, old);
         if (old && shmi_cache_block_at(c, old) &&
             !shmi_cache_ring_holds(c, dead, old))
             shmi_cache_retire(c, mine, old);

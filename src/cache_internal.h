@@ -267,6 +267,21 @@ int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
                       uint64_t new_item, uint64_t new_hash);
 
+/* An update that empties bucket `bucket` of its own entries: its
+ * protected block old_block is replaced by an empty marker, which needs
+ * no chunk, and every entry the bucket owns leaves with it (*removed
+ * gets how many). For eviction when the arena has no chunk for a block:
+ * the block itself comes back. Returns 0, EAGAIN, EBUSY as an update
+ * does, or EEXIST when the block also holds entries of a bucket below
+ * not split off yet (they would need a block of their own). */
+int shmi_cache_clear(shm_cache *c, struct shmi_cache_slot *slot,
+                     uint64_t bucket, uint64_t old_block, unsigned *removed);
+
+/* The bytes of a block of the entries of head (a bucket word) and
+ * `extra` more: what an update adding one needs. */
+uint64_t shmi_cache_block_bytes(const shm_cache *c, uint64_t head,
+                                unsigned extra);
+
 /* The same update with the entries unchanged and the block's level raised
  * by one: the first step of splitting bucket + 2^level (cache_split.c). */
 int shmi_cache_raise(shm_cache *c, struct shmi_cache_slot *slot,

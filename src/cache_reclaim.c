@@ -417,9 +417,12 @@ static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
     if (me == 0 || shmi_atomic_load_relaxed(&dead->ring) == 0)
         return false;
     struct shmi_cache_slot *into = mine ? mine : dead;
-    if (!shmi_cache_ring_has_room(c, into, 3)) {
+    /* What the update in flight may retire: a block, an item, the one it
+     * made, or a cleared block's entries (cache_index.c). */
+    unsigned needed = c->max_entries + 3;
+    if (!shmi_cache_ring_has_room(c, into, needed)) {
         shmi_cache_reclaim(c, into);
-        if (!shmi_cache_ring_has_room(c, into, 3))
+        if (!shmi_cache_ring_has_room(c, into, needed))
             return false; /* later: readers hold the ring full */
     }
     uint64_t next = mine ? RECOVERING | me : me;

@@ -308,6 +308,51 @@ static int count_items(const void *key, size_t key_len, const void *value,
     return 0;
 }
 
+/* Tiny values: every item takes the smallest chunks, while a bucket's
+ * block of entries needs a larger one. Evicting items one by one frees
+ * small chunks that need not make a block's (their buddies may be live),
+ * so a full cache must evict whole buckets to make one: a set never
+ * fails. */
+static void test_eviction_of_tiny_values(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    const size_t sizes[] = {256 << 10, 2 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        shm_cache *c = open_cache("tiny.shm", sizes[s]);
+        size_t sets = sizes[s] / 4; /* several times what fits */
+        char key[32];
+        for (size_t i = 0; i < sets; i++) {
+            int kl = snprintf(key, sizeof key, "k%zu", i);
+            char value = (char)('a' + i % 26);
+            int err = shm_cache_set(c, key, (size_t)kl, &value, 1, 0);
+            if (err)
+                fail_msg("set %zu of %zu into %zu bytes failed: %s", i, sets,
+                         sizes[s], strerror(err));
+        }
+        struct shm_cache_stats st;
+        assert_int_equal(shm_cache_stats(c, &st), 0);
+        assert_true(st.evictions > 0);
+        assert_true(st.items > 100);
+        /* The latest entry is there, with its value. */
+        int kl = snprintf(key, sizeof key, "k%zu", sets - 1);
+        char got = 0;
+        size_t len = 0;
+        assert_int_equal(shm_cache_get(c, key, (size_t)kl, &got, 1, &len), 0);
+        assert_int_equal(len, 1);
+        assert_int_equal(got, (char)('a' + (sets - 1) % 26));
+        assert_int_equal(shm_arena_check(shm_cache_arena(c)), 0);
+        assert_int_equal(shm_cache_recover(c, NULL), 0);
+        assert_int_equal(shm_cache_stats(c, &st), 0);
+        assert_int_equal(st.memory, arena_in_use(c));
+        size_t counted = 0;
+        assert_int_equal(shm_cache_foreach(c, count_items, &counted), 0);
+        assert_int_equal(counted, st.items);
+        assert_int_equal(shm_cache_close(c), 0);
+    }
+}
+
 /* An index sized for one item takes 40000: it grows (a block holds at
  * most 64 entries, so a fixed index of 64 buckets would refuse most of
  * them), every entry stays readable through the growth, from this handle
@@ -457,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_foreach_and_persistence),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_eviction),
+        cmocka_unit_test(test_eviction_of_tiny_values),
         cmocka_unit_test(test_index_grows),
         cmocka_unit_test(test_attach_by_name),
         cmocka_unit_test(test_read_only),

@@ -202,6 +202,92 @@ static void killed_at(unsigned point, unsigned nth)
 #endif
 }
 
+/* A writer killed inside a clear (the eviction that empties a bucket,
+ * cache_index.c) at `point`: after the recovery the bucket's entries are
+ * all there (before the CAS) or all gone (after it), every other key is
+ * whole, and the memory is exactly the arena's bytes in use. */
+static void killed_clearing(unsigned point)
+{
+#if SHM_TEST_HOOKS
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/cache_clear.shm", dir && *dir ? dir : ".");
+    unlink(path);
+    /* Fewer buckets than keys: blocks of several entries. */
+    struct shm_cache_options opts = {.capacity = 8 << 20, .expected_items = 1};
+    shm_cache *c = shm_cache_open(path, &opts);
+    assert_non_null(c);
+    set_keys(c, 0, FIRST_KEYS);
+    volatile int *cleared = mmap(NULL, sizeof *cleared, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(cleared != MAP_FAILED);
+    *cleared = -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        shm_cache *mine = shm_cache_open(path, NULL);
+        struct shmi_cache_slot *slot = mine ? shmi_cache_slot_mine(mine) : NULL;
+        if (!slot)
+            _exit(2);
+        unsigned levels = shmi_cache_levels(mine);
+        for (uint64_t b = 0; b < UINT64_C(1) << levels; b++) {
+            const shmi_atomic_word *word = shmi_cache_bucket(mine, b);
+            uint64_t head = word ? shmi_cache_protect_block(slot, word) : 0;
+            struct shmi_cache_view v;
+            if (head == 0 || shmi_cache_is_direct(head) ||
+                shmi_cache_is_marker(head) ||
+                !shmi_cache_view_of(mine, head, false, &v) || v.count < 2)
+                continue;
+            *cleared = (int)v.count;
+            kill_point = point;
+            kill_countdown = 1;
+            shmi_cache_test_hook = stop_at;
+            unsigned removed;
+            shmi_cache_clear(mine, slot, b, head, &removed);
+            _exit(4); /* the point was never reached */
+        }
+        _exit(3); /* no block of two entries */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    int in_block = *cleared;
+    munmap((void *)cleared, sizeof *cleared);
+    assert_true(in_block >= 2);
+
+    struct shm_recovery r;
+    assert_int_equal(shm_arena_recover(shm_cache_arena(c), &r), 0);
+    unsigned recovered = 0;
+    assert_int_equal(shm_cache_recover(c, &recovered), 0);
+    assert_int_equal(recovered, 1);
+    int held = 0;
+    for (int i = 0; i < FIRST_KEYS; i++)
+        held += holds(c, i);
+    int expected =
+        point == SHMI_CACHE_AT_RECORDED ? FIRST_KEYS : FIRST_KEYS - in_block;
+    assert_int_equal(held, expected);
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, (uint64_t)held);
+    assert_int_equal(st.memory, arena_in_use(c));
+    assert_int_equal(shm_arena_check(shm_cache_arena(c)), 0);
+    /* The bucket takes new entries again. */
+    set_keys(c, 0, FIRST_KEYS);
+    for (int i = 0; i < FIRST_KEYS; i++)
+        assert_int_equal(holds(c, i), 1);
+    assert_int_equal(shm_cache_recover(c, NULL), 0);
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.items, FIRST_KEYS);
+    assert_int_equal(st.memory, arena_in_use(c));
+    assert_int_equal(shm_cache_close(c), 0);
+    unlink(path);
+#else
+    (void)point;
+    print_message("skipped: built without SHM_TEST_HOOKS\n");
+    skip();
+#endif
+}
+
 static bool cache_fits(void)
 {
     return get_shm_max_allocatable_size() >= 512;
@@ -239,6 +325,22 @@ static void killed_after_an_update_cas(void **state)
     killed_at(SHMI_CACHE_AT_PUBLISHED, 300);
 }
 
+static void killed_before_a_clear_cas(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    killed_clearing(SHMI_CACHE_AT_RECORDED);
+}
+
+static void killed_after_a_clear_cas(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    killed_clearing(SHMI_CACHE_AT_PUBLISHED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +348,8 @@ int main(void)
         cmocka_unit_test(killed_between_raise_and_split),
         cmocka_unit_test(killed_before_an_update_cas),
         cmocka_unit_test(killed_after_an_update_cas),
+        cmocka_unit_test(killed_before_a_clear_cas),
+        cmocka_unit_test(killed_after_a_clear_cas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
