@@ -29,7 +29,7 @@
 #include "atomics.h"
 
 #define SHMI_CACHE_MAGIC UINT64_C(0x4548434143485348) /* "SHMCACHE" */
-#define SHMI_CACHE_VERSION 4u
+#define SHMI_CACHE_VERSION 5u
 #define SHMI_CACHE_SLOT_CHUNKS 16
 #define SHMI_CACHE_SLOT_LIMIT 256 /* thread slots a cache has at most */
 #define SHMI_CACHE_LINE 64
@@ -47,10 +47,15 @@ struct shmi_cache_header {
     /* The buckets in use, log2: grows by one, never shrinks; read on
      * every lookup, written only when the index grows. */
     shmi_atomic_word index_log2;
+    /* One more than the highest slot ever taken (0 in files made before
+     * it was kept: all of them): raised before the slot's first use, so
+     * that a reclaimer reads the hazards of these slots only
+     * (cache_reclaim.c); written once per new slot. */
+    shmi_atomic_word slots_used;
     /* Written by writers, on lines of their own: the eviction hand, the
      * entries (the index grows with them), and the memory the cache took
      * at creation; each slot counts the rest. */
-    uint8_t line_pad[3 * SHMI_CACHE_LINE - 176];
+    uint8_t line_pad[3 * SHMI_CACHE_LINE - 184];
     shmi_atomic_word clock_hand;
     shmi_atomic_word items;
     shmi_atomic_word bytes;

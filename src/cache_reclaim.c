@@ -331,13 +331,23 @@ static int compare_offsets(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The slots that may have been taken: those below the high-water mark,
+ * checked (a file's number), or all of them in a file without one. */
+static unsigned slots_in_use(const shm_cache *c)
+{
+    /* seq_cst: after the reclaimer's bucket CAS; see slot_take. */
+    uint64_t used = shmi_atomic_load_seq_cst(&c->header->slots_used);
+    return used == 0 || used > c->slot_count ? c->slot_count : (unsigned)used;
+}
+
 /* The hazards of every live owner, sorted; returns how many. Slots of
  * dead owners are recovered on the way when there is room. */
 static size_t hazards_read(shm_cache *c, struct shmi_cache_slot *mine,
                            uint64_t *out)
 {
     size_t n = 0;
-    for (unsigned i = 0; i < c->slot_count; i++) {
+    unsigned slots = slots_in_use(c);
+    for (unsigned i = 0; i < slots; i++) {
         struct shmi_cache_slot *s = shmi_cache_slot_at(c, i);
         uint64_t owner = shmi_atomic_load_seq_cst(&s->owner);
         if (owner == 0)
@@ -468,6 +478,15 @@ static bool slot_take(shm_cache *c, unsigned index, uint64_t token)
                                                  memory_order_acquire,
                                                  memory_order_relaxed))
         return false;
+    /* The high-water mark covers the slot before its first hazard.
+     * seq_cst: a reclaimer that reads the mark too low read it before
+     * this store, so before this thread's first hazard store and its
+     * bucket load, which then see the reclaimer's CAS (H1 holds). */
+    uint64_t used = shmi_atomic_load_seq_cst(&c->header->slots_used);
+    while (used < (uint64_t)index + 1 &&
+           !shmi_atomic_cas_seq_cst(&c->header->slots_used, &used,
+                                    (uint64_t)index + 1))
+        ;
     if (shmi_atomic_load_relaxed(&s->ring) == 0) {
         size_t size =
             (size_t)c->ring_entries * sizeof(struct shmi_cache_retired);
