@@ -14,6 +14,9 @@
  *   ring        chunks the owner retired and nobody has freed yet:
  *               entries ring_head .. ring_tail - 1 of a chunk of
  *               (offset, 0) pairs; an entry whose offset is 0 is done
+ * and in the header, slots_used: one more than the highest slot ever
+ * taken, raised (seq_cst) by a thread that takes a slot above it before
+ * the slot's first hazard; reclaimers read the slots below it only.
  *
  * Protocol:
  *   protect:  h = bucket word; hazard[0] = the chunk h names (its block,
