@@ -735,8 +735,9 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
         return fail(errno);
     uint64_t hash = shmi_cache_hash(key, key_len);
     uint64_t found = shmi_cache_find(c, slot, hash, key, key_len);
-    struct shmi_cache_item *item =
-        found ? (struct shmi_cache_item *)shmi_cache_item_at(c, found) : NULL;
+    /* The lookup checked the item (shmi_cache_item_at) before it compared
+     * its key; protected, it is as it was. */
+    struct shmi_cache_item *item = found ? shmi_cache_at(c, found) : NULL;
     int err = 0;
     if (!item || shmi_cache_expired_now(item)) {
         err = ENOENT;

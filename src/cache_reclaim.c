@@ -73,6 +73,7 @@
 struct held_slot {
     uint64_t serial; /* cache handle, 0: none */
     unsigned index;
+    struct shmi_cache_slot *slot; /* slot `index`, found once */
 };
 
 /* initial-exec: a load from the thread pointer on every call, as the
@@ -513,11 +514,10 @@ static struct held_slot *tls_entry(const shm_cache *c)
     return NULL;
 }
 
-struct shmi_cache_slot *shmi_cache_slot_mine(shm_cache *c)
+/* A slot for a thread that holds none of c's yet. */
+static __attribute__((noinline)) struct shmi_cache_slot *
+slot_first_use(shm_cache *c)
 {
-    struct held_slot *held = tls_entry(c);
-    if (held)
-        return shmi_cache_slot_at(c, held->index);
     if (c->read_only) {
         errno = EROFS;
         return NULL;
@@ -548,11 +548,18 @@ struct shmi_cache_slot *shmi_cache_slot_mine(shm_cache *c)
         pthread_mutex_unlock(&c->held_lock);
         free_entry->serial = c->serial;
         free_entry->index = taken;
-        pthread_setspecific(thread_exit_key, c); /* any non-NULL value */
         struct shmi_cache_slot *s = shmi_cache_slot_at(c, taken);
-        shmi_cache_reclaim(c, s); /* what the last owner left */
+        free_entry->slot = s;
+        pthread_setspecific(thread_exit_key, c); /* any non-NULL value */
+        shmi_cache_reclaim(c, s);                /* what the last owner left */
         return s;
     }
     errno = ENOSPC;
     return NULL;
+}
+
+struct shmi_cache_slot *shmi_cache_slot_mine(shm_cache *c)
+{
+    struct held_slot *held = tls_entry(c);
+    return held ? held->slot : slot_first_use(c);
 }
