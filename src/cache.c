@@ -917,7 +917,7 @@ int shm_cache_stats(shm_cache *c, struct shm_cache_stats *stats)
     const struct shmi_cache_header *h = c->header;
     /* relaxed: a snapshot of statistics. */
     stats->items = shmi_atomic_load_relaxed(&h->items);
-    stats->bytes = (size_t)shmi_atomic_load_relaxed(&h->bytes);
+    uint64_t bytes = shmi_atomic_load_relaxed(&h->bytes);
     uint64_t memory = shmi_atomic_load_relaxed(&h->memory);
     stats->buckets = UINT64_C(1) << shmi_cache_levels(c);
     for (unsigned i = 0; i < c->slot_count; i++) {
@@ -929,8 +929,10 @@ int shm_cache_stats(shm_cache *c, struct shm_cache_stats *stats)
         stats->evictions += shmi_atomic_load_relaxed(&s->evictions);
         stats->expirations += shmi_atomic_load_relaxed(&s->expirations);
         memory += shmi_atomic_load_relaxed(&s->memory);
+        bytes += shmi_atomic_load_relaxed(&s->bytes);
     }
     stats->memory = (size_t)memory;
+    stats->bytes = (size_t)bytes;
     return 0;
 }
 

@@ -387,8 +387,9 @@ static uint64_t item_bytes(const shm_cache *c, uint64_t off)
 /* The statistics after an update that added `added` items of
  * `bytes_added` bytes and removed `removed` items of `bytes_removed`: a
  * replacement leaves the item count alone and moves the byte count once. */
-static void count_items(shm_cache *c, unsigned added, uint64_t bytes_added,
-                        unsigned removed, uint64_t bytes_removed)
+static void count_items(shm_cache *c, struct shmi_cache_slot *slot,
+                        unsigned added, uint64_t bytes_added, unsigned removed,
+                        uint64_t bytes_removed)
 {
     /* relaxed: statistics. */
     if (added > removed) {
@@ -398,11 +399,9 @@ static void count_items(shm_cache *c, unsigned added, uint64_t bytes_added,
     } else if (added < removed) {
         atomic_fetch_sub_explicit(&c->header->items, 1, memory_order_relaxed);
     }
-    /* Unsigned arithmetic wraps: a net loss subtracts. */
-    if (bytes_added != bytes_removed)
-        atomic_fetch_add_explicit(&c->header->bytes,
-                                  bytes_added - bytes_removed,
-                                  memory_order_relaxed);
+    /* Unsigned arithmetic wraps: a net loss subtracts. The slot's own
+     * counter: no locked instruction on a line every writer shares. */
+    shmi_cache_slot_count(&slot->bytes, bytes_added - bytes_removed);
 }
 
 #define STATE_IDLE 0u
@@ -490,8 +489,7 @@ static unsigned retire_own(shm_cache *c, struct shmi_cache_slot *into,
     /* relaxed: statistics. Unsigned: subtracting by adding. */
     if (n > 0) {
         atomic_fetch_sub_explicit(&c->header->items, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->header->bytes, 0 - bytes,
-                                  memory_order_relaxed);
+        shmi_cache_slot_count(&into->bytes, 0 - bytes);
     }
     return n;
 }
@@ -538,7 +536,7 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
         shmi_cache_retire(c, slot, old_block);
     if (removed)
         shmi_cache_retire(c, slot, removed);
-    count_items(c, new_item != 0, new_item_bytes, removed != 0,
+    count_items(c, slot, new_item != 0, new_item_bytes, removed != 0,
                 item_bytes_removed);
     return 0;
 }
@@ -741,7 +739,7 @@ void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
             shmi_cache_retire(c, mine, old);
         if (removed && shmi_cache_item_at(c, removed) &&
             !shmi_cache_ring_holds(c, dead, removed)) {
-            count_items(c, 0, 0, 1, item_bytes(c, removed));
+            count_items(c, mine, 0, 0, 1, item_bytes(c, removed));
             shmi_cache_retire(c, mine, removed);
         }
     } else if (item && shmi_cache_item_at(c, item) &&

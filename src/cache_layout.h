@@ -54,7 +54,8 @@ struct shmi_cache_header {
     shmi_atomic_word slots_used;
     /* Written by writers, on lines of their own: the eviction hand, the
      * entries (the index grows with them), and the memory the cache took
-     * at creation; each slot counts the rest. */
+     * at creation; each slot counts the rest (`bytes` here is 0: the
+     * slots count them). */
     uint8_t line_pad[3 * SHMI_CACHE_LINE - 184];
     shmi_atomic_word clock_hand;
     shmi_atomic_word items;
@@ -97,7 +98,8 @@ struct shmi_cache_slot {
     shmi_atomic_word deletes;
     shmi_atomic_word evictions;
     shmi_atomic_word expirations;
-    uint64_t spare[3];
+    shmi_atomic_word bytes; /* of keys and values, net, as `memory` */
+    uint64_t spare[2];
 };
 
 _Static_assert(sizeof(struct shmi_cache_slot) == (size_t)3 * SHMI_CACHE_LINE,
