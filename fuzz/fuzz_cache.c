@@ -198,9 +198,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4:
         case 5: {
             uint64_t v = 0;
-            err = op == 4
-                      ? shm_cache_get(c, key, klen, buf, sizeof buf, &len)
-                      : shm_cache_gets(c, key, klen, buf, sizeof buf, &len, &v);
+            if (op == 4 && (vlen & 2)) {
+                /* A zero-copy view, read in place, then ended. */
+                struct shm_cache_view view;
+                err = shm_cache_view(c, key, klen, &view);
+                len = view.value_len;
+                FUZZ_REQUIRE(err != 0 || len <= sizeof buf, "view: %zu bytes",
+                             len);
+                if (err == 0)
+                    memcpy(buf, view.value, len);
+                shm_cache_view_end(c, &view);
+            } else {
+                err = op == 4
+                          ? shm_cache_get(c, key, klen, buf, sizeof buf, &len)
+                          : shm_cache_gets(c, key, klen, buf, sizeof buf, &len,
+                                           &v);
+            }
             check_get(k, err, buf, len);
             if (err == 0 && op == 5) {
                 version[k] = v;

@@ -67,7 +67,7 @@ SHM_API shm_cache *shm_cache_open(const char *path,
                                   const struct shm_cache_options *opts);
 
 /*
- * The cache named `name` (1 to 40 bytes) in an arena the caller opened,
+ * The cache named `name` (1 to 37 bytes) in an arena the caller opened,
  * created when missing (opts->expected_items sizes it; the other fields
  * are ignored). The arena must outlive the cache handle. Returns NULL
  * with errno: EINVAL (NULL arena, a bad name, a root of that name that is
@@ -122,6 +122,30 @@ SHM_API int shm_cache_get(shm_cache *c, const void *key, size_t key_len,
 SHM_API int shm_cache_gets(shm_cache *c, const void *key, size_t key_len,
                            void *buf, size_t buf_size, size_t *value_len,
                            uint64_t *version);
+
+/*
+ * Zero-copy read: finds the live entry of key and points view->value at
+ * its value in the mapping (view->value_len, view->version as gets), with
+ * no copy. The value stays valid and unchanged until shm_cache_view_end,
+ * or until the calling thread's next call on c, which ends the view
+ * (a thread holds one view of a cache at a time); a set or delete by
+ * anyone meanwhile replaces the entry, not the bytes the view reads. 0,
+ * ENOENT (no live entry; the view is empty), EINVAL, EROFS (a read-only
+ * handle has no slot to guard the view with: use shm_cache_get). A view
+ * left open holds back the reclamation of that one entry, no more.
+ * Concurrency: as shm_cache_get.
+ */
+struct shm_cache_view {
+    const void *value;
+    size_t value_len;
+    uint64_t version;
+};
+SHM_API int shm_cache_view(shm_cache *c, const void *key, size_t key_len,
+                           struct shm_cache_view *view);
+
+/* Ends the calling thread's view of c (nothing when it holds none); the
+ * value it pointed to may then be freed at any time. */
+SHM_API void shm_cache_view_end(shm_cache *c, struct shm_cache_view *view);
 
 /* Stores value under key only if the live entry still has `version`:
  * 0, EAGAIN (it changed, or was deleted: ENOENT when none is live), or the

@@ -770,6 +770,54 @@ int shm_cache_get(shm_cache *c, const void *key, size_t key_len, void *buf,
     return shm_cache_gets(c, key, key_len, buf, buf_size, value_len, NULL);
 }
 
+/* A view is a get that leaves its hazards set (cache_reclaim.c): the
+ * item stays allocated until they are cleared, by view_end or by the
+ * thread's next call, which sets them anew. */
+int shm_cache_view(shm_cache *c, const void *key, size_t key_len,
+                   struct shm_cache_view *view)
+{
+    if (!c || !view || !key_valid(key, key_len))
+        return fail(EINVAL);
+    view->value = NULL;
+    view->value_len = 0;
+    view->version = 0;
+    if (c->read_only)
+        return fail(EROFS);
+    struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
+    if (!slot)
+        return fail(errno);
+    uint64_t hash = shmi_cache_hash(key, key_len);
+    uint64_t found = shmi_cache_find(c, slot, hash, key, key_len);
+    /* Checked by the lookup, as in gets. */
+    struct shmi_cache_item *item = found ? shmi_cache_at(c, found) : NULL;
+    bool hit = item && !shmi_cache_expired_now(item);
+    count_lookup(slot, hit);
+    if (!hit) {
+        shmi_cache_unprotect(slot);
+        return fail(ENOENT);
+    }
+    view->value = shmi_cache_item_value(item);
+    view->value_len = item->value_len;
+    view->version = shmi_cache_item_version(item);
+    /* relaxed: as in gets. */
+    if (!atomic_load_explicit(&item->used, memory_order_relaxed))
+        atomic_store_explicit(&item->used, 1, memory_order_relaxed);
+    return 0;
+}
+
+void shm_cache_view_end(shm_cache *c, struct shm_cache_view *view)
+{
+    if (view) {
+        view->value = NULL;
+        view->value_len = 0;
+    }
+    if (!c || c->read_only)
+        return;
+    struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
+    if (slot)
+        shmi_cache_unprotect(slot);
+}
+
 int shm_cache_delete(shm_cache *c, const void *key, size_t key_len)
 {
     struct keyed k = {0};

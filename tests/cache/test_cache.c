@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -494,6 +495,108 @@ static void test_read_only(void **state)
     assert_int_equal(shm_cache_close(c), 0);
 }
 
+struct replacer {
+    shm_cache *c;
+    size_t len;
+    int sets;
+};
+
+static void *replace_many(void *arg)
+{
+    struct replacer *r = arg;
+    char value[64];
+    for (int i = 0; i < r->sets; i++) {
+        memset(value, 'a' + i % 26, r->len);
+        if (shm_cache_set(r->c, "viewed", 6, value, r->len, 0) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+/* A view points into the mapping and keeps its bytes while other threads
+ * replace the entry (far more often than a ring of retired chunks holds,
+ * so reclamation runs meanwhile); ending it lets them go. */
+static void test_zero_copy_view(void **state)
+{
+    (void)state;
+    if (!cache_fits())
+        skip();
+    shm_cache *c = open_cache("view.shm", 1 << 20);
+    const char first[] = "the first value, 32 bytes long!";
+    size_t len = sizeof first - 1;
+    assert_int_equal(shm_cache_set(c, "viewed", 6, first, len, 0), 0);
+    uint64_t version = 0;
+    char buf[64];
+    size_t got_len;
+    assert_int_equal(
+        shm_cache_gets(c, "viewed", 6, buf, sizeof buf, &got_len, &version), 0);
+
+    struct shm_cache_view v;
+    assert_int_equal(shm_cache_view(c, "viewed", 6, &v), 0);
+    assert_int_equal(v.value_len, len);
+    assert_int_equal(v.version, version);
+    assert_memory_equal(v.value, first, len);
+    shm_arena *arena = shm_cache_arena(c);
+    /* The value lies in the arena's mapping: no copy. */
+    const char *base = shm_arena_base(arena);
+    assert_true((const char *)v.value > base &&
+                (const char *)v.value < base + shm_arena_mapping_size(arena));
+
+    struct replacer r = {c, len, 2000};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, replace_many, &r), 0);
+    void *ret;
+    assert_int_equal(pthread_join(t, &ret), 0);
+    assert_null(ret);
+    /* Replaced 2000 times, same size: the viewed bytes are untouched. */
+    assert_memory_equal(v.value, first, len);
+    shm_cache_view_end(c, &v);
+    assert_null(v.value);
+
+    /* The entry now holds the last replacement. */
+    assert_int_equal(shm_cache_view(c, "viewed", 6, &v), 0);
+    assert_int_equal(v.value_len, len);
+    assert_int_equal(((const char *)v.value)[0], 'a' + (2000 - 1) % 26);
+    assert_int_not_equal(v.version, version);
+    shm_cache_view_end(c, &v);
+
+    /* Misses and refusals leave an empty view. */
+    v.value = first;
+    assert_int_equal(shm_cache_view(c, "missing", 7, &v), ENOENT);
+    assert_null(v.value);
+    assert_int_equal(v.value_len, 0);
+    errno = 0;
+    assert_int_equal(shm_cache_view(c, NULL, 1, &v), EINVAL);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(shm_cache_view(c, "viewed", 6, NULL), EINVAL);
+    assert_int_equal(shm_cache_view(c, "viewed", 0, &v), EINVAL);
+    assert_int_equal(shm_cache_view(NULL, "viewed", 6, &v), EINVAL);
+    shm_cache_view_end(NULL, NULL); /* nothing to end: nothing done */
+    assert_int_equal(shm_cache_set(c, "short", 5, "x", 1, 1), 0);
+    struct timespec pause = {1, 100 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    assert_int_equal(shm_cache_view(c, "short", 5, &v), ENOENT); /* expired */
+
+    char path[512];
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/view.shm", dir && *dir ? dir : ".");
+    struct shm_cache_options ro = {.flags = SHM_ARENA_READ_ONLY};
+    shm_cache *reader = shm_cache_open(path, &ro);
+    assert_non_null(reader);
+    assert_int_equal(shm_cache_view(reader, "viewed", 6, &v), EROFS);
+    assert_null(v.value);
+    shm_cache_view_end(reader, &v);
+    assert_int_equal(shm_cache_close(reader), 0);
+
+    /* Everything viewed went back: the memory is the arena's in use. */
+    assert_int_equal(shm_cache_recover(c, NULL), 0);
+    struct shm_cache_stats st;
+    assert_int_equal(shm_cache_stats(c, &st), 0);
+    assert_int_equal(st.memory, arena_in_use(c));
+    assert_int_equal(shm_arena_check(arena), 0);
+    assert_int_equal(shm_cache_close(c), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_index_grows),
         cmocka_unit_test(test_attach_by_name),
         cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_zero_copy_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
