@@ -704,6 +704,15 @@ int shmi_cache_split(shm_cache *c, struct shmi_cache_slot *slot, uint64_t child,
     return err;
 }
 
+unsigned shmi_cache_pending_retires(const shm_cache *c,
+                                    const struct shmi_cache_slot *dead)
+{
+    /* relaxed: the recoverer holds the slot, or is about to take it. */
+    return shmi_atomic_load_relaxed(&dead->pending_removed) == REMOVED_OWN
+               ? c->max_entries + 3
+               : 3;
+}
+
 void shmi_cache_resolve_pending(shm_cache *c, struct shmi_cache_slot *mine,
                                 struct shmi_cache_slot *dead)
 {

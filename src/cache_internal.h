@@ -267,6 +267,12 @@ int shmi_cache_update(shm_cache *c, struct shmi_cache_slot *slot,
                       uint64_t bucket, uint64_t old_block, uint64_t pos,
                       uint64_t new_item, uint64_t new_hash);
 
+/* How many chunks resolving the update a dead writer's slot records may
+ * retire (shmi_cache_resolve_pending): its block, item and the one it
+ * made, or, for a clear, the cleared block's entries too. */
+unsigned shmi_cache_pending_retires(const shm_cache *c,
+                                    const struct shmi_cache_slot *dead);
+
 /* An update that empties bucket `bucket` of its own entries: its
  * protected block old_block is replaced by an empty marker, which needs
  * no chunk, and every entry the bucket owns leaves with it (*removed

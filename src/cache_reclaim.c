@@ -82,6 +82,10 @@ static _Thread_local struct held_slot thread_slots[TLS_CACHES]
     __attribute__((tls_model("initial-exec")));
 static _Thread_local unsigned retires_since_reclaim
     __attribute__((tls_model("initial-exec")));
+/* Set while a recovery reclaims to make room in its ring: the reclaim
+ * then skips the dead readers it meets instead of recovering them. */
+static _Thread_local bool making_room
+    __attribute__((tls_model("initial-exec")));
 
 /* Open caches, so that a thread leaving finds the handles of the slots it
  * holds (handles may be closed first). */
@@ -361,7 +365,10 @@ static size_t hazards_read(shm_cache *c, struct shmi_cache_slot *mine,
         uint64_t h1 = shmi_atomic_load_seq_cst(&s->hazard[1]);
         if ((h0 || h1) &&
             !shmi_arena_owner_live(c->arena, owner & ~RECOVERING)) {
-            recover_slot(c, mine, s, owner); /* a dead reader reads nothing */
+            /* A dead reader reads nothing. Not while this thread makes
+             * room for a recovery: that would recover again, and again. */
+            if (!making_room)
+                recover_slot(c, mine, s, owner);
             continue;
         }
         if (h0)
@@ -431,11 +438,14 @@ static bool recover_slot(shm_cache *c, struct shmi_cache_slot *mine,
     if (me == 0 || shmi_atomic_load_relaxed(&dead->ring) == 0)
         return false;
     struct shmi_cache_slot *into = mine ? mine : dead;
-    /* What the update in flight may retire: a block, an item, the one it
-     * made, or a cleared block's entries (cache_index.c). */
-    unsigned needed = c->max_entries + 3;
+    /* What the update in flight may retire (cache_index.c). */
+    unsigned needed = shmi_cache_pending_retires(c, dead);
     if (!shmi_cache_ring_has_room(c, into, needed)) {
+        if (making_room)
+            return false;
+        making_room = true;
         shmi_cache_reclaim(c, into);
+        making_room = false;
         if (!shmi_cache_ring_has_room(c, into, needed))
             return false; /* later: readers hold the ring full */
     }
