@@ -23,10 +23,12 @@
  *      B -> B' (the linearization point of the operation);
  *   4. failure: retire B' (no one else ever saw it), clear the record,
  *      start again from reading the bucket;
- *   5. success: state (n, PENDING) -> (n, INSTALLED), retire B and R,
- *      then set the state IDLE. No reclaim runs between 5's retires and
- *      the IDLE store, so whatever the record names is either not yet
- *      retired or still in W's ring.
+ *   5. success: retire B and R, then set the state IDLE. No reclaim
+ *      runs between 5's retires and the IDLE store, so whatever the
+ *      record names is either not yet retired or still in W's ring. The
+ *      state is not marked installed here: until B' is replaced the
+ *      bucket word says the CAS happened, and whoever replaces B' marks
+ *      it first (3), so a recoverer learns it either way.
  * A clear (eviction when the arena has no chunk for a block) is the same
  * update with B' an empty marker and R recorded as REMOVED_OWN: every
  * entry of B that the bucket owns at B's level leaves, all retired in 5
@@ -523,9 +525,9 @@ static int publish(shm_cache *c, struct shmi_cache_slot *slot, uint64_t bucket,
         return EAGAIN;
     }
     SHMI_CACHE_TEST_POINT(SHMI_CACHE_AT_PUBLISHED);
-    uint64_t pending = number << 2 | STATE_PENDING;
-    shmi_atomic_cas_seq_cst(&slot->pending_state, &pending,
-                            number << 2 | STATE_INSTALLED);
+    /* The state stays PENDING until the IDLE store: a recoverer learns
+     * that the CAS happened from the bucket word (B') or, once B' is
+     * replaced, from the mark its replacer made first (see Crashes). */
     if (removed == REMOVED_OWN) {
         /* The items first, read from B, which goes last. */
         retire_own(c, slot, NULL, bucket, old_block);
