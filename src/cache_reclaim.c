@@ -376,7 +376,8 @@ static size_t hazards_read(shm_cache *c, struct shmi_cache_slot *mine,
         if (h1)
             out[n++] = h1;
     }
-    qsort(out, n, sizeof *out, compare_offsets);
+    if (n > 1)
+        qsort(out, n, sizeof *out, compare_offsets);
     return n;
 }
 
