@@ -109,6 +109,8 @@ for task in get set; do
         add "$task/$s/$n" "${cb[*]} -n $n $s $task"
     done
 done
+add "view/shm/0" "${cb[*]} -n 0 shm view"
+add "view/shm/$ops" "${cb[*]} -n $ops shm view"
 for s in shm boost; do
     for p in 1 2; do
         add "mixed/$s-p$p/0" "${cb[*]} -p $p -n 0 $s mixed"
@@ -187,6 +189,11 @@ section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" \
         printf "%.1fx LMDB'"'"'s throughput (>= 2x), %.0fx memcached'"'"'s (>= 40x); ", per_op("get", "lmdb") / gs, per_op("get", "memcached") / gs
         printf "set %.2fx the private table'"'"'s time (<= 1.3x), %.1fx LMDB'"'"'s throughput (>= 6x).\n", ws / wp, per_op("set", "lmdb") / ws
         print ""
+        gv = per_op("view", "shm")
+        if (gv > 0) {
+            printf "A zero-copy get (`shm_cache_view`, the value checked where it lies, then `shm_cache_view_end`): %.0f ns, %.2fx the private table'"'"'s copying get.\n", gv, gv / gp
+            print ""
+        }
         print "| 90% get, 10% set | 1 process: Mops/s | 2 processes: Mops/s (aggregate) | 2 vs 1 |"
         print "|---|---|---|---|"
         split("shm boost", mix, " ")

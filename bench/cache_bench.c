@@ -9,6 +9,8 @@
  *     STORE  shm | private | lmdb | memcached | boost
  *     TASK   fill    make the store anew and set every key once
  *            get     OPS gets of random keys (hits), each value checked
+ *            view    (shm only) the same gets through shm_cache_view, each
+ *                    value checked where it lies, no copy
  *            set     OPS replacements of random keys by new values
  *            mixed   OPS operations per process, 90% get and 10% set
  *            items   set keys 0..KEYS-1 once (no reading in between), then
@@ -455,6 +457,9 @@ static uint64_t fill(struct store *s, bool may_fail)
     return failed;
 }
 
+/* Gets through shm_cache_view: the value checked where it lies. */
+static bool zero_copy;
+
 /* ops operations, set_per_mille of them sets. */
 static void run(struct store *s, uint64_t ops, unsigned set_per_mille,
                 uint64_t seed)
@@ -473,6 +478,13 @@ static void run(struct store *s, uint64_t ops, unsigned set_per_mille,
             err = store_set(s, key, klen, value, vlen);
             if (err != 0)
                 die("set", err);
+        } else if (zero_copy) {
+            struct shm_cache_view v;
+            err = shm_cache_view(s->shm, key, klen, &v);
+            if (err != 0)
+                die("view (the store must hold every key)", err);
+            check_value(i, v.value, v.value_len);
+            shm_cache_view_end(s->shm, &v);
         } else {
             err = store_get(s, key, klen, value, &vlen);
             if (err != 0)
@@ -505,7 +517,7 @@ static void usage(void)
     fprintf(stderr, "usage: cache_bench [-n OPS] [-k KEYS] [-p PROCS] [-c MIB] "
                     "[-d DIR] [-s SOCKET] [-S SEED]\n"
                     "       shm|private|lmdb|memcached|boost "
-                    "fill|get|set|mixed|items\n");
+                    "fill|get|set|mixed|items|view (shm only)\n");
     exit(2);
 }
 
@@ -571,7 +583,10 @@ int main(int argc, char **argv)
         return 0;
     }
     unsigned set_per_mille;
-    if (strcmp(task, "get") == 0)
+    zero_copy = strcmp(task, "view") == 0;
+    if (zero_copy && s.kind != SHM)
+        usage(); /* a zero-copy read is shm_cache's alone */
+    if (strcmp(task, "get") == 0 || zero_copy)
         set_per_mille = 0;
     else if (strcmp(task, "set") == 0)
         set_per_mille = 1000;
