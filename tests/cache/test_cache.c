@@ -55,6 +55,15 @@ static shm_cache *open_cache(const char *name, size_t capacity)
     return c;
 }
 
+/* A second, read-only handle on the scratch file `name`, left as it is. */
+static shm_cache *open_read_only(const char *name)
+{
+    struct shm_cache_options ro = {.flags = SHM_ARENA_READ_ONLY};
+    shm_cache *c = shm_cache_open(scratch_keep(name), &ro);
+    assert_non_null(c);
+    return c;
+}
+
 /* Arena bytes in use, which for a file holding only the cache must be
  * what the cache says it holds. */
 static size_t arena_in_use(shm_cache *c)
@@ -479,12 +488,7 @@ static void test_read_only(void **state)
         skip();
     shm_cache *c = open_cache("ro.shm", 1 << 20);
     assert_int_equal(shm_cache_set(c, "k", 1, "v", 1, 0), 0);
-    char path[512];
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(path, sizeof path, "%s/ro.shm", dir && *dir ? dir : ".");
-    struct shm_cache_options ro = {.flags = SHM_ARENA_READ_ONLY};
-    shm_cache *r = shm_cache_open(path, &ro);
-    assert_non_null(r);
+    shm_cache *r = open_read_only("ro.shm");
     char buf[4];
     size_t len;
     assert_int_equal(shm_cache_get(r, "k", 1, buf, sizeof buf, &len), 0);
@@ -577,12 +581,7 @@ static void test_zero_copy_view(void **state)
     nanosleep(&pause, NULL);
     assert_int_equal(shm_cache_view(c, "short", 5, &v), ENOENT); /* expired */
 
-    char path[512];
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(path, sizeof path, "%s/view.shm", dir && *dir ? dir : ".");
-    struct shm_cache_options ro = {.flags = SHM_ARENA_READ_ONLY};
-    shm_cache *reader = shm_cache_open(path, &ro);
-    assert_non_null(reader);
+    shm_cache *reader = open_read_only("view.shm");
     assert_int_equal(shm_cache_view(reader, "viewed", 6, &v), EROFS);
     assert_null(v.value);
     shm_cache_view_end(reader, &v);

@@ -91,19 +91,28 @@ static void stop_at(unsigned point)
     if (point == kill_point && --kill_countdown == 0)
         raise(SIGKILL);
 }
+
+/* A new cache in the scratch file `name` (its path in `path`) holding
+ * keys 0 .. FIRST_KEYS - 1, in an index sized for one item, so that it
+ * grows and its blocks hold several entries. */
+static shm_cache *cache_with_first_keys(const char *name)
+{
+    const char *dir = getenv("SHM_TEST_DIR");
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : ".", name);
+    unlink(path);
+    struct shm_cache_options opts = {.capacity = 8 << 20, .expected_items = 1};
+    shm_cache *c = shm_cache_open(path, &opts);
+    assert_non_null(c);
+    set_keys(c, 0, FIRST_KEYS);
+    return c;
+}
 #endif
 
 /* Kills a child at the `nth` time it reaches `point`. */
 static void killed_at(unsigned point, unsigned nth)
 {
 #if SHM_TEST_HOOKS
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(path, sizeof path, "%s/cache_kill.shm", dir && *dir ? dir : ".");
-    unlink(path);
-    struct shm_cache_options opts = {.capacity = 8 << 20, .expected_items = 1};
-    shm_cache *c = shm_cache_open(path, &opts);
-    assert_non_null(c);
-    set_keys(c, 0, FIRST_KEYS);
+    shm_cache *c = cache_with_first_keys("cache_kill.shm");
     done_sets = mmap(NULL, sizeof *done_sets, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(done_sets != MAP_FAILED);
@@ -209,14 +218,7 @@ static void killed_at(unsigned point, unsigned nth)
 static void killed_clearing(unsigned point)
 {
 #if SHM_TEST_HOOKS
-    const char *dir = getenv("SHM_TEST_DIR");
-    snprintf(path, sizeof path, "%s/cache_clear.shm", dir && *dir ? dir : ".");
-    unlink(path);
-    /* Fewer buckets than keys: blocks of several entries. */
-    struct shm_cache_options opts = {.capacity = 8 << 20, .expected_items = 1};
-    shm_cache *c = shm_cache_open(path, &opts);
-    assert_non_null(c);
-    set_keys(c, 0, FIRST_KEYS);
+    shm_cache *c = cache_with_first_keys("cache_clear.shm");
     volatile int *cleared = mmap(NULL, sizeof *cleared, PROT_READ | PROT_WRITE,
                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(cleared != MAP_FAILED);
