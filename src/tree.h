@@ -138,9 +138,15 @@ shmi_tree_pieces(const struct shmi_geometry *g, uint64_t x,
     unsigned slot_log2 = t->span_log2 - SHMI_WORD_BOTTOM_ROW;
     unsigned slot0 = (unsigned)(x >> slot_log2) & (SHMI_WORD_SLOTS - 1);
     unsigned piece = 1u << (SHMI_WORD_BOTTOM_ROW - row);
-    unsigned end = 2 * piece, at = piece;
+    /* The tails lie in the first piece's parent, which follows it only
+     * when it is the left half: a right half (the last slots of the word
+     * among them) has none, whatever the bits after it say (a set one is
+     * damage, which shmi_tree_check counts). */
+    unsigned end = slot0 & piece ? piece : 2 * piece, at = piece;
     while (at < end) {
         uint64_t y = x + ((uint64_t)at << slot_log2);
+        if (y >= g->capacity)
+            break; /* past the last continuation bit: pinned slots */
         uint64_t v = y >> SHM_MIN_ALLOC_POW2;
         if ((v >> 6) != (u >> 6))
             bits = shmi_tree_cont_word(g, y);
