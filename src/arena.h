@@ -69,6 +69,12 @@ shm_offt shmi_arena_malloc(shm_arena *arena, size_t size);
 shm_offt shmi_arena_malloc_as(shm_arena *arena, size_t size, const char *call);
 shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size);
 void shmi_arena_free(shm_arena *arena, shm_offt off);
+/* shmi_arena_free that first takes the chunk's bytes (its usable size)
+ * out of *counter, a word only the calling thread writes: the size is
+ * what the free finds anyway, so a caller that accounts for its memory
+ * (the cache) needs no usable-size lookup of its own. */
+void shmi_arena_free_counted(shm_arena *arena, shm_offt off,
+                             shmi_atomic_word *counter);
 shm_offt shmi_arena_realloc(shm_arena *arena, shm_offt off, size_t size);
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off);
 void shmi_arena_ptr_free(shm_arena *arena, void *ptr, const char *call);

@@ -173,9 +173,22 @@ shm_offt shmi_arena_calloc(shm_arena *arena, size_t count, size_t size)
     return off;
 }
 
+/* Takes the bytes of a chunk about to be freed out of a counter of the
+ * caller's (shmi_arena_free_counted): before the free, so that a process
+ * killed in between leaves the counter below the bytes in use. */
+static inline void uncount(shmi_atomic_word *counter, uint64_t bytes)
+{
+    /* relaxed: only the calling thread writes it. Unsigned: subtracting
+     * by adding. */
+    if (counter)
+        shmi_atomic_store_relaxed(counter,
+                                  shmi_atomic_load_relaxed(counter) - bytes);
+}
+
 /* Every free but the common one: the checks, a double free into a cache,
  * the cache's slow path, the tree. */
-static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
+static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off,
+                                                shmi_atomic_word *counter)
 {
     if (off == SHM_NULL || !writable(arena))
         return;
@@ -192,10 +205,13 @@ static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
             not_live("shm_free", off);
             return;
         }
+        uncount(counter, chunk.length);
         uint64_t code = shmi_tcache_code(c, chunk.length);
         if (shmi_tcache_try_push(&arena->geo, c, x, code) ||
             shmi_tcache_push_slow(&arena->geo, c, x, code))
             return;
+    } else {
+        uncount(counter, chunk.length);
     }
     if (shmi_tree_free_found(&arena->geo, x, &chunk) != 0)
         not_live("shm_free", off);
@@ -203,12 +219,14 @@ static __attribute__((noinline)) void free_slow(shm_arena *arena, shm_offt off)
 
 /* The common free, which only tail-calls: a chunk of the last tier whose
  * first word is no tag goes to a bin with room; everything else, and
- * every doubt, to free_slow. */
-void shmi_arena_free(shm_arena *arena, shm_offt off)
+ * every doubt, to free_slow. Inlined into both frees, the counter a
+ * constant NULL in shmi_arena_free. */
+static inline __attribute__((always_inline)) void
+free_core(shm_arena *arena, shm_offt off, shmi_atomic_word *counter)
 {
     if (SHMI_TCACHE_CLASSES == 0 || __builtin_expect(arena == NULL, 0) ||
         arena->read_only) {
-        free_slow(arena, off);
+        free_slow(arena, off, counter);
         return;
     }
     struct shmi_geometry *g = &arena->geo;
@@ -217,7 +235,7 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
                              (x & ((UINT64_C(1) << SHM_MIN_ALLOC_POW2) - 1)) !=
                                  0,
                          0)) {
-        free_slow(arena, off);
+        free_slow(arena, off, counter);
         return;
     }
     unsigned c;
@@ -227,7 +245,7 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     } else {
         struct shmi_tree_chunk chunk;
         if (__builtin_expect(!shmi_tree_find_fast(g, x, &chunk), 0)) {
-            free_slow(arena, off);
+            free_slow(arena, off, counter);
             return;
         }
         c = shmi_tree_chunk_class(g, &chunk);
@@ -236,9 +254,26 @@ void shmi_arena_free(shm_arena *arena, shm_offt off)
     /* relaxed: a tag is confirmed in free_slow. */
     if (__builtin_expect(c >= SHMI_TCACHE_CLASSES, 0) ||
         shmi_atomic_load_relaxed(shmi_tcache_chunk_word(g, x)) >> 32 ==
-            SHMI_TCACHE_TAG_MAGIC ||
-        !shmi_tcache_try_push(g, c, x, code))
-        free_slow(arena, off);
+            SHMI_TCACHE_TAG_MAGIC) {
+        free_slow(arena, off, counter);
+        return;
+    }
+    /* A live chunk of class c, not cached: its bytes leave the counter
+     * before it goes (free_slow then does not count it again). */
+    uncount(counter, shmi_tcache_code_length(c, code));
+    if (!shmi_tcache_try_push(g, c, x, code))
+        free_slow(arena, off, NULL);
+}
+
+void shmi_arena_free(shm_arena *arena, shm_offt off)
+{
+    free_core(arena, off, NULL);
+}
+
+void shmi_arena_free_counted(shm_arena *arena, shm_offt off,
+                             shmi_atomic_word *counter)
+{
+    free_core(arena, off, counter);
 }
 
 size_t shmi_arena_usable_size(shm_arena *arena, shm_offt off)

@@ -289,12 +289,11 @@ shm_offt shmi_cache_chunk_new(shm_cache *c, struct shmi_cache_slot *slot,
 void shmi_cache_chunk_free(shm_cache *c, struct shmi_cache_slot *slot,
                            uint64_t off)
 {
-    /* Taken out before the free (unsigned: adding the complement), so
-     * that a kill in between leaves the memory counted below the arena's
-     * bytes in use, never above (the kill test of cache_processes). */
-    shmi_cache_slot_count(&slot->memory,
-                          0 - (uint64_t)shmi_arena_usable_size(c->arena, off));
-    shmi_arena_free(c->arena, off);
+    /* Taken out of the slot's memory by the free itself, before the chunk
+     * goes, so that a kill in between leaves the memory counted below the
+     * arena's bytes in use, never above (the kill test of
+     * cache_processes); the free knows the size without a lookup. */
+    shmi_arena_free_counted(c->arena, off, &slot->memory);
 }
 
 /* ---- hazards --------------------------------------------------------- */
