@@ -142,7 +142,7 @@ shmi_tree_pieces(const struct shmi_geometry *g, uint64_t x,
      * when it is the left half: a right half (the last slots of the word
      * among them) has none, whatever the bits after it say (a set one is
      * damage, which shmi_tree_check counts). */
-    unsigned end = slot0 & piece ? piece : 2 * piece, at = piece;
+    unsigned end = (slot0 & piece) != 0 ? piece : 2 * piece, at = piece;
     while (at < end) {
         uint64_t y = x + ((uint64_t)at << slot_log2);
         if (y >= g->capacity)
