@@ -23,6 +23,7 @@
  *   -d DIR     where the files go [/dev/shm]
  *   -s SOCKET  memcached's unix socket [DIR/cache_bench.memcached]
  *   -S SEED    seed of the access sequence [1]
+ *   -V LEN     every value LEN bytes (16..1000) instead of log-uniform
  *
  * get, set and mixed open what fill left (the private table, which no
  * process can leave behind, is filled by every run); so a figure per
@@ -30,7 +31,8 @@
  * which is how run.sh uses hyperfine's medians.
  *
  * Key i is "k" and i's digits padded with '.' to 16..64 bytes (a length
- * fixed by i). A value is 16..1000 bytes, log-uniform:
+ * fixed by i). A value is 16..1000 bytes, log-uniform (-V LEN: every one
+ * LEN bytes, 16..1000):
  *   u32 key index | u32 length | bytes from a random pool | u64 checksum
  * and every get checks all three, so that a value of another key, a
  * truncated one or a mix of two sets is caught (the run exits 1).
@@ -112,15 +114,19 @@ static size_t make_key(uint64_t i, char *out)
     return len;
 }
 
-/* Log-uniform in VALUE_MIN..VALUE_MAX; the table is built once. */
+/* Log-uniform in VALUE_MIN..VALUE_MAX, or all value_fixed bytes (-V);
+ * the table is built once. */
 static uint16_t value_lengths[4096];
+static unsigned value_fixed;
 
 static void init_tables(void)
 {
     for (size_t i = 0; i < 4096; i++) {
         double f = ((double)i + 0.5) / 4096.0;
         value_lengths[i] =
-            (uint16_t)(VALUE_MIN * pow((double)VALUE_MAX / VALUE_MIN, f));
+            value_fixed
+                ? (uint16_t)value_fixed
+                : (uint16_t)(VALUE_MIN * pow((double)VALUE_MAX / VALUE_MIN, f));
     }
     struct rng r = {42};
     for (size_t i = 0; i < POOL_BYTES; i += 8) {
@@ -515,7 +521,7 @@ static uint64_t count_items(struct store *s)
 static void usage(void)
 {
     fprintf(stderr, "usage: cache_bench [-n OPS] [-k KEYS] [-p PROCS] [-c MIB] "
-                    "[-d DIR] [-s SOCKET] [-S SEED]\n"
+                    "[-d DIR] [-s SOCKET] [-S SEED] [-V LEN]\n"
                     "       shm|private|lmdb|memcached|boost "
                     "fill|get|set|mixed|items|view (shm only)\n");
     exit(2);
@@ -526,7 +532,7 @@ int main(int argc, char **argv)
     uint64_t ops = 1000000, seed = 1;
     unsigned procs = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "n:k:p:c:d:s:S:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:p:c:d:s:S:V:")) != -1) {
         switch (opt) {
         case 'n':
             ops = strtoull(optarg, NULL, 10);
@@ -548,6 +554,11 @@ int main(int argc, char **argv)
             break;
         case 'S':
             seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'V':
+            value_fixed = (unsigned)strtoul(optarg, NULL, 10);
+            if (value_fixed < VALUE_MIN || value_fixed > VALUE_MAX)
+                usage();
             break;
         default:
             usage();
