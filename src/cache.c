@@ -364,12 +364,14 @@ static uint64_t class_size(uint64_t size)
     return size <= 1 ? 1 : UINT64_C(1) << (64 - __builtin_clzll(size - 1));
 }
 
-/* Whether a chunk holding `bytes` bytes, once free, holds a request of
- * `room` bytes (of class wanted_class): without trimming, a chunk is its
- * whole class. */
-static bool frees_room(uint64_t bytes, uint64_t room, uint64_t wanted_class)
+/* Whether freeing a chunk of `bytes` bytes may make room for a request
+ * of class wanted_class: its node is of that class or larger. With
+ * trimming too, the class and not the length counts: a trimmed chunk's
+ * tail is free already, so freeing it frees its whole node unless a
+ * smaller chunk took part of that tail. */
+static bool frees_room(uint64_t bytes, uint64_t wanted_class)
 {
-    return SHM_TRIM ? bytes >= room : class_size(bytes) >= wanted_class;
+    return class_size(bytes) >= wanted_class;
 }
 
 /* Removes up to `want` entries, expired ones first, then ones not read
@@ -434,14 +436,13 @@ static unsigned evict(shm_cache *c, struct shmi_cache_slot *slot, unsigned want,
             } else if (victim == UINT64_MAX &&
                        frees_room(sizeof *item + shmi_cache_item_key_len(item) +
                                       item->value_len,
-                                  room, wanted_class)) {
+                                  wanted_class)) {
                 victim = i;
             }
         }
         unsigned cleared = 0;
         if (victim == UINT64_MAX && room && !changed && !read && b.count > 1 &&
-            frees_room(shmi_cache_block_bytes(c, head, 0), room,
-                       wanted_class) &&
+            frees_room(shmi_cache_block_bytes(c, head, 0), wanted_class) &&
             shmi_cache_clear(c, slot, bucket, head, &cleared) == 0) {
             removed += cleared;
             shmi_cache_slot_count(&slot->evictions, cleared);
