@@ -126,8 +126,12 @@ held_shm=$("${cb[@]}" -c 64 -k "$items" shm items)
 start_memcached 64
 held_mc=$("${cb[@]}" -k "$items" memcached items)
 stop_memcached
-# held and failed sets of each, and the keys inserted
-echo "$held_shm $held_mc $items" >"$out/cache-items.txt"
+# The same after three times as many keys: a full cache that has churned
+# long (memcached's slabs hold about as many; its socket makes it too slow
+# to fill three times over here).
+held_shm_long=$("${cb[@]}" -c 64 -k $((3 * items)) shm items)
+# held and failed sets of each, the keys inserted, then the long run's
+echo "$held_shm $held_mc $items $held_shm_long" >"$out/cache-items.txt"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started))
 
@@ -148,9 +152,11 @@ lmdb_version=$(dpkg-query -W -f '${Version}' liblmdb-dev 2>/dev/null || echo unk
 mc_version=$(memcached -V | sed 's/^memcached //')
 boost_version=$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' \
     /usr/include/boost/version.hpp)
-read -r held_shm failed_shm held_mc failed_mc items <"$out/cache-items.txt"
+read -r held_shm failed_shm held_mc failed_mc items held_long failed_long \
+    <"$out/cache-items.txt"
 section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" \
-    -v failed_shm="$failed_shm" -v failed_mc="$failed_mc" '
+    -v failed_shm="$failed_shm" -v failed_mc="$failed_mc" \
+    -v held_long="${held_long:-0}" -v failed_long="${failed_long:-0}" '
     /"command":/ { name = $0; sub(/.*"command": *"/, "", name); sub(/".*/, "", name) }
     /"median":/  { v = $2; gsub(/,/, "", v); med[name] = v }
     # per operation, in ns: (median with n ops - median with none) / n
@@ -208,6 +214,11 @@ section=$(awk -v held_shm="$held_shm" -v held_mc="$held_mc" -v items="$items" \
         printf "Items held in 64 MiB, of %d keys inserted once each: shm_cache %d (%.0f%%), memcached -m 64 %d (%.0f%%): %.2fx. ",
                items, held_shm, 100 * held_shm / items, held_mc, 100 * held_mc / items, (held_mc > 0 ? held_shm / held_mc : 0)
         printf "Sets refused with ENOMEM by the full store: shm_cache %d, memcached %d.\n", failed_shm, failed_mc
+        if (held_long > 0) {
+            print ""
+            printf "After %d keys, a cache that has churned long: shm_cache holds %d (%.2fx memcached'"'"'s figure above), %d sets refused.\n",
+                   3 * items, held_long, (held_mc > 0 ? held_long / held_mc : 0), failed_long
+        }
     }' "$out/cache-hyperfine.json")
 
 cat >"$out/cache.md" <<EOF
