@@ -1046,24 +1046,45 @@ static void command_line_errors(void **state)
     run_free(&r);
 }
 
-/* A child that attaches to path, then is killed (kill) or exits without
- * closing. */
-static void leave_child(const char *path, bool kill_it)
+/* Two children attached to path at once: one is then killed, the other
+ * exits without closing. Both are attached before either ends, so that
+ * neither's open recovers the other (an open recovers a window of the
+ * table, which may hold the slot of a process that ended before it). */
+static void leave_dead_and_exited(const char *path)
 {
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
     fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
-        if (shm_arena_open(path, &opts) == NULL)
-            _exit(2);
-        if (kill_it)
-            raise(SIGKILL);
-        exit(0);
+    pid_t pids[2];
+    for (int k = 0; k < 2; k++) {
+        pids[k] = fork();
+        assert_true(pids[k] >= 0);
+        if (pids[k] == 0) {
+            struct shm_arena_options opts = {.flags = SHM_ARENA_NO_CREATE};
+            char byte = shm_arena_open(path, &opts) ? 'y' : 'n';
+            if (write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1)
+                _exit(3);
+            if (k == 0)
+                raise(SIGKILL);
+            exit(0);
+        }
     }
+    for (int k = 0; k < 2; k++) {
+        char byte = 0;
+        assert_int_equal(read(ready[0], &byte, 1), 1);
+        assert_int_equal(byte, 'y');
+    }
+    assert_int_equal(write(go[1], "gg", 2), 2);
     int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(kill_it ? WIFSIGNALED(status) : WIFEXITED(status));
+    assert_int_equal(waitpid(pids[0], &status, 0), pids[0]);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(waitpid(pids[1], &status, 0), pids[1]);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
 }
 
 static void dead_and_exited_are_shown_and_recovered(void **state)
@@ -1072,8 +1093,7 @@ static void dead_and_exited_are_shown_and_recovered(void **state)
     char *path = path_of("recover.shm");
     shm_arena *a = create_arena(path, test_capacity());
     assert_int_equal(shm_arena_close(a), 0);
-    leave_child(path, true);
-    leave_child(path, false);
+    leave_dead_and_exited(path);
 
     const char *text[] = {path, NULL};
     struct run r = run_tool(text);
