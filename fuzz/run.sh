@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # Builds the libFuzzer targets with clang and runs each for a bounded time.
 #   fuzz/run.sh [SECONDS]      total time, split between the four targets
-# Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2).
+# Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 2),
+# SHM_FUZZ_SEED (the seed of every target's mutations, default 1).
 # Prints the executions of each target; exits non-zero on any finding.
 set -eu
 seconds=${1:-60}
@@ -38,9 +39,13 @@ max_len=$(wc -c <"$work/seeds-attach/valid-larger.shm")
 each=$((seconds / 4))
 [ "$each" -ge 1 ] || each=1
 status=0
+# Each target's mutations start from a fixed seed ($SHM_FUZZ_SEED, default
+# 1), so that what a run found can be found again; another seed explores
+# elsewhere.
+seed=${SHM_FUZZ_SEED:-1}
 run() { # name, max_len, corpus, seeds
     log=$work/$1.log
-    if "$build/fuzz/$1" -max_total_time="$each" -max_len="$2" \
+    if "$build/fuzz/$1" -seed="$seed" -max_total_time="$each" -max_len="$2" \
         -print_final_stats=1 -artifact_prefix="$work/crashes/$1-" \
         "$3" "$4" >"$log" 2>&1; then
         result=ok
