@@ -722,6 +722,28 @@ static void count_lookup(struct shmi_cache_slot *slot, bool hit)
     shmi_cache_slot_count(hit ? &slot->hits : &slot->misses, 1);
 }
 
+/* The live item of key, protected in slot (NULL: a read-only handle's
+ * unprotected read), or NULL when there is none or it expired. The
+ * lookup checked the item (shmi_cache_item_at) before it compared its
+ * key; protected, it stays as it was. */
+static struct shmi_cache_item *live_item(shm_cache *c,
+                                         struct shmi_cache_slot *slot,
+                                         const void *key, size_t key_len)
+{
+    uint64_t found =
+        shmi_cache_find(c, slot, shmi_cache_hash(key, key_len), key, key_len);
+    struct shmi_cache_item *item = found ? shmi_cache_at(c, found) : NULL;
+    return item && !shmi_cache_expired_now(item) ? item : NULL;
+}
+
+/* The eviction hint of a read. relaxed: written only when clear, so a hot
+ * entry's line is not written on every hit. */
+static void mark_used(struct shmi_cache_item *item)
+{
+    if (!atomic_load_explicit(&item->used, memory_order_relaxed))
+        atomic_store_explicit(&item->used, 1, memory_order_relaxed);
+}
+
 int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
                    size_t buf_size, size_t *value_len, uint64_t *version)
 {
@@ -734,13 +756,9 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
         c->read_only ? NULL : shmi_cache_slot_mine(c);
     if (!slot && !c->read_only)
         return fail(errno);
-    uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t found = shmi_cache_find(c, slot, hash, key, key_len);
-    /* The lookup checked the item (shmi_cache_item_at) before it compared
-     * its key; protected, it is as it was. */
-    struct shmi_cache_item *item = found ? shmi_cache_at(c, found) : NULL;
+    struct shmi_cache_item *item = live_item(c, slot, key, key_len);
     int err = 0;
-    if (!item || shmi_cache_expired_now(item)) {
+    if (!item) {
         err = ENOENT;
     } else {
         if (value_len)
@@ -753,11 +771,8 @@ int shm_cache_gets(shm_cache *c, const void *key, size_t key_len, void *buf,
             if (item->value_len)
                 memcpy(buf, shmi_cache_item_value(item), item->value_len);
         }
-        /* relaxed: a hint for eviction; written only when clear, so a
-         * hot entry's line is not written on every hit. */
-        if (!c->read_only &&
-            !atomic_load_explicit(&item->used, memory_order_relaxed))
-            atomic_store_explicit(&item->used, 1, memory_order_relaxed);
+        if (!c->read_only)
+            mark_used(item);
     }
     if (slot)
         shmi_cache_unprotect(slot);
@@ -787,22 +802,16 @@ int shm_cache_view(shm_cache *c, const void *key, size_t key_len,
     struct shmi_cache_slot *slot = shmi_cache_slot_mine(c);
     if (!slot)
         return fail(errno);
-    uint64_t hash = shmi_cache_hash(key, key_len);
-    uint64_t found = shmi_cache_find(c, slot, hash, key, key_len);
-    /* Checked by the lookup, as in gets. */
-    struct shmi_cache_item *item = found ? shmi_cache_at(c, found) : NULL;
-    bool hit = item && !shmi_cache_expired_now(item);
-    count_lookup(slot, hit);
-    if (!hit) {
+    struct shmi_cache_item *item = live_item(c, slot, key, key_len);
+    count_lookup(slot, item != NULL);
+    if (!item) {
         shmi_cache_unprotect(slot);
         return fail(ENOENT);
     }
     view->value = shmi_cache_item_value(item);
     view->value_len = item->value_len;
     view->version = shmi_cache_item_version(item);
-    /* relaxed: as in gets. */
-    if (!atomic_load_explicit(&item->used, memory_order_relaxed))
-        atomic_store_explicit(&item->used, 1, memory_order_relaxed);
+    mark_used(item);
     return 0;
 }
 
